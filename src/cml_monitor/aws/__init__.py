@@ -1,0 +1,6 @@
+"""AWS access: batched EC2 and CloudWatch calls behind `AwsEc2Client`."""
+
+from .client import AwsEc2Client, AwsError, InstanceStatus, Utilization
+from .requests import RequestCounter
+
+__all__ = ["AwsEc2Client", "AwsError", "InstanceStatus", "RequestCounter", "Utilization"]

@@ -1,0 +1,50 @@
+"""Counting AWS requests: the figure that proves batching works and that ops dashboards watch."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+# botocore event names look like "before-send.ec2.DescribeInstanceStatus"; service ids may
+# differ from the client name ("cloudwatch" is "cloudwatch"), so the event is the source.
+Listener = Callable[[str, str], None]
+
+
+class RequestCounter:
+    """Counts every HTTP attempt (retries included) by service and operation."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        """Also tell `listener(service, operation)` of each request (e.g. a Prometheus counter)."""
+        self._listeners.append(listener)
+
+    def on_before_send(self, event_name: str = "", **_kwargs: Any) -> None:
+        """botocore `before-send` handler. Must return None, or botocore skips the request."""
+        parts = event_name.split(".")
+        service = parts[1] if len(parts) > 1 else "unknown"
+        operation = parts[2] if len(parts) > 2 else "unknown"
+        self.record(service, operation)
+
+    def record(self, service: str, operation: str) -> None:
+        with self._lock:
+            self._counts[(service, operation)] += 1
+        for listener in self._listeners:
+            listener(service, operation)
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()

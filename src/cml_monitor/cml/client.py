@@ -1,0 +1,118 @@
+"""The CML controller API client: how many labs are running on a worker.
+
+One pooled `httpx.AsyncClient` serves every controller (connections are reused per host); the
+bearer token of each controller is cached and renewed once when the controller answers 401.
+Controllers often use self-signed certificates, so TLS verification is a setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+RUNNING_LAB_STATE = "STARTED"
+
+
+class CmlControllerError(RuntimeError):
+    """A controller did not answer, or answered something we cannot use."""
+
+
+class CmlControllerClient:
+    """Talks to many CML controllers through one connection pool."""
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        password: str,
+        verify_tls: bool = True,
+        timeout: float = 10.0,
+        max_connections: int = 200,
+        per_controller_concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._username = username
+        self._password = password
+        self._http = httpx.AsyncClient(
+            verify=verify_tls,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+        self._tokens: dict[str, str] = {}
+        self._auth_locks: dict[str, asyncio.Lock] = {}
+        self._per_controller = per_controller_concurrency
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    @staticmethod
+    def _base(cml_url: str) -> str:
+        return cml_url.rstrip("/")
+
+    async def _authenticate(self, base: str, stale: str | None) -> str:
+        lock = self._auth_locks.setdefault(base, asyncio.Lock())
+        async with lock:
+            token = self._tokens.get(base)
+            if token is not None and token != stale:
+                return token  # another task renewed it meanwhile
+            response = await self._http.post(
+                f"{base}/api/v0/authenticate",
+                json={"username": self._username, "password": self._password},
+            )
+            if response.status_code != 200:
+                raise CmlControllerError(f"authentication at {base} failed with HTTP {response.status_code}")
+            token = response.json()
+            if not isinstance(token, str) or not token:
+                raise CmlControllerError(f"authentication at {base} returned no token")
+            self._tokens[base] = token
+            return token
+
+    async def _get(self, base: str, path: str, **params: Any) -> Any:
+        token = self._tokens.get(base) or await self._authenticate(base, None)
+        response = await self._http.get(
+            f"{base}{path}", params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code == 401:
+            token = await self._authenticate(base, token)
+            response = await self._http.get(
+                f"{base}{path}", params=params, headers={"Authorization": f"Bearer {token}"}
+            )
+        if response.status_code != 200:
+            raise CmlControllerError(f"GET {base}{path} answered HTTP {response.status_code}")
+        return response.json()
+
+    async def get_active_labs_count(self, cml_url: str) -> int:
+        """Labs in state STARTED on the controller at `cml_url`."""
+        base = self._base(cml_url)
+        try:
+            lab_ids = await self._get(base, "/api/v0/labs", show_all="true")
+            if not isinstance(lab_ids, list):
+                raise CmlControllerError(f"{base} listed labs as {type(lab_ids).__name__}")
+            semaphore = asyncio.Semaphore(self._per_controller)
+
+            async def lab_state(lab_id: str) -> str | None:
+                async with semaphore:
+                    lab = await self._get(base, f"/api/v0/labs/{lab_id}")
+                return lab.get("state") if isinstance(lab, dict) else None
+
+            states = await asyncio.gather(*(lab_state(str(lab_id)) for lab_id in lab_ids))
+        except httpx.HTTPError as exc:
+            raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
+        except ValueError as exc:  # a body that is not JSON
+            raise CmlControllerError(f"controller {base} answered malformed JSON") from exc
+        return sum(1 for state in states if state == RUNNING_LAB_STATE)
+
+    async def get_system_stats(self, cml_url: str) -> dict[str, Any]:
+        """The controller's own view of its compute (for troubleshooting and the dashboard)."""
+        base = self._base(cml_url)
+        try:
+            stats = await self._get(base, "/api/v0/system_stats")
+        except httpx.HTTPError as exc:
+            raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
+        return stats if isinstance(stats, dict) else {}

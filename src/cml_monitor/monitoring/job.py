@@ -1,0 +1,127 @@
+"""`WorkerMetricsCollectionJob`: the per-worker APScheduler job, and how it gets its services.
+
+The job store persists only a reference to `run_worker_metrics_collection` and the worker id:
+never a client or a connection. When the job runs (also after a restart, when it comes back
+from Redis or the database), it builds a `WorkerMetricsCollectionJob` and re-injects the
+services through `configure()` from the dependencies the running scheduler registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cml_monitor.domain import WorkerStatus
+
+from .collector import FleetCollector
+
+if TYPE_CHECKING:
+    from .scheduler import WorkerMonitoringScheduler
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[dict[str, Any]], Any]
+
+
+@dataclass
+class JobDependencies:
+    """What a job needs at run time; registered by the scheduler when it starts."""
+
+    collector: FleetCollector
+    scheduler: WorkerMonitoringScheduler
+    observers: list[Observer]
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+_dependencies: JobDependencies | None = None
+
+
+def configure_job_dependencies(dependencies: JobDependencies | None) -> None:
+    global _dependencies
+    _dependencies = dependencies
+
+
+def current_job_dependencies() -> JobDependencies | None:
+    return _dependencies
+
+
+async def notify_observers(observers: Sequence[Observer], metrics_data: dict[str, Any]) -> None:
+    """Call each observer; one that fails is logged and never stops the others."""
+    for observer in observers:
+        try:
+            outcome = observer(metrics_data)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception(
+                "Observer %r failed on the metrics of %s", observer, metrics_data.get("worker_id")
+            )
+
+
+class WorkerMetricsCollectionJob:
+    """Collects one worker's metrics every interval (through the shared batch collector)."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self._collector: FleetCollector | None = None
+        self._scheduler: WorkerMonitoringScheduler | None = None
+        self._observers: list[Observer] = []
+
+    def configure(
+        self,
+        *,
+        collector: FleetCollector,
+        scheduler: WorkerMonitoringScheduler,
+        observers: Sequence[Observer] = (),
+    ) -> WorkerMetricsCollectionJob:
+        """Re-inject the services (the seed's `configure`): jobs keep ids, never clients."""
+        self._collector = collector
+        self._scheduler = scheduler
+        self._observers = list(observers)
+        return self
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    async def run_every(self) -> None:
+        if self._collector is None or self._scheduler is None:
+            raise RuntimeError("WorkerMetricsCollectionJob.configure() was not called")
+        result = await self._collector.collect(self.worker_id)
+        if not result.found:
+            logger.warning("Worker %s not found - stopping job", self.worker_id)
+            await self._scheduler.stop_monitoring_worker_async(self.worker_id)
+            return
+        if result.error is not None:
+            logger.error("❌ Failed to collect metrics for worker %s: %s", self.worker_id, result.error)
+            return
+        await notify_observers(self._observers, result.metrics_data)
+        if result.status is WorkerStatus.TERMINATED:
+            logger.info("Worker %s is terminated - stopping its monitoring", self.worker_id)
+            await self._scheduler.stop_monitoring_worker_async(self.worker_id)
+
+
+async def run_worker_metrics_collection(worker_id: str) -> None:
+    """The function the job store references; APScheduler calls it every interval."""
+    dependencies = current_job_dependencies()
+    if dependencies is None:
+        logger.error("Job for worker %s ran before monitoring was configured; skipped", worker_id)
+        return
+    task = asyncio.current_task()
+    if task is not None:
+        dependencies.running.add(task)
+    try:
+        job = WorkerMetricsCollectionJob(worker_id).configure(
+            collector=dependencies.collector,
+            scheduler=dependencies.scheduler,
+            observers=dependencies.observers,
+        )
+        await job.run_every()
+    except Exception:
+        logger.exception("❌ Failed to collect metrics for worker %s", worker_id)
+    finally:
+        if task is not None:
+            dependencies.running.discard(task)

@@ -1,0 +1,146 @@
+"""Every knob of CML Worker Monitor, read from the environment (and a `.env` file).
+
+Configuration lives here only: other modules receive plain values, never the environment, so
+tests and the simulator can build any component without touching `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+API_ROLES = ("admin", "viewer")
+_SECRET_NAMES = {"API_TOKENS", "CML_PASSWORD", "WORKER_NOTIFICATION_WEBHOOK_SECRET"}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot start with; the message names the variable."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
+class Settings(BaseSettings):
+    """The service's settings; environment names are the upper-case field names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Monitoring
+    worker_monitoring_enabled: bool = True
+    worker_metrics_poll_interval: int = Field(300, ge=1, le=86_400)
+    worker_cpu_threshold: float = Field(90.0, ge=0, le=100)
+    worker_memory_threshold: float = Field(90.0, ge=0, le=100)
+    worker_collection_batch_window: float = Field(0.05, ge=0, le=10)
+
+    # Notifications
+    worker_notification_webhooks: Annotated[list[str], NoDecode] = []
+    worker_notification_webhook_secret: SecretStr | None = None
+
+    # Storage and jobs
+    database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
+    background_job_store_url: str = ""
+
+    # HTTP service
+    cml_monitor_host: str = "127.0.0.1"
+    cml_monitor_port: int = Field(8080, ge=1, le=65_535)
+    api_tokens: Annotated[list[str], NoDecode] = []
+
+    # AWS (the standard SDK variables; credentials are read by botocore itself)
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_max_attempts: int = Field(5, ge=1, le=20)
+    aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+
+    # CML controllers
+    cml_username: str = "admin"
+    cml_password: SecretStr = SecretStr("")
+    cml_verify_tls: bool = True
+    cml_timeout: float = Field(10.0, gt=0, le=300)
+    cml_concurrency: int = Field(100, ge=1, le=10_000)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_file: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("worker_notification_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("worker_notification_webhooks")
+    @classmethod
+    def _check_webhooks(cls, value: list[str]) -> list[str]:
+        return [_check_http_url(url) for url in value]
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            role, sep, token = entry.partition(":")
+            if not sep or role not in API_ROLES or not token:
+                raise ValueError("each entry must be 'role:token' with role admin or viewer")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("background_job_store_url")
+    @classmethod
+    def _check_job_store_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss"):
+            raise ValueError("must be empty (jobs in the database) or a redis:// URL")
+        return value
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        return _check_http_url(value) if value else None
+
+    @property
+    def api_token_roles(self) -> dict[str, str]:
+        """Token → role, for the API's bearer authentication."""
+        return {token: role for role, _, token in (e.partition(":") for e in self.api_tokens)}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+            shown = "<hidden>" if name in _SECRET_NAMES else repr(error.get("input"))
+            problems.append(f"{name}: {error['msg']} (got {shown})")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Fleet simulator: CML controllers (and, with the simulator issue, AWS) on loopback."""

@@ -1,0 +1,13 @@
+"""Persistence: the database engine, migrations and the worker repository."""
+
+from .database import StorageError, create_engine, migrate
+from .repository import CMLWorkerRepository, DuplicateWorkerError, MetricSample
+
+__all__ = [
+    "CMLWorkerRepository",
+    "DuplicateWorkerError",
+    "MetricSample",
+    "StorageError",
+    "create_engine",
+    "migrate",
+]

@@ -1,0 +1,227 @@
+"""`CMLWorkerRepository`: the registry of workers and their metric history.
+
+One code path for SQLite and PostgreSQL. Reads of many workers and the writes of a whole
+collection cycle are set-based (a few statements in one transaction), because a cycle touches
+every worker of the fleet at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cml_monitor.domain import Worker, WorkerStatus
+
+from .database import StorageError
+from .tables import worker_metrics, workers
+
+# SQLite allows 32,766 bound parameters per statement; stay far below it.
+_IN_CHUNK = 900
+_WORKER_FIELDS = Worker.field_names()
+# What a collection cycle owns: it never writes back name, URL or thresholds, so an API edit
+# made while a cycle runs is not undone by it.
+_COLLECTED_FIELDS = (
+    "status",
+    "ec2_instance_state",
+    "ec2_system_status_check",
+    "ec2_instance_status_check",
+    "cpu_utilization",
+    "memory_utilization",
+    "active_labs_count",
+    "last_activity_at",
+    "last_collected_at",
+    "status_changed_at",
+    "updated_at",
+)
+
+
+class DuplicateWorkerError(StorageError):
+    """The EC2 instance is already registered as another worker."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One row of history: what one collection saw of one worker."""
+
+    worker_id: str
+    timestamp: datetime
+    status: str
+    cpu_utilization: float | None
+    memory_utilization: float | None
+    active_labs_count: int | None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "timestamp": self.timestamp,
+            "status": self.status,
+            "cpu_utilization": self.cpu_utilization,
+            "memory_utilization": self.memory_utilization,
+            "active_labs_count": self.active_labs_count,
+        }
+
+
+def _to_worker(row: Any) -> Worker:
+    data = {name: row._mapping[name] for name in _WORKER_FIELDS}
+    data["status"] = WorkerStatus(data["status"])
+    return Worker(**data)
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class CMLWorkerRepository:
+    """Workers and metric history, over an async SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def get_by_id_async(self, worker_id: str) -> Worker | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(workers).where(workers.c.id == worker_id))).first()
+        return _to_worker(row) if row else None
+
+    async def get_by_instance_id_async(self, aws_instance_id: str) -> Worker | None:
+        query = select(workers).where(workers.c.aws_instance_id == aws_instance_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _to_worker(row) if row else None
+
+    async def get_many_async(self, worker_ids: Sequence[str]) -> dict[str, Worker]:
+        found: dict[str, Worker] = {}
+        async with self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(worker_ids))):
+                result = await conn.execute(select(workers).where(workers.c.id.in_(chunk)))
+                for row in result:
+                    found[row.id] = _to_worker(row)
+        return found
+
+    async def list_async(
+        self,
+        *,
+        status: WorkerStatus | str | None = None,
+        aws_region: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Worker], int]:
+        """A page of workers (oldest first, then by id, so pages are stable) and the total."""
+        conditions = []
+        if status is not None:
+            conditions.append(workers.c.status == str(status))
+        if aws_region is not None:
+            conditions.append(workers.c.aws_region == aws_region)
+        page = (
+            select(workers)
+            .where(*conditions)
+            .order_by(workers.c.created_at, workers.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(workers).where(*conditions)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(page)).all()
+            total = (await conn.execute(count)).scalar_one()
+        return [_to_worker(row) for row in rows], int(total)
+
+    async def list_monitorable_ids_async(self) -> list[str]:
+        """Ids of every worker that is not terminated: the ones monitoring must cover."""
+        query = select(workers.c.id).where(workers.c.status != WorkerStatus.TERMINATED.value)
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def add_async(self, worker: Worker) -> Worker:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(workers).values(**worker.to_record()))
+        except IntegrityError as exc:
+            raise DuplicateWorkerError(f"instance {worker.aws_instance_id} is already registered") from exc
+        return worker
+
+    async def update_async(self, worker: Worker) -> None:
+        record = worker.to_record()
+        record.pop("id")
+        async with self._engine.begin() as conn:
+            await conn.execute(update(workers).where(workers.c.id == worker.id).values(**record))
+
+    async def remove_async(self, worker_id: str) -> bool:
+        """Delete the worker and its history in one transaction; False if it was not there."""
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(worker_metrics).where(worker_metrics.c.worker_id == worker_id))
+            result = await conn.execute(delete(workers).where(workers.c.id == worker_id))
+        return bool(result.rowcount)
+
+    async def save_collection_async(self, updated: Sequence[Worker], samples: Sequence[MetricSample]) -> None:
+        """Write a whole collection cycle (worker rows and history) in one transaction.
+
+        The UPDATE is an executemany keyed by id, so a worker deleted while the cycle ran is
+        simply not written back, and its history rows are skipped too.
+        """
+        if not updated and not samples:
+            return
+        statement = (
+            update(workers)
+            .where(workers.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in _COLLECTED_FIELDS})
+        )
+        params = []
+        for worker in updated:
+            record = {name: getattr(worker, name) for name in _COLLECTED_FIELDS}
+            record["_id"] = worker.id
+            params.append(record)
+        try:
+            async with self._engine.begin() as conn:
+                if params:
+                    await conn.execute(statement, params)
+                if samples:
+                    present = set()
+                    for chunk in _chunks([s.worker_id for s in samples]):
+                        query = select(workers.c.id).where(workers.c.id.in_(chunk))
+                        present.update((await conn.execute(query)).scalars())
+                    rows = [s.to_record() for s in samples if s.worker_id in present]
+                    if rows:
+                        await conn.execute(insert(worker_metrics), rows)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not save the collection cycle: {exc}") from exc
+
+    async def list_metrics_async(
+        self,
+        worker_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10_000,
+    ) -> list[MetricSample]:
+        """History of one worker, oldest first."""
+        conditions = [worker_metrics.c.worker_id == worker_id]
+        if since is not None:
+            conditions.append(worker_metrics.c.timestamp >= since)
+        if until is not None:
+            conditions.append(worker_metrics.c.timestamp <= until)
+        query = (
+            select(worker_metrics).where(*conditions).order_by(worker_metrics.c.timestamp.desc()).limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            MetricSample(
+                worker_id=row.worker_id,
+                timestamp=row.timestamp,
+                status=row.status,
+                cpu_utilization=row.cpu_utilization,
+                memory_utilization=row.memory_utilization,
+                active_labs_count=row.active_labs_count,
+            )
+            for row in reversed(rows)
+        ]

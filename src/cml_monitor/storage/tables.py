@@ -1,0 +1,84 @@
+"""The schema, as SQLAlchemy Core tables: the same definitions serve SQLite and PostgreSQL.
+
+Core rather than ORM because the hot path is bulk: a collection cycle writes thousands of rows
+in a few statements, and Core's executemany maps straight onto the drivers' batch calls.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (which keeps no zone) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("aws_region", String(32), nullable=False),
+    Column("aws_instance_id", String(19), nullable=False, unique=True),
+    Column("cml_url", String(2048), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("ec2_instance_state", String(16), nullable=True),
+    Column("ec2_system_status_check", String(24), nullable=True),
+    Column("ec2_instance_status_check", String(24), nullable=True),
+    Column("cpu_utilization", Float, nullable=True),
+    Column("memory_utilization", Float, nullable=True),
+    Column("active_labs_count", Integer, nullable=False, default=0),
+    Column("last_activity_at", UTCDateTime, nullable=True),
+    Column("last_collected_at", UTCDateTime, nullable=True),
+    Column("status_changed_at", UTCDateTime, nullable=True),
+    Column("cpu_threshold", Float, nullable=True),
+    Column("memory_threshold", Float, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_workers_status", "status"),
+    Index("ix_workers_aws_region", "aws_region"),
+)
+
+worker_metrics = Table(
+    "worker_metrics",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("worker_id", String(36), nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("cpu_utilization", Float, nullable=True),
+    Column("memory_utilization", Float, nullable=True),
+    Column("active_labs_count", Integer, nullable=True),
+    Index("ix_worker_metrics_worker_ts", "worker_id", "timestamp"),
+)

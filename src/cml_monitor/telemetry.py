@@ -1,0 +1,48 @@
+"""Logging and tracing set-up: stdout (and `LOG_FILE`), and OpenTelemetry with OTLP export.
+
+OTLP export is switched on by the standard `OTEL_EXPORTER_OTLP_ENDPOINT` variable, which the
+exporter reads itself; without it spans are created (cheaply) and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from cml_monitor import __version__
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
+    # Third-party chatter that drowns our own lines at INFO.
+    for noisy in ("apscheduler.executors", "apscheduler.scheduler", "botocore", "aiobotocore", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def configure_tracing(service_name: str = "cml-monitor") -> TracerProvider | None:
+    """Install a tracer provider exporting over OTLP/HTTP when an endpoint is configured."""
+    if not (
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name, "service.version": __version__})
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider

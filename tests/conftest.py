@@ -1,0 +1,130 @@
+"""Shared fixtures: a real moto server, the local Redis and PostgreSQL, loopback HTTP servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import boto3
+import httpx
+import pytest
+import redis
+from moto.server import ThreadedMotoServer
+from sqlalchemy import text
+
+from cml_monitor.aws import AwsEc2Client
+from cml_monitor.sim.cml_controllers import ControllerFleet
+from cml_monitor.sim.serving import ThreadedServer, free_port
+from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+    os.environ.pop(_name, None)
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REGION = "us-east-1"
+AMI = "ami-12c6146b"
+
+
+@dataclass
+class Moto:
+    url: str
+    server: ThreadedMotoServer
+    port: int
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+
+    def ec2(self, region: str = REGION):  # type: ignore[no-untyped-def]
+        return boto3.client("ec2", region_name=region, endpoint_url=self.url)
+
+    def cloudwatch(self, region: str = REGION):  # type: ignore[no-untyped-def]
+        return boto3.client("cloudwatch", region_name=region, endpoint_url=self.url)
+
+    def run_instances(self, count: int = 1, region: str = REGION) -> list[str]:
+        response = self.ec2(region).run_instances(ImageId=AMI, MinCount=count, MaxCount=count)
+        return [i["InstanceId"] for i in response["Instances"]]
+
+
+@pytest.fixture(scope="session")
+def moto_session() -> Iterator[Moto]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield Moto(f"http://127.0.0.1:{port}", server, port)
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_session: Moto) -> Moto:
+    moto_session.reset()
+    return moto_session
+
+
+@pytest.fixture
+async def aws(moto: Moto) -> AsyncIterator[AwsEc2Client]:
+    client = AwsEc2Client(endpoint_url=moto.url, max_attempts=2)
+    yield client
+    await client.close()
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        for table in ("worker_metrics", "workers", "alembic_version", "apscheduler_jobs"):
+            await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    await _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+
+
+async def _repository(url: str) -> CMLWorkerRepository:
+    engine = create_engine(url)
+    await migrate(engine)
+    return CMLWorkerRepository(engine)
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[CMLWorkerRepository]:
+    repo = await _repository(database_url)
+    yield repo
+    await repo.engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_repository(sqlite_url: str) -> AsyncIterator[CMLWorkerRepository]:
+    repo = await _repository(sqlite_url)
+    yield repo
+    await repo.engine.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def controllers() -> Iterator[tuple[ControllerFleet, str]]:
+    fleet = ControllerFleet()
+    server = ThreadedServer(fleet.app).start()
+    yield fleet, server.url
+    server.stop()

@@ -1,0 +1,370 @@
+"""The monitoring loop end to end: real APScheduler, real moto over HTTP, real Redis and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cml_monitor.aws import AwsEc2Client
+from cml_monitor.cml import CmlControllerClient
+from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.monitoring import (
+    WorkerMonitoringScheduler,
+    WorkerNotificationHandler,
+    build_job_store,
+    job_id_for,
+    run_worker_metrics_collection,
+)
+from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
+from cml_monitor.storage import CMLWorkerRepository
+
+from .conftest import REGION, Moto
+from .test_aws_client import cpu, memory
+
+
+class RecordingHandler(WorkerNotificationHandler):
+    def __init__(self) -> None:
+        super().__init__(cpu_threshold=90.0, memory_threshold=90.0)
+        self.violations: list[tuple[str, str, str, float, float]] = []
+
+    def _handle_threshold_violation(self, *args: Any) -> None:
+        super()._handle_threshold_violation(*args)
+        self.violations.append(args)
+
+
+class Events:
+    """An observer that keeps every metrics event and lets a test wait for some."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def __call__(self, data: dict[str, Any]) -> None:
+        self.items.append(data)
+
+    def of(self, worker_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.items if e["worker_id"] == worker_id]
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if isinstance(outcome, Awaitable):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+async def register(repo: CMLWorkerRepository, instance_id: str, cml_url: str | None = None) -> Worker:
+    worker = Worker.register(
+        name=f"cml-{instance_id[-4:]}",
+        aws_region=REGION,
+        aws_instance_id=instance_id,
+        now=datetime.now(UTC),
+        cml_url=cml_url,
+    )
+    return await repo.add_async(worker)
+
+
+@pytest.fixture
+async def make_scheduler(
+    sqlite_repository: CMLWorkerRepository, aws: AwsEc2Client
+) -> AsyncIterator[Callable[..., WorkerMonitoringScheduler]]:
+    made: list[WorkerMonitoringScheduler] = []
+
+    def factory(**kwargs: Any) -> WorkerMonitoringScheduler:
+        kwargs.setdefault("notification_handler", RecordingHandler())
+        kwargs.setdefault("aws_client", aws)
+        scheduler = WorkerMonitoringScheduler(sqlite_repository, **kwargs)
+        made.append(scheduler)
+        return scheduler
+
+    yield factory
+    for scheduler in made:
+        await scheduler.stop_async()
+
+
+async def test_one_collection_gives_the_exact_values(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    (instance,) = moto.run_instances(1)
+    cpu(moto, instance, 42.0)
+    memory(moto, instance, 61.5)
+    worker = await register(sqlite_repository, instance)
+    events = Events()
+    scheduler = make_scheduler(observers=[events])
+    await scheduler.start_async()
+    await eventually(lambda: events.of(worker.id))
+
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.status is WorkerStatus.RUNNING
+    assert (stored.cpu_utilization, stored.memory_utilization) == (42.0, 61.5)
+    assert (stored.ec2_system_status_check, stored.ec2_instance_status_check) == ("ok", "ok")
+    assert stored.last_collected_at is not None
+    history = await sqlite_repository.list_metrics_async(worker.id)
+    assert [(h.cpu_utilization, h.memory_utilization) for h in history] == [(42.0, 61.5)]
+    event = events.of(worker.id)[0]
+    assert event["status"] == "running"
+    assert event["previous_status"] == "unknown"
+    assert event["metrics"] == {"cpu_utilization": 42.0, "memory_utilization": 61.5}
+    assert event["ec2"] == {"instance_state": "running", "system_status": "ok", "instance_status": "ok"}
+    assert event["timestamp"].endswith("Z")
+
+
+async def test_zero_cpu_stays_zero_and_missing_memory_is_null(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    (instance,) = moto.run_instances(1)
+    cpu(moto, instance, 0.0)
+    worker = await register(sqlite_repository, instance)
+    events = Events()
+    await make_scheduler(observers=[events]).start_async()
+    await eventually(lambda: events.of(worker.id))
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.cpu_utilization == 0.0
+    assert stored.memory_utilization is None
+    assert events.of(worker.id)[0]["metrics"] == {"cpu_utilization": 0.0, "memory_utilization": None}
+
+
+async def test_stop_then_terminate_moves_status_and_ends_monitoring(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    (instance,) = moto.run_instances(1)
+    worker = await register(sqlite_repository, instance)
+    events = Events()
+    scheduler = make_scheduler(observers=[events])
+    await scheduler.start_async()
+    await eventually(lambda: events.of(worker.id))
+
+    moto.ec2().stop_instances(InstanceIds=[instance])
+    await run_worker_metrics_collection(worker.id)
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.status is WorkerStatus.STOPPED
+    assert stored.cpu_utilization is None
+    assert events.of(worker.id)[-1]["previous_status"] == "running"
+    assert scheduler.next_run_at(worker.id) is not None
+
+    moto.ec2().terminate_instances(InstanceIds=[instance])
+    await run_worker_metrics_collection(worker.id)
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.status is WorkerStatus.TERMINATED
+    assert scheduler.next_run_at(worker.id) is None
+    assert worker.id not in scheduler.active_worker_ids
+
+
+async def test_a_deleted_workers_job_removes_itself(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    make_scheduler: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (instance,) = moto.run_instances(1)
+    worker = await register(sqlite_repository, instance)
+    scheduler = make_scheduler()
+    await scheduler.start_async()
+    assert scheduler.next_run_at(worker.id) is not None
+    await sqlite_repository.remove_async(worker.id)
+    with caplog.at_level(logging.WARNING):
+        await run_worker_metrics_collection(worker.id)
+    assert scheduler.next_run_at(worker.id) is None
+    assert f"Worker {worker.id} not found - stopping job" in caplog.text
+
+
+async def test_cpu_95_calls_the_violation_once(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    (instance,) = moto.run_instances(1)
+    cpu(moto, instance, 95.0)
+    memory(moto, instance, 40.0)
+    worker = await register(sqlite_repository, instance)
+    handler = RecordingHandler()
+    events = Events()
+    await make_scheduler(notification_handler=handler, observers=[events]).start_async()
+    await eventually(lambda: events.of(worker.id))
+    assert handler.violations == [(worker.id, worker.name, "cpu", 95.0, 90.0)]
+
+
+async def test_active_labs_come_from_the_controller_and_survive_its_outage(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    make_scheduler: Callable[..., Any],
+    controllers: tuple[ControllerFleet, str],
+) -> None:
+    fleet, base = controllers
+    controller = fleet.add("w1", running_labs=3, stopped_labs=1)
+    (instance,) = moto.run_instances(1)
+    worker = await register(sqlite_repository, instance, cml_url=fleet.url_for(base, "w1"))
+    cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=2)
+    events = Events()
+    try:
+        await make_scheduler(cml_client=cml, observers=[events]).start_async()
+        await eventually(lambda: events.of(worker.id))
+        assert (await sqlite_repository.get_by_id_async(worker.id)).active_labs_count == 3
+        controller.unreachable = True
+        await run_worker_metrics_collection(worker.id)
+        assert len(events.of(worker.id)) == 2
+        stored = await sqlite_repository.get_by_id_async(worker.id)
+        assert stored.active_labs_count == 3
+        assert events.of(worker.id)[-1]["active_labs_count"] == 3
+    finally:
+        await cml.close()
+
+
+async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    make_scheduler: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from cml_monitor.sim.serving import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    (instance,) = moto.run_instances(1)  # moto keeps one in-process state for both servers
+    cpu(moto, instance, 33.0)
+    worker = await register(sqlite_repository, instance)
+    client = AwsEc2Client(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    events = Events()
+    scheduler = make_scheduler(aws_client=client, observers=[events], poll_interval=1)
+    try:
+        server.stop()
+        with caplog.at_level(logging.ERROR):
+            await scheduler.start_async()
+            await eventually(lambda: "❌ Failed to collect metrics for worker" in caplog.text)
+        assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
+        assert scheduler.next_run_at(worker.id) is not None  # still monitored
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        await eventually(lambda: events.of(worker.id))
+        assert (await sqlite_repository.get_by_id_async(worker.id)).cpu_utilization == 33.0
+    finally:
+        server.stop()
+        await scheduler.stop_async()
+        await client.close()
+
+
+async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    sqlite_url: str,
+    redis_url: str,
+    make_scheduler: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    workers = [await register(sqlite_repository, i) for i in moto.run_instances(3)]
+    first_events = Events()
+    first = make_scheduler(
+        job_store=build_job_store(redis_url, sqlite_url), observers=[first_events], poll_interval=2
+    )
+    await first.start_async()
+    await eventually(lambda: all(first_events.of(w.id) for w in workers))
+    jobs_before = first.monitoring_jobs()
+    await first.stop_async()
+
+    events = Events()
+    second = make_scheduler(
+        job_store=build_job_store(redis_url, sqlite_url), observers=[events], poll_interval=2
+    )
+    with caplog.at_level(logging.INFO):
+        await second.start_async()
+    assert "3 resumed from the job store" in caplog.text
+    jobs_after = second.monitoring_jobs()
+    assert sorted(j["job_id"] for j in jobs_after) == sorted(job_id_for(w.id) for w in workers)
+    assert [j["next_run_at"] for j in sorted(jobs_after, key=lambda j: j["job_id"])] == [
+        j["next_run_at"] for j in sorted(jobs_before, key=lambda j: j["job_id"])
+    ]
+    await eventually(lambda: all(events.of(w.id) for w in workers))
+    assert len(second.monitoring_jobs()) == 3
+
+
+async def test_scheduler_start_drops_jobs_of_workers_gone_while_down(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    sqlite_url: str,
+    redis_url: str,
+    make_scheduler: Callable[..., Any],
+) -> None:
+    keep, gone = [await register(sqlite_repository, i) for i in moto.run_instances(2)]
+    first = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
+    await first.start_async()
+    await first.stop_async()
+    await sqlite_repository.remove_async(gone.id)
+    second = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
+    await second.start_async()
+    assert [j["worker_id"] for j in second.monitoring_jobs()] == [keep.id]
+
+
+async def test_jobs_use_fixed_ids_and_the_seed_options(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, sqlite_url: str, make_scheduler: Callable[..., Any]
+) -> None:
+    worker = await register(sqlite_repository, moto.run_instances(1)[0])
+    scheduler = make_scheduler(job_store=build_job_store("", sqlite_url))
+    await scheduler.start_monitoring_worker_async(worker.id)
+    await scheduler.start_monitoring_worker_async(worker.id)  # replace_existing, no duplicate
+    await scheduler.start_async()
+    job = scheduler._scheduler.get_job(job_id_for(worker.id))
+    assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
+    assert job.args == (worker.id,)
+    assert len(scheduler.monitoring_jobs()) == 1
+
+
+async def test_spans_carry_the_worker_attributes(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    (instance,) = moto.run_instances(1)
+    cpu(moto, instance, 12.5)
+    memory(moto, instance, 50.0)
+    worker = await register(sqlite_repository, instance)
+    events = Events()
+    await make_scheduler(tracer=provider.get_tracer("test"), observers=[events]).start_async()
+    await eventually(lambda: events.of(worker.id))
+    spans = [s for s in exporter.get_finished_spans() if s.name == "collect_worker_metrics"]
+    assert len(spans) == 1
+    attributes = dict(spans[0].attributes)
+    assert attributes["worker_id"] == worker.id
+    assert attributes["aws_instance_id"] == instance
+    assert attributes["cpu_utilization"] == 12.5
+    assert attributes["memory_utilization"] == 50.0
+
+
+async def test_250_workers_cost_four_aws_requests_per_cycle(
+    moto: Moto,
+    sqlite_repository: CMLWorkerRepository,
+    sqlite_url: str,
+    redis_url: str,
+    aws: AwsEc2Client,
+    make_scheduler: Callable[..., Any],
+) -> None:
+    n = 250
+    ids = moto.run_instances(n)
+    for instance in ids:
+        await register(sqlite_repository, instance)
+    events = Events()
+    scheduler = make_scheduler(
+        job_store=build_job_store(redis_url, sqlite_url), observers=[events], poll_interval=2
+    )
+    await scheduler.start_async()
+    await eventually(lambda: len(events.items) >= n, timeout=60)
+    aws.requests.reset()
+    await eventually(lambda: len(events.items) >= 2 * n, timeout=60)
+    counts = aws.requests.snapshot()
+    assert counts == {("ec2", "DescribeInstanceStatus"): 3, ("cloudwatch", "GetMetricData"): 1}
+    assert sum(counts.values()) <= -(-n // 100) + -(-2 * n // 500)

@@ -1,0 +1,58 @@
+import pytest
+
+from cml_monitor.settings import SettingsError, load_settings
+
+
+def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    settings = load_settings(_env_file=None)
+    assert settings.worker_monitoring_enabled is True
+    assert settings.worker_metrics_poll_interval == 300
+    assert settings.worker_cpu_threshold == 90.0
+    assert settings.worker_memory_threshold == 90.0
+    assert settings.database_url == "sqlite+aiosqlite:///./data/cml-monitor.db"
+    assert settings.background_job_store_url == ""
+    assert (settings.cml_monitor_host, settings.cml_monitor_port) == ("127.0.0.1", 8080)
+    assert settings.api_tokens == []
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_METRICS_POLL_INTERVAL", "15")
+    monkeypatch.setenv("WORKER_NOTIFICATION_WEBHOOKS", "http://a.example/x, https://b.example/y")
+    monkeypatch.setenv("API_TOKENS", "admin:s3cret,viewer:look")
+    monkeypatch.setenv("BACKGROUND_JOB_STORE_URL", "redis://127.0.0.1:6379/1")
+    settings = load_settings(_env_file=None)
+    assert settings.worker_metrics_poll_interval == 15
+    assert settings.worker_notification_webhooks == ["http://a.example/x", "https://b.example/y"]
+    assert settings.api_token_roles == {"s3cret": "admin", "look": "viewer"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORKER_METRICS_POLL_INTERVAL", "0"),
+        ("WORKER_METRICS_POLL_INTERVAL", "soon"),
+        ("WORKER_CPU_THRESHOLD", "150"),
+        ("WORKER_MEMORY_THRESHOLD", "-1"),
+        ("WORKER_NOTIFICATION_WEBHOOKS", "not a url"),
+        ("DATABASE_URL", "mysql://x"),
+        ("BACKGROUND_JOB_STORE_URL", "memcached://x"),
+        ("CML_MONITOR_PORT", "70000"),
+        ("API_TOKENS", "root:abc"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKENS", "root:topsecret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert "topsecret" not in str(caught.value)
