@@ -23,6 +23,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from cml_monitor.clock import Clock, utcnow
 
@@ -161,7 +162,7 @@ class AwsEc2Client:
             return await getattr(client, operation)(**params)
         except ClientError:
             raise
-        except (TimeoutError, BotoCoreError, OSError) as exc:
+        except (TimeoutError, BotoCoreError, ResponseParserError, OSError) as exc:
             raise AwsError(f"{service} {operation} in {region} failed: {exc}") from exc
 
     # -- EC2 -------------------------------------------------------------------------------
