@@ -128,3 +128,56 @@ def controllers() -> Iterator[tuple[ControllerFleet, str]]:
     server = ThreadedServer(fleet.app).start()
     yield fleet, server.url
     server.stop()
+
+
+def make_settings(database_url: str, moto_url: str, **overrides: object):  # type: ignore[no-untyped-def]
+    from cml_monitor.settings import load_settings
+
+    values: dict[str, object] = {
+        "_env_file": None,
+        "database_url": database_url,
+        "aws_endpoint_url": moto_url,
+        "aws_max_attempts": 2,
+        "worker_metrics_poll_interval": 300,
+        "cml_password": "cml-sim",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@dataclass
+class Api:
+    app: object
+    client: httpx.AsyncClient
+
+    @property
+    def services(self):  # type: ignore[no-untyped-def]
+        return self.app.state.services  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def api_factory(moto: Moto, sqlite_url: str):  # type: ignore[no-untyped-def]
+    """Build an app on SQLite + moto, run its lifespan, and talk to it through httpx."""
+    from contextlib import AsyncExitStack
+
+    from cml_monitor.api.app import create_app
+
+    stacks: list[AsyncExitStack] = []
+
+    async def factory(token: str | None = None, **overrides: object) -> Api:
+        overrides.setdefault("database_url", sqlite_url)
+        settings = make_settings(str(overrides.pop("database_url")), moto.url, **overrides)
+        app = create_app(settings)
+        stack = AsyncExitStack()
+        stacks.append(stack)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
+        )
+        await stack.enter_async_context(client)
+        return Api(app, client)
+
+    yield factory
+    for stack in reversed(stacks):
+        await stack.aclose()

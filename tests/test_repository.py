@@ -60,7 +60,7 @@ async def test_list_filters_and_pages(repository: CMLWorkerRepository) -> None:
 
 async def test_update_and_remove(repository: CMLWorkerRepository) -> None:
     worker = await repository.add_async(_worker(7))
-    worker.rename(name="renamed", cml_url=None, now=NOW)
+    worker.edit(name="renamed", cml_url=None, now=NOW)
     await repository.update_async(worker)
     assert (await repository.get_by_id_async(worker.id)).name == "renamed"
     assert await repository.remove_async(worker.id) is True
@@ -104,7 +104,7 @@ async def test_save_collection_writes_rows_and_history_in_one_go(repository: CML
 async def test_collection_does_not_undo_a_concurrent_rename(repository: CMLWorkerRepository) -> None:
     worker = await repository.add_async(_worker(1))
     edited = await repository.get_by_id_async(worker.id)
-    edited.rename(name="edited", cml_url="https://new.example", now=NOW)
+    edited.edit(name="edited", cml_url="https://new.example", now=NOW)
     await repository.update_async(edited)
     worker.update_telemetry(cpu_utilization=12.0, memory_utilization=None, active_labs_count=0, now=NOW)
     await repository.save_collection_async([worker], [])

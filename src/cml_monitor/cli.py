@@ -45,6 +45,20 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from cml_monitor.api.app import create_app
+    from cml_monitor.api.server import run_server
+    from cml_monitor.telemetry import configure_logging, configure_tracing
+
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_file)
+    configure_tracing()
+    app = create_app(settings)
+    host = args.host or settings.cml_monitor_host
+    port = args.port or settings.cml_monitor_port
+    return run_server(app, host, port, settings.log_level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cml-monitor",
@@ -53,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cml-monitor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the service: REST API, dashboard, metrics and the monitoring scheduler",
+        description="Run the service until SIGTERM or Ctrl-C (then stop gracefully, exit 0).",
+    )
+    serve.add_argument("--host", help="listen address (default CML_MONITOR_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default CML_MONITOR_PORT, 8080)")
+    serve.set_defaults(handler=_cmd_serve)
     check = commands.add_parser("check-config", help="validate the settings and exit")
     check.set_defaults(handler=_cmd_check_config)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema and exit")

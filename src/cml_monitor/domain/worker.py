@@ -122,10 +122,15 @@ class Worker:
             WorkerTelemetryUpdated(self.id, now, cpu_utilization, memory_utilization, self.active_labs_count)
         )
 
-    def rename(self, *, name: str | None, cml_url: str | None, now: datetime) -> None:
-        if name is not None:
-            self.name = name
-        self.cml_url = cml_url
+    EDITABLE = ("name", "cml_url", "cpu_threshold", "memory_threshold")
+
+    def edit(self, *, now: datetime, **changes: object) -> None:
+        """Change what an operator may change (name, controller URL, threshold overrides)."""
+        unknown = set(changes) - set(self.EDITABLE)
+        if unknown:
+            raise ValueError(f"cannot edit {sorted(unknown)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
         self.updated_at = now
 
     def pull_events(self) -> list[WorkerEvent]:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,8 +98,10 @@ class FleetCollector:
         tracer: trace.Tracer | None = None,
         batch_window: float = 0.05,
         cml_concurrency: int = 100,
+        cycle_observer: Callable[[float], None] | None = None,
     ) -> None:
         self._repository = repository
+        self._cycle_observer = cycle_observer
         self._aws = aws_client
         self._cml = cml_client
         self._clock = clock
@@ -122,6 +124,8 @@ class FleetCollector:
             span.set_attribute("workers", len(worker_ids))
             results = await self._collect(list(worker_ids), start_ns)
         self.last_cycle_seconds = time.perf_counter() - started
+        if self._cycle_observer is not None:
+            self._cycle_observer(self.last_cycle_seconds)
         logger.debug("Collected %d workers in %.3f s", len(worker_ids), self.last_cycle_seconds)
         return results
 

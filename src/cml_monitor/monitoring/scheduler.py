@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +75,7 @@ class WorkerMonitoringScheduler:
         batch_window: float = 0.05,
         cml_concurrency: int = 100,
         observers: Sequence[Observer] = (),
+        cycle_observer: Callable[[float], None] | None = None,
     ) -> None:
         if poll_interval < 1:
             raise ValueError("poll_interval must be at least 1 second")
@@ -89,6 +90,7 @@ class WorkerMonitoringScheduler:
             tracer=tracer,
             batch_window=batch_window,
             cml_concurrency=cml_concurrency,
+            cycle_observer=cycle_observer,
         )
         self._observers: list[Observer] = []
         if notification_handler is not None:
@@ -120,7 +122,8 @@ class WorkerMonitoringScheduler:
         logger.info("Starting worker monitoring (every %d s)", self.poll_interval)
         self._dependencies = JobDependencies(self.collector, self, self._observers)
         configure_job_dependencies(self._dependencies)
-        self._scheduler.start()
+        if not self._scheduler.running:
+            self._scheduler.start()
         self._started = True
         stored = {job.id for job in self._scheduler.get_jobs() if job.id.startswith(JOB_ID_PREFIX)}
         wanted = await self.worker_repository.list_monitorable_ids_async()

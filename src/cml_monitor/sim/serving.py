@@ -20,11 +20,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ThreadedServer:
     """uvicorn in a daemon thread; `start()` returns once the socket accepts connections."""
 
-    def __init__(self, app: Callable[..., Any], *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Callable[..., Any], *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan=lifespan)
         )
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,94 @@
+"""Prometheus metrics (DESIGN §7), kept in the app's own registry.
+
+A registry per app rather than the process-global one, so that two apps in one process (tests,
+the demo) never collide, and `/metrics` shows exactly this service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+WORKER_LABELS = ("worker_id", "worker_name")
+
+
+class PrometheusMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.cpu = Gauge(
+            "cml_monitor_worker_cpu_utilization",
+            "CPU utilisation of a worker, percent",
+            WORKER_LABELS,
+            registry=self.registry,
+        )
+        self.memory = Gauge(
+            "cml_monitor_worker_memory_utilization",
+            "Memory utilisation of a worker, percent",
+            WORKER_LABELS,
+            registry=self.registry,
+        )
+        self.up = Gauge(
+            "cml_monitor_worker_up",
+            "1 when the worker's instance is running",
+            WORKER_LABELS,
+            registry=self.registry,
+        )
+        self.aws_requests = Counter(
+            "cml_monitor_aws_requests_total",
+            "AWS HTTP requests, retries included",
+            ("service", "operation"),
+            registry=self.registry,
+        )
+        self.collection_seconds = Histogram(
+            "cml_monitor_collection_seconds",
+            "Wall time of one batched collection",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.alerts_firing = Gauge(
+            "cml_monitor_alerts_firing", "Alerts currently firing", registry=self.registry
+        )
+        self.notifications = Counter(
+            "cml_monitor_notifications_total",
+            "Notification deliveries",
+            ("channel", "result"),
+            registry=self.registry,
+        )
+        self._names: dict[str, str] = {}
+
+    def on_aws_request(self, service: str, operation: str) -> None:
+        self.aws_requests.labels(service, operation).inc()
+
+    def __call__(self, metrics_data: dict[str, Any]) -> None:
+        """Observer of the monitoring loop: refresh the worker's gauges."""
+        worker_id = metrics_data["worker_id"]
+        name = metrics_data.get("worker_name") or worker_id
+        old_name = self._names.get(worker_id)
+        if old_name is not None and old_name != name:
+            self.forget(worker_id)
+        self._names[worker_id] = name
+        metrics = metrics_data.get("metrics") or {}
+        for gauge, value in (
+            (self.cpu, metrics.get("cpu_utilization")),
+            (self.memory, metrics.get("memory_utilization")),
+        ):
+            if value is None:
+                try:
+                    gauge.remove(worker_id, name)
+                except KeyError:
+                    pass
+            else:
+                gauge.labels(worker_id, name).set(value)
+        self.up.labels(worker_id, name).set(1 if metrics_data.get("status") == "running" else 0)
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a removed worker's series."""
+        name = self._names.pop(worker_id, None)
+        if name is None:
+            return
+        for gauge in (self.cpu, self.memory, self.up):
+            try:
+                gauge.remove(worker_id, name)
+            except KeyError:
+                pass

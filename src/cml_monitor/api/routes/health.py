@@ -1,0 +1,34 @@
+"""`/health` (the process answers), `/ready` (database and job store answer), `/metrics`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..deps import get_services
+from ..services import Services
+
+router = APIRouter(tags=["health"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "a dependency does not answer"}})
+async def ready(services: ServicesDep) -> JSONResponse:
+    checks = await services.readiness()
+    healthy = all(value in ("ok", "disabled") for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if healthy else "not ready", "checks": checks}, status_code=200 if healthy else 503
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

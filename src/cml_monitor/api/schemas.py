@@ -1,0 +1,138 @@
+"""Request and response bodies of the REST API (DESIGN §5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from cml_monitor.domain import Worker, WorkerStatus
+
+from .validation import check_instance_id, check_name, check_region, check_url
+
+InstanceId = Annotated[str, AfterValidator(check_instance_id)]
+Region = Annotated[str, AfterValidator(check_region)]
+Name = Annotated[str, AfterValidator(check_name)]
+Url = Annotated[str, AfterValidator(check_url)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkerCreate(_Strict):
+    name: Name
+    aws_region: Region
+    aws_instance_id: InstanceId
+    cml_url: Url | None = None
+
+
+class WorkerUpdate(_Strict):
+    """Only the fields present are changed; `null` clears `cml_url` or a threshold override."""
+
+    name: Name | None = None
+    cml_url: Url | None = None
+    cpu_threshold: Percent | None = None
+    memory_threshold: Percent | None = None
+
+
+class ImportRequest(_Strict):
+    aws_region: Region
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
+        Field(min_length=1, max_length=50)
+    )
+
+
+class Monitoring(BaseModel):
+    active: bool
+    next_run_at: datetime | None
+
+
+class WorkerOut(BaseModel):
+    id: str
+    name: str
+    aws_region: str
+    aws_instance_id: str
+    cml_url: str | None
+    status: WorkerStatus
+    ec2_instance_state: str | None
+    ec2_system_status_check: str | None
+    ec2_instance_status_check: str | None
+    cpu_utilization: float | None
+    memory_utilization: float | None
+    active_labs_count: int
+    last_activity_at: datetime | None
+    last_collected_at: datetime | None
+    status_changed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    cpu_threshold: float | None
+    memory_threshold: float | None
+    monitoring: Monitoring
+
+    @classmethod
+    def from_worker(cls, worker: Worker, next_run_at: datetime | None) -> WorkerOut:
+        return cls(
+            **worker.to_record(),
+            monitoring=Monitoring(active=next_run_at is not None, next_run_at=next_run_at),
+        )
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
+    total: int
+
+
+class SkippedInstance(BaseModel):
+    aws_instance_id: str
+    reason: str
+
+
+class ImportResult(BaseModel):
+    imported: list[WorkerOut]
+    skipped: list[SkippedInstance]
+
+
+class MetricPoint(BaseModel):
+    timestamp: datetime
+    status: str
+    cpu_utilization: float | None
+    memory_utilization: float | None
+    active_labs_count: int | None
+
+
+class MetricList(BaseModel):
+    items: list[MetricPoint]
+
+
+class MonitoringJob(BaseModel):
+    worker_id: str
+    job_id: str
+    next_run_at: datetime | None
+
+
+class MonitoringJobList(BaseModel):
+    items: list[MonitoringJob]
+
+
+class Alert(BaseModel):
+    id: str
+    kind: str
+    state: Literal["firing", "resolved"]
+    worker_id: str
+    worker_name: str
+    value: float | None
+    threshold: float | None
+    started_at: datetime
+    resolved_at: datetime | None
+
+
+class AlertList(BaseModel):
+    items: list[Alert]
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    worker_id: str

@@ -1,0 +1,48 @@
+"""Run the app under uvicorn with a graceful stop on SIGTERM/SIGINT and exit code 0.
+
+uvicorn re-raises the signal it caught once it has shut down, so a supervised `serve` would
+end "killed by SIGTERM". We catch the signals ourselves: uvicorn stops accepting, the lifespan
+stops the scheduler (the collection in flight ends or is cancelled cleanly) and closes the
+clients and the database, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+
+class GracefulServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def build_server(app: Any, host: str, port: int, log_level: str = "info") -> GracefulServer:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        log_config=None,
+    )
+    return GracefulServer(config)
+
+
+def run_server(app: Any, host: str, port: int, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server could not start."""
+    server = build_server(app, host, port, log_level)
+    asyncio.run(server.serve())
+    return 0 if server.started else 1

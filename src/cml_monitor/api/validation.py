@@ -1,0 +1,63 @@
+"""What counts as a valid instance id, region, name and URL: shared by the API and the CLI."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import botocore.session
+
+INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+WORKER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_NAME = 128
+MAX_URL = 2048
+
+
+@lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """Every EC2 region botocore's endpoint data knows, in every partition."""
+    session = botocore.session.get_session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return frozenset(regions)
+
+
+def check_instance_id(value: str) -> str:
+    if not INSTANCE_ID.match(value):
+        raise ValueError("must look like an EC2 instance id: 'i-' and 8 or 17 hex digits")
+    return value
+
+
+def check_region(value: str) -> str:
+    if value not in known_regions():
+        raise ValueError("is not an AWS region name (e.g. us-east-1)")
+    return value
+
+
+def check_name(value: str) -> str:
+    if not 1 <= len(value) <= MAX_NAME:
+        raise ValueError(f"must be 1 to {MAX_NAME} characters")
+    if not value.isprintable() or not value.strip():
+        raise ValueError("must be printable characters, not only spaces")
+    return value
+
+
+def check_url(value: str) -> str:
+    if len(value) > MAX_URL:
+        raise ValueError(f"must be at most {MAX_URL} characters")
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+def looks_like_worker_id(value: str) -> bool:
+    return bool(WORKER_ID.match(value))

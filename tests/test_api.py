@@ -1,0 +1,272 @@
+"""The REST API through httpx against the app (lifespan running, SQLite, moto over HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cml_monitor.api.events import EventHub
+
+from .conftest import REGION, Moto
+from .test_aws_client import cpu, memory
+from .test_monitoring import eventually
+
+VALID = {"name": "lab-1", "aws_region": REGION, "aws_instance_id": "i-0123456789abcdef0"}
+
+
+def field_of(response) -> list[str]:  # type: ignore[no-untyped-def]
+    detail = response.json()["detail"]
+    return [str(item["loc"][-1]) for item in detail]
+
+
+async def test_register_read_list_and_delete(api_factory, moto: Moto) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    created = await api.client.post("/api/workers", json={**VALID, "cml_url": "https://cml.example:8443"})
+    assert created.status_code == 201
+    worker = created.json()
+    assert created.headers["location"] == f"/api/workers/{worker['id']}"
+    assert worker["status"] == "unknown"
+    assert worker["monitoring"]["active"] is True
+    assert worker["cml_url"] == "https://cml.example:8443"
+    for key in ("ec2_instance_state", "cpu_utilization", "memory_utilization", "last_collected_at"):
+        assert key in worker
+
+    got = await api.client.get(f"/api/workers/{worker['id']}")
+    assert got.status_code == 200 and got.json()["id"] == worker["id"]
+    listed = (await api.client.get("/api/workers")).json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == worker["id"]
+    jobs = (await api.client.get("/api/monitoring/jobs")).json()["items"]
+    assert [j["worker_id"] for j in jobs] == [worker["id"]]
+
+    assert (await api.client.delete(f"/api/workers/{worker['id']}")).status_code == 204
+    assert (await api.client.get(f"/api/workers/{worker['id']}")).status_code == 404
+    assert (await api.client.delete(f"/api/workers/{worker['id']}")).status_code == 404
+    assert (await api.client.get("/api/monitoring/jobs")).json()["items"] == []
+
+
+async def test_list_filters_and_paging(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    for n in range(3):
+        region = "eu-west-1" if n == 0 else REGION
+        body = {"name": f"w{n}", "aws_region": region, "aws_instance_id": f"i-{n:08x}"}
+        assert (await api.client.post("/api/workers", json=body)).status_code == 201
+    assert (await api.client.get("/api/workers", params={"aws_region": "eu-west-1"})).json()["total"] == 1
+    assert (await api.client.get("/api/workers", params={"status": "running"})).json()["total"] == 0
+    page = (await api.client.get("/api/workers", params={"limit": 1, "offset": 1})).json()
+    assert page["total"] == 3 and [w["name"] for w in page["items"]] == ["w1"]
+    for params, field in (
+        ({"limit": 0}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"status": "asleep"}, "status"),
+    ):
+        response = await api.client.get("/api/workers", params=params)
+        assert response.status_code == 422
+        assert field_of(response) == [field]
+
+
+async def test_duplicate_instance_is_409_and_changes_nothing(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    first = (await api.client.post("/api/workers", json=VALID)).json()
+    again = await api.client.post("/api/workers", json={**VALID, "name": "other"})
+    assert again.status_code == 409
+    assert "aws_instance_id" in again.json()["detail"]
+    listed = (await api.client.get("/api/workers")).json()
+    assert listed["total"] == 1 and listed["items"][0]["name"] == first["name"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"aws_instance_id": "i-123"}, "aws_instance_id"),
+        ({"aws_instance_id": "i-0123456789ABCDEF0"}, "aws_instance_id"),
+        ({"aws_instance_id": "vol-01234567"}, "aws_instance_id"),
+        ({"aws_region": "mars-north-1"}, "aws_region"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 129}, "name"),
+        ({"name": "bad\x00name"}, "name"),
+        ({"cml_url": "ftp://cml.example"}, "cml_url"),
+        ({"cml_url": "not a url"}, "cml_url"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+async def test_invalid_registration_is_422_naming_the_field(api_factory, change, field) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    response = await api.client.post("/api/workers", json={**VALID, **change})
+    assert response.status_code == 422
+    assert field in field_of(response)
+    assert response.json()["detail"][0]["msg"]
+    assert (await api.client.get("/api/workers")).json()["total"] == 0
+
+
+async def test_missing_field_and_bad_json(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    response = await api.client.post("/api/workers", json={"name": "x", "aws_region": REGION})
+    assert response.status_code == 422 and field_of(response) == ["aws_instance_id"]
+    broken = await api.client.post("/api/workers", content=b"{", headers={"content-type": "application/json"})
+    assert broken.status_code == 422
+
+
+async def test_bodies_over_64_kib_are_413(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    big = {**VALID, "name": "x" * (65 * 1024)}
+    assert (await api.client.post("/api/workers", json=big)).status_code == 413
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(70):
+            yield b"x" * 1024
+
+    streamed = await api.client.post(
+        "/api/workers", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert (await api.client.get("/api/workers")).json()["total"] == 0
+
+
+async def test_patch_edits_and_clears(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    worker = (await api.client.post("/api/workers", json={**VALID, "cml_url": "https://a.example"})).json()
+    url = f"/api/workers/{worker['id']}"
+    patched = await api.client.patch(url, json={"name": "renamed", "cpu_threshold": 75})
+    assert patched.status_code == 200
+    assert (patched.json()["name"], patched.json()["cpu_threshold"], patched.json()["cml_url"]) == (
+        "renamed",
+        75.0,
+        "https://a.example",
+    )
+    cleared = (await api.client.patch(url, json={"cml_url": None})).json()
+    assert cleared["cml_url"] is None and cleared["name"] == "renamed"
+    for body, field in (
+        ({"name": None}, "name"),
+        ({"memory_threshold": 150}, "memory_threshold"),
+        ({"id": "x"}, "id"),
+    ):
+        response = await api.client.patch(url, json=body)
+        assert response.status_code == 422 and field in field_of(response)
+    assert (await api.client.patch("/api/workers/nope", json={"name": "x"})).status_code == 404
+    assert (await api.client.get(url)).json()["name"] == "renamed"
+
+
+async def test_refresh_collects_and_history_and_alerts_follow(api_factory, moto: Moto) -> None:  # type: ignore[no-untyped-def]
+    (instance,) = moto.run_instances(1)
+    cpu(moto, instance, 95.0)
+    memory(moto, instance, 61.5)
+    api = await api_factory(worker_monitoring_enabled=False)
+    worker = (await api.client.post("/api/workers", json={**VALID, "aws_instance_id": instance})).json()
+    assert worker["monitoring"]["active"] is False
+    response = await api.client.post(f"/api/workers/{worker['id']}/refresh")
+    assert response.status_code == 202
+
+    async def collected() -> bool:
+        data = (await api.client.get(f"/api/workers/{worker['id']}")).json()
+        return data["last_collected_at"] is not None
+
+    await eventually(collected)
+    data = (await api.client.get(f"/api/workers/{worker['id']}")).json()
+    assert (data["status"], data["cpu_utilization"], data["memory_utilization"]) == ("running", 95.0, 61.5)
+    history = (await api.client.get(f"/api/workers/{worker['id']}/metrics")).json()["items"]
+    assert [(h["status"], h["cpu_utilization"]) for h in history] == [("running", 95.0)]
+    later = await api.client.get(
+        f"/api/workers/{worker['id']}/metrics", params={"since": "2999-01-01T00:00:00Z"}
+    )
+    assert later.json()["items"] == []
+    naive = await api.client.get(
+        f"/api/workers/{worker['id']}/metrics", params={"since": "2026-01-01T00:00:00"}
+    )
+    assert naive.status_code == 422
+    alerts = (await api.client.get("/api/alerts", params={"state": "firing"})).json()["items"]
+    assert [(a["kind"], a["value"], a["threshold"], a["worker_id"]) for a in alerts] == [
+        ("cpu", 95.0, 90.0, worker["id"])
+    ]
+    text = (await api.client.get("/metrics")).text
+    assert (
+        f'cml_monitor_worker_cpu_utilization{{worker_id="{worker["id"]}",worker_name="lab-1"}} 95.0' in text
+    )
+    assert 'cml_monitor_aws_requests_total{operation="DescribeInstanceStatus",service="ec2"}' in text
+    assert "cml_monitor_collection_seconds_count 1.0" in text
+    for name in ("cml_monitor_worker_up", "cml_monitor_alerts_firing", "cml_monitor_notifications_total"):
+        assert name in text
+
+
+async def test_import_by_tag(api_factory, moto: Moto) -> None:  # type: ignore[no-untyped-def]
+    ec2 = moto.ec2()
+    a, b, c = moto.run_instances(3)
+    ec2.create_tags(Resources=[a, b], Tags=[{"Key": "Role", "Value": "cml"}])
+    ec2.create_tags(Resources=[a], Tags=[{"Key": "Name", "Value": "cml-a"}])
+    api = await api_factory()
+    assert (await api.client.post("/api/workers", json={**VALID, "aws_instance_id": b})).status_code == 201
+    result = await api.client.post(
+        "/api/workers/import", json={"aws_region": REGION, "tags": {"Role": "cml"}}
+    )
+    assert result.status_code == 200
+    body = result.json()
+    assert [(w["aws_instance_id"], w["name"]) for w in body["imported"]] == [(a, "cml-a")]
+    assert body["skipped"] == [{"aws_instance_id": b, "reason": "already registered"}]
+    assert c not in {w["aws_instance_id"] for w in (await api.client.get("/api/workers")).json()["items"]}
+    again = (
+        await api.client.post("/api/workers/import", json={"aws_region": REGION, "tags": {"Role": "cml"}})
+    ).json()
+    assert again["imported"] == [] and len(again["skipped"]) == 2
+    bad = await api.client.post("/api/workers/import", json={"aws_region": REGION, "tags": {}})
+    assert bad.status_code == 422 and field_of(bad) == ["tags"]
+
+
+async def test_auth_matrix(api_factory) -> None:  # type: ignore[no-untyped-def]
+    tokens = "admin:adm-token,viewer:view-token"
+    admin = await api_factory(token="adm-token", api_tokens=tokens)
+    client = admin.client
+    assert (await client.post("/api/workers", json=VALID)).status_code == 201
+    for headers, expected in (
+        ({"Authorization": ""}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": "Basic adm-token"}, 401),
+        ({"Authorization": "Bearer view-token"}, 200),
+        ({"Authorization": "Bearer adm-token"}, 200),
+    ):
+        response = await client.get("/api/workers", headers=headers)
+        assert response.status_code == expected, headers
+        if expected == 401:
+            assert response.headers["www-authenticate"] == "Bearer"
+    viewer = {"Authorization": "Bearer view-token"}
+    other = {**VALID, "aws_instance_id": "i-0123456789abcdef1"}
+    assert (await client.post("/api/workers", json=other, headers=viewer)).status_code == 403
+    assert (await client.get("/api/workers", headers=viewer)).json()["total"] == 1
+    for path in ("/health", "/metrics"):
+        assert (await client.get(path, headers={"Authorization": ""})).status_code == 200
+
+
+async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory(background_job_store_url="redis://127.0.0.1:1/0")
+    response = await api.client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "ok"
+    assert response.json()["checks"]["job_store"].startswith("unavailable")
+    assert (await api.client.get("/health")).status_code == 200
+    healthy = await api_factory(worker_monitoring_enabled=False)
+    assert (await healthy.client.get("/ready")).status_code == 200
+
+
+async def test_slow_sse_clients_lose_their_oldest_events_only() -> None:
+    hub = EventHub(queue_size=3)
+    fast = hub.subscribe()
+    slow = hub.subscribe()
+    hub.publish("metrics", {"n": 0})  # subscriptions start on first iteration
+    first_fast = fast.__anext__()
+    first_slow = slow.__anext__()
+    assert hub.subscribers == 0
+    fast_task = asyncio.ensure_future(first_fast)
+    slow_task = asyncio.ensure_future(first_slow)
+    await asyncio.sleep(0)
+    assert hub.subscribers == 2
+    hub.publish("metrics", {"n": 1})
+    assert '"n": 1' in (await fast_task)["data"]
+    assert '"n": 1' in (await slow_task)["data"]
+    for n in range(2, 8):
+        hub.publish("metrics", {"n": n})
+        assert f'"n": {n}' in (await fast.__anext__())["data"]
+    assert hub.dropped == 3
+    remaining = [(await slow.__anext__())["data"] for _ in range(3)]
+    assert remaining == ['{"n": 5}', '{"n": 6}', '{"n": 7}']
+    await fast.aclose()
+    await slow.aclose()
+    assert hub.subscribers == 0
