@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,15 +48,16 @@ class ControllerFleet:
         self.password = password
         self._controllers: dict[str, SimulatedController] = {}
         self._lock = threading.Lock()
-        self.app = Starlette(
-            routes=[
-                Route("/controllers/{name}/api/v0/authenticate", self._authenticate, methods=["POST"]),
-                Route("/controllers/{name}/api/v0/labs", self._labs),
-                Route("/controllers/{name}/api/v0/labs/{lab_id}", self._lab),
-                Route("/controllers/{name}/api/v0/system_information", self._system_information),
-                Route("/controllers/{name}/api/v0/system_stats", self._system_stats),
-            ]
-        )
+        # Set by the fleet simulator: a controller answers only while its instance runs.
+        self.is_up: Callable[[str], bool] = lambda _name: True
+        self.routes = [
+            Route("/controllers/{name}/api/v0/authenticate", self._authenticate, methods=["POST"]),
+            Route("/controllers/{name}/api/v0/labs", self._labs),
+            Route("/controllers/{name}/api/v0/labs/{lab_id}", self._lab),
+            Route("/controllers/{name}/api/v0/system_information", self._system_information),
+            Route("/controllers/{name}/api/v0/system_stats", self._system_stats),
+        ]
+        self.app = Starlette(routes=self.routes)
 
     def add(self, name: str, running_labs: int = 0, stopped_labs: int = 0) -> SimulatedController:
         controller = SimulatedController(name)
@@ -78,7 +80,7 @@ class ControllerFleet:
         controller.requests += 1
         if controller.latency:
             await asyncio.sleep(controller.latency)
-        if controller.unreachable:
+        if controller.unreachable or not self.is_up(controller.name):
             return JSONResponse({"description": "service unavailable"}, status_code=503)
         return controller
 
