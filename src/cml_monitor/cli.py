@@ -59,6 +59,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_server(app, host, port, settings.log_level)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cml_monitor.demo import run_demo
+
+    if args.workers < 1 or args.workers > 5000:
+        print("cml-monitor: --workers must be between 1 and 5000", file=sys.stderr)
+        return 2
+    if args.speed <= 0:
+        print("cml-monitor: --speed must be positive", file=sys.stderr)
+        return 2
+    return run_demo(workers=args.workers, port=args.port, speed=args.speed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cml-monitor",
@@ -75,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default CML_MONITOR_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default CML_MONITOR_PORT, 8080)")
     serve.set_defaults(handler=_cmd_serve)
+    demo = commands.add_parser(
+        "demo",
+        help="run the monitor on a simulated fleet (no AWS needed), with a scenario",
+        description="Start the fleet simulator and the full service (SQLite under ./data/demo/, "
+        "poll every 15 s), register the fleet and play a scenario. Ctrl-C stops everything.",
+    )
+    demo.add_argument("--workers", type=int, default=25, help="simulated workers (default 25)")
+    demo.add_argument("--port", type=int, default=8080, help="port of the monitor (default 8080)")
+    demo.add_argument(
+        "--speed", type=float, default=1.0, help="scenario and EC2 transition speed-up (default 1)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
     check = commands.add_parser("check-config", help="validate the settings and exit")
     check.set_defaults(handler=_cmd_check_config)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema and exit")

@@ -26,7 +26,15 @@ class ThreadedServer:
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan=lifespan)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                lifespan=lifespan,
+                log_config=None,
+                access_log=False,
+            )
         )
         self._thread: threading.Thread | None = None
 

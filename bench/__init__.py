@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures (calls, seconds, MB); they are not tests."""

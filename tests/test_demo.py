@@ -1,0 +1,63 @@
+"""`cml-monitor demo` as a user runs it: a subprocess, five workers, a first cycle, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from cml_monitor.sim.serving import free_port
+
+from .test_serve_e2e import wait_until
+
+
+def test_demo_runs_a_fleet_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "DATABASE_URL"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cml_monitor.cli", "demo", "--workers", "5", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def first_cycle_done() -> bool:
+            workers = httpx.get(f"{base}/api/workers").json()
+            return workers["total"] == 5 and all(w["last_collected_at"] for w in workers["items"])
+
+        wait_until(first_cycle_done, timeout=60)
+        workers = httpx.get(f"{base}/api/workers").json()["items"]
+        running = [w for w in workers if w["status"] == "running"]
+        assert running and all(w["cpu_utilization"] is not None for w in running)
+        assert all(w["cml_url"] for w in workers)
+        assert {w["aws_region"] for w in workers} == {"us-east-1", "eu-west-1"}
+        assert (tmp_path / "data" / "demo" / "cml-monitor.db").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert process.returncode == 0, output
+    assert f"{base}/docs" in output
+    assert "Demo stopped" in output
+
+
+def test_demo_refuses_bad_arguments(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cml_monitor.cli", "demo", "--workers", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr

@@ -1,0 +1,151 @@
+"""The monitor against the simulator: fidelity with moto, impaired checks, throttling survived."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from cml_monitor.aws import AwsEc2Client
+from cml_monitor.cml import CmlControllerClient
+from cml_monitor.domain import WorkerStatus
+from cml_monitor.monitoring import FleetCollector
+from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
+from cml_monitor.sim.fleet import TokenBucket
+from cml_monitor.sim.simulator import FleetSimulator
+from cml_monitor.storage import CMLWorkerRepository
+
+from .conftest import REGION, Moto
+from .test_monitoring import register
+
+
+@pytest.fixture
+def sim() -> Iterator[FleetSimulator]:
+    simulator = FleetSimulator(instant_transitions=True, seed=3)
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+async def _scenario(url: str, instance_ids: list[str], repo: CMLWorkerRepository) -> list[dict[str, Any]]:
+    """The same script against any AWS endpoint: seed metrics, collect, stop, terminate, collect."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=url)
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
+    at = datetime.now(UTC) - timedelta(minutes=2)
+    for instance_id, cpu, memory in zip(instance_ids, (42.0, 0.0, 97.5), (61.5, None, 12.25), strict=True):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/EC2",
+            MetricData=[
+                {
+                    "MetricName": "CPUUtilization",
+                    "Value": cpu,
+                    "Timestamp": at,
+                    "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                }
+            ],
+        )
+        if memory is not None:
+            cloudwatch.put_metric_data(
+                Namespace="CWAgent",
+                MetricData=[
+                    {
+                        "MetricName": "mem_used_percent",
+                        "Value": memory,
+                        "Timestamp": at,
+                        "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                    }
+                ],
+            )
+    workers = [await register(repo, i) for i in instance_ids]
+    client = AwsEc2Client(endpoint_url=url, max_attempts=2)
+    collector = FleetCollector(repo, client)
+    observed = []
+    try:
+        for step in ("first", "after stop and terminate"):
+            if step != "first":
+                ec2.stop_instances(InstanceIds=[instance_ids[1]])
+                ec2.terminate_instances(InstanceIds=[instance_ids[2]])
+            results = await collector.collect_many([w.id for w in workers])
+            for worker in workers:
+                data = results[worker.id].metrics_data
+                observed.append(
+                    {
+                        "step": step,
+                        "index": workers.index(worker),
+                        "status": data["status"],
+                        "metrics": data["metrics"],
+                        "ec2": data["ec2"],
+                    }
+                )
+    finally:
+        await client.close()
+    return observed
+
+
+async def test_the_same_scenario_gives_the_same_answers_on_moto_and_the_simulator(
+    moto: Moto, sim: FleetSimulator, sqlite_repository: CMLWorkerRepository, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import _repository
+
+    on_moto = await _scenario(moto.url, moto.run_instances(3), sqlite_repository)
+    sim_repo = await _repository(f"sqlite+aiosqlite:///{tmp_path / 'sim.db'}")
+    try:
+        # The second instance runs no CloudWatch agent, like the one given no memory on moto.
+        instances = [
+            *sim.add_workers(1, with_controllers=False),
+            *sim.add_workers(1, with_controllers=False, agent_dimensions="none"),
+            *sim.add_workers(1, with_controllers=False),
+        ]
+        on_sim = await _scenario(sim.url, [i.instance_id for i in instances], sim_repo)
+    finally:
+        await sim_repo.engine.dispose()
+    assert on_sim == on_moto
+    assert [o["status"] for o in on_sim] == ["running"] * 3 + ["running", "stopped", "terminated"]
+    assert on_sim[0]["metrics"] == {"cpu_utilization": 42.0, "memory_utilization": 61.5}
+    assert on_sim[1]["metrics"] == {"cpu_utilization": 0.0, "memory_utilization": None}
+
+
+async def test_an_impaired_check_reaches_the_worker(
+    sim: FleetSimulator, sqlite_repository: CMLWorkerRepository
+) -> None:
+    (instance,) = sim.add_workers(1)
+    worker = await register(
+        sqlite_repository, instance.instance_id, cml_url=sim.controller_url(instance.instance_id)
+    )
+    sim.fleet.set_status_checks(instance.instance_id, system="impaired")
+    client = AwsEc2Client(endpoint_url=sim.url, max_attempts=2)
+    cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=2)
+    try:
+        await FleetCollector(sqlite_repository, client, cml).collect_many([worker.id])
+    finally:
+        await client.close()
+        await cml.close()
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.ec2_system_status_check == "impaired"
+    assert stored.ec2_instance_status_check == "ok"
+    assert stored.active_labs_count == instance.running_labs
+    assert stored.cpu_utilization is not None and stored.memory_utilization is not None
+
+
+async def test_throttling_is_retried_until_the_bucket_refills(
+    sim: FleetSimulator, sqlite_repository: CMLWorkerRepository
+) -> None:
+    instances = sim.add_workers(250, with_controllers=False)
+    workers = [await register(sqlite_repository, i.instance_id) for i in instances]
+    sim.set_faults(throttling=True)
+    # A nearly empty bucket that refills at AWS's rate: the first calls are refused.
+    sim.fleet._buckets[(REGION, "ec2-describe")] = TokenBucket(100, 20)
+    sim.fleet._buckets[(REGION, "ec2-describe")]._tokens = 0
+    client = AwsEc2Client(endpoint_url=sim.url, max_attempts=8)
+    try:
+        results = await FleetCollector(sqlite_repository, client).collect_many([w.id for w in workers])
+    finally:
+        await client.close()
+    assert sim.fleet.throttled >= 1
+    assert all(r.ok for r in results.values())
+    assert client.requests.snapshot()[("ec2", "DescribeInstanceStatus")] >= 3 + 1
+    stored = await sqlite_repository.get_by_id_async(workers[-1].id)
+    assert stored.status is WorkerStatus.RUNNING
