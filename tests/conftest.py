@@ -75,7 +75,15 @@ async def aws(moto: Moto) -> AsyncIterator[AwsEc2Client]:
 async def _reset_postgres(url: str) -> None:
     engine = create_engine(url)
     async with engine.begin() as conn:
-        for table in ("worker_metrics", "workers", "alembic_version", "apscheduler_jobs"):
+        for table in (
+            "worker_metrics",
+            "workers",
+            "alerts",
+            "notifications",
+            "silences",
+            "alembic_version",
+            "apscheduler_jobs",
+        ):
             await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     await engine.dispose()
 

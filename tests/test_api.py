@@ -174,6 +174,11 @@ async def test_refresh_collects_and_history_and_alerts_follow(api_factory, moto:
         f"/api/workers/{worker['id']}/metrics", params={"since": "2026-01-01T00:00:00"}
     )
     assert naive.status_code == 422
+
+    async def alert_recorded() -> bool:
+        return bool((await api.client.get("/api/alerts", params={"state": "firing"})).json()["items"])
+
+    await eventually(alert_recorded)
     alerts = (await api.client.get("/api/alerts", params={"state": "firing"})).json()["items"]
     assert [(a["kind"], a["value"], a["threshold"], a["worker_id"]) for a in alerts] == [
         ("cpu", 95.0, 90.0, worker["id"])

@@ -136,8 +136,8 @@ async def test_throttling_is_retried_until_the_bucket_refills(
     instances = sim.add_workers(250, with_controllers=False)
     workers = [await register(sqlite_repository, i.instance_id) for i in instances]
     sim.set_faults(throttling=True)
-    # A nearly empty bucket that refills at AWS's rate: the first calls are refused.
-    sim.fleet._buckets[(REGION, "ec2-describe")] = TokenBucket(100, 20)
+    # An empty bucket refilling slowly (2/s): the first calls are refused, retries get through.
+    sim.fleet._buckets[(REGION, "ec2-describe")] = TokenBucket(100, 2)
     sim.fleet._buckets[(REGION, "ec2-describe")]._tokens = 0
     client = AwsEc2Client(endpoint_url=sim.url, max_attempts=8)
     try:

@@ -14,7 +14,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 API_ROLES = ("admin", "viewer")
-_SECRET_NAMES = {"API_TOKENS", "CML_PASSWORD", "WORKER_NOTIFICATION_WEBHOOK_SECRET"}
+_SECRET_NAMES = {
+    "API_TOKENS",
+    "CML_PASSWORD",
+    "WORKER_NOTIFICATION_WEBHOOK_SECRET",
+    "SLACK_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "OPSGENIE_API_KEY",
+}
 
 
 class SettingsError(ValueError):
@@ -48,9 +55,22 @@ class Settings(BaseSettings):
     worker_memory_threshold: float = Field(90.0, ge=0, le=100)
     worker_collection_batch_window: float = Field(0.05, ge=0, le=10)
 
+    # Alerts
+    worker_alert_for_samples: int = Field(1, ge=1, le=100)
+    worker_alert_hysteresis: float = Field(5.0, ge=0, le=100)
+    worker_alert_repeat_interval: int = Field(14_400, ge=60, le=7 * 86_400)
+
     # Notifications
     worker_notification_webhooks: Annotated[list[str], NoDecode] = []
     worker_notification_webhook_secret: SecretStr | None = None
+    worker_notification_max_attempts: int = Field(10, ge=1, le=100)
+    worker_notification_retry_base: float = Field(1.0, gt=0, le=3600)
+    worker_notification_retry_max: float = Field(300.0, gt=0, le=86_400)
+    slack_webhook_url: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    opsgenie_api_key: SecretStr | None = None
+    opsgenie_api_url: str = "https://api.opsgenie.com"
 
     # Storage and jobs
     database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
@@ -121,6 +141,19 @@ class Settings(BaseSettings):
         if value and urlsplit(value).scheme not in ("redis", "rediss"):
             raise ValueError("must be empty (jobs in the database) or a redis:// URL")
         return value
+
+    @field_validator("pagerduty_events_url", "opsgenie_api_url")
+    @classmethod
+    def _check_receiver_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _check_slack(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            _check_http_url(value.get_secret_value())
+            return value
+        return None
 
     @field_validator("aws_endpoint_url")
     @classmethod

@@ -20,7 +20,7 @@ from cml_monitor.storage import StorageError
 
 from .auth import TokenAuthenticator
 from .limits import BodySizeLimitMiddleware
-from .routes import events, health, monitoring, workers
+from .routes import alerts, events, health, monitoring, workers
 from .services import Services, build_services
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def create_app(
     )
     app.state.services = services
     authenticate = Depends(TokenAuthenticator(settings.api_token_roles))
-    for router in (workers.router, monitoring.router, events.router):
+    for router in (workers.router, monitoring.router, alerts.router, events.router):
         app.include_router(router, dependencies=[authenticate])
     app.include_router(health.router)
 

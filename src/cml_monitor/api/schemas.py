@@ -70,6 +70,7 @@ class WorkerOut(BaseModel):
     updated_at: datetime
     cpu_threshold: float | None
     memory_threshold: float | None
+    stop_requested_at: datetime | None
     monitoring: Monitoring
 
     @classmethod
@@ -117,20 +118,77 @@ class MonitoringJobList(BaseModel):
     items: list[MonitoringJob]
 
 
-class Alert(BaseModel):
+AlertKindName = Literal["cpu", "memory", "status_check", "unexpected_stop", "unreachable", "cml_unreachable"]
+
+
+class AlertOut(BaseModel):
     id: str
-    kind: str
-    state: Literal["firing", "resolved"]
     worker_id: str
-    worker_name: str
+    kind: AlertKindName
+    state: Literal["pending", "firing", "resolved"]
+    severity: str
     value: float | None
     threshold: float | None
     started_at: datetime
+    fired_at: datetime | None
     resolved_at: datetime | None
+    last_notified_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_comment: str | None
 
 
 class AlertList(BaseModel):
-    items: list[Alert]
+    items: list[AlertOut]
+
+
+class AckRequest(_Strict):
+    comment: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class SilenceCreate(_Strict):
+    worker_id: Annotated[str, Field(max_length=36)] | None = None
+    kind: AlertKindName | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime
+    comment: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class SilenceOut(BaseModel):
+    id: str
+    worker_id: str | None
+    kind: str | None
+    starts_at: datetime
+    ends_at: datetime
+    comment: str
+    created_at: datetime
+    active: bool
+
+
+class SilenceList(BaseModel):
+    items: list[SilenceOut]
+
+
+class NotificationOut(BaseModel):
+    id: str
+    alert_id: str | None
+    worker_id: str | None
+    event_type: str
+    channel: str
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+
+
+class PowerResult(BaseModel):
+    worker_id: str
+    ec2_instance_state: str
 
 
 class Accepted(BaseModel):

@@ -258,6 +258,17 @@ class AwsEc2Client:
             if not token:
                 return found
 
+    async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
+        """`start` or `stop` one instance; returns the state EC2 reports right after."""
+        operation = {"start": "start_instances", "stop": "stop_instances"}[action]
+        key = {"start": "StartingInstances", "stop": "StoppingInstances"}[action]
+        try:
+            response = await self._call("ec2", aws_region, operation, InstanceIds=[instance_id])
+        except ClientError as exc:
+            raise AwsError(f"ec2 {operation} of {instance_id} in {aws_region} failed: {exc}") from exc
+        changes = response.get(key) or [{}]
+        return str(changes[0].get("CurrentState", {}).get("Name", "unknown"))
+
     # -- CloudWatch ------------------------------------------------------------------------
 
     async def _memory_dimensions(self, region: str) -> dict[str, list[dict[str, str]]]:

@@ -41,6 +41,7 @@ class Worker:
     status_changed_at: datetime | None = None
     cpu_threshold: float | None = None
     memory_threshold: float | None = None
+    stop_requested_at: datetime | None = None
     _events: list[WorkerEvent] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -61,8 +62,19 @@ class CollectionResult:
         return self.found and self.error is None
 
 
-def build_metrics_event(worker: Worker, previous: WorkerStatus) -> dict[str, Any]:
-    """The metrics event of DESIGN §3 (plus instance id, region and thresholds)."""
+STOP_EXPECTED_FOR = timedelta(hours=1)
+
+
+def build_metrics_event(
+    worker: Worker, previous: WorkerStatus, cml_reachable: bool | None = None
+) -> dict[str, Any]:
+    """The metrics event of DESIGN §3 (plus instance id, region, thresholds, controller and
+    whether a stop was asked for through the API)."""
+    stop_requested = (
+        worker.stop_requested_at is not None
+        and worker.last_collected_at is not None
+        and worker.last_collected_at - worker.stop_requested_at < STOP_EXPECTED_FOR
+    )
     return {
         "worker_id": worker.id,
         "worker_name": worker.name,
@@ -82,6 +94,8 @@ def build_metrics_event(worker: Worker, previous: WorkerStatus) -> dict[str, Any
         },
         "active_labs_count": worker.active_labs_count,
         "thresholds": {"cpu": worker.cpu_threshold, "memory": worker.memory_threshold},
+        "cml": {"reachable": cml_reachable},
+        "stop_requested": stop_requested,
     }
 
 
@@ -159,6 +173,11 @@ class FleetCollector:
                 observed.append((worker, status, utilization.get(worker.aws_instance_id)))
 
         labs = await self._read_labs([w for w, s, _ in observed if s.instance_state == "running"])
+        reachable = {
+            w.id: w.id in labs
+            for w, s, _ in observed
+            if s.instance_state == "running" and w.cml_url and self._cml is not None
+        }
 
         now = self._clock()
         updated: list[Worker] = []
@@ -203,7 +222,7 @@ class FleetCollector:
             results[worker.id] = CollectionResult(
                 worker.id,
                 status=worker.status,
-                metrics_data=build_metrics_event(worker, previous[worker.id]),
+                metrics_data=build_metrics_event(worker, previous[worker.id], reachable.get(worker.id)),
             )
         return results
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
 )
 
@@ -64,6 +65,7 @@ workers = Table(
     Column("status_changed_at", UTCDateTime, nullable=True),
     Column("cpu_threshold", Float, nullable=True),
     Column("memory_threshold", Float, nullable=True),
+    Column("stop_requested_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_workers_status", "status"),
@@ -81,4 +83,59 @@ worker_metrics = Table(
     Column("memory_utilization", Float, nullable=True),
     Column("active_labs_count", Integer, nullable=True),
     Index("ix_worker_metrics_worker_ts", "worker_id", "timestamp"),
+)
+
+ACTIVE_ALERT = "state != 'resolved'"
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("worker_id", String(36), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("violations", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("last_notified_at", UTCDateTime, nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_comment", String(1024), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_alerts_state", "state"),
+    Index("ix_alerts_worker", "worker_id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("alert_id", String(36), nullable=True),
+    Column("worker_id", String(36), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("last_error", String(2048), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Index("ix_notifications_due", "state", "next_attempt_at"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("worker_id", String(36), nullable=True),
+    Column("kind", String(32), nullable=True),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("comment", String(1024), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
@@ -19,6 +19,7 @@ from ..schemas import (
     ImportResult,
     MetricList,
     MetricPoint,
+    PowerResult,
     SkippedInstance,
     WorkerCreate,
     WorkerList,
@@ -154,6 +155,30 @@ async def refresh_worker(worker_id: str, services: ServicesDep) -> Accepted:
     worker = await load_worker(services, worker_id)
     services.spawn(services.scheduler.refresh_worker_async(worker.id))
     return Accepted(worker_id=worker.id)
+
+
+@router.post(
+    "/{worker_id}/{action}",
+    response_model=PowerResult,
+    responses={404: {"description": "unknown worker"}, 502: {"description": "AWS refused"}},
+)
+async def power_worker(
+    worker_id: str, action: Literal["start", "stop"], services: ServicesDep
+) -> PowerResult:
+    """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
+    worker = await load_worker(services, worker_id)
+    if action == "stop":
+        worker.stop_requested_at = services.clock()
+        await services.repository.update_async(worker)
+    try:
+        state = await services.aws.change_instance_state(worker.aws_region, worker.aws_instance_id, action)
+    except AwsError as exc:
+        raise HTTPException(502, detail=f"AWS refused to {action} {worker.aws_instance_id}: {exc}") from None
+    if action == "start":
+        worker.stop_requested_at = None
+        await services.repository.update_async(worker)
+    services.spawn(services.scheduler.refresh_worker_async(worker.id))
+    return PowerResult(worker_id=worker.id, ec2_instance_state=state)
 
 
 @router.get(

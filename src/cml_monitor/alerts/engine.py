@@ -1,0 +1,182 @@
+"""`AlertEngine`: metrics events in, alert state and outbox rows out (one transaction a batch).
+
+The notification handler feeds it every collection. Events that arrive together (a whole
+fleet's cycle) are evaluated together through a `BatchLoader`: one query for the open alerts,
+one for the silences, one transaction for every change and every message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from cml_monitor.clock import Clock, utcnow
+from cml_monitor.monitoring.batching import BatchLoader
+from cml_monitor.storage.alerts import AlertRepository
+
+from .outbox import Channel, alert_payload, notification_rows, status_payload
+from .rules import RuleSettings, samples_for
+from .silences import Silence, is_silenced
+from .state import (
+    Alert,
+    AlertKind,
+    AlertState,
+    Sample,
+    Verdict,
+    advance,
+    needs_firing_notification,
+    needs_resolved_notification,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    for_samples: int = 1
+    repeat_interval: timedelta = timedelta(hours=4)
+    unreachable_after: timedelta = timedelta(seconds=900)
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        store: AlertRepository,
+        channels: list[Channel],
+        settings: AlertSettings = AlertSettings(),
+        *,
+        clock: Clock = utcnow,
+        on_outbox: Callable[[], None] | None = None,
+        on_firing_count: Callable[[int], None] | None = None,
+        batch_window: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.settings = settings
+        self._clock = clock
+        self._on_outbox = on_outbox
+        self._on_firing_count = on_firing_count
+        self._events: dict[int, tuple[dict[str, Any], list[Sample]]] = {}
+        self._keys = itertools.count()
+        self._loader: BatchLoader[int, None] = BatchLoader(self._evaluate_batch, window=batch_window)
+
+    async def evaluate(self, event: dict[str, Any], samples: list[Sample] | None = None) -> None:
+        """Evaluate one metrics event (with the handler's samples, or the rules' own)."""
+        key = next(self._keys)
+        if samples is None:
+            samples = samples_for(event, self.settings.rules)
+        self._events[key] = (event, samples)
+        try:
+            await self._loader.load(key)
+        finally:
+            self._events.pop(key, None)
+
+    async def drain(self) -> None:
+        await self._loader.drain()
+
+    async def _evaluate_batch(self, keys: list[int]) -> dict[int, None]:
+        batch = [self._events[k] for k in keys if k in self._events]
+        await self.process(batch, status_events=[event for event, _ in batch])
+        return dict.fromkeys(keys)
+
+    async def check_unreachable(self) -> int:
+        """Raise `unreachable` for workers with no successful collection for too long."""
+        now = self._clock()
+        stale = await self.store.stale_worker_events(now - self.settings.unreachable_after)
+        if stale:
+            batch = [(event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING)]) for event in stale]
+            await self.process(batch, status_events=[])
+        return len(stale)
+
+    async def process(
+        self, batch: list[tuple[dict[str, Any], list[Sample]]], *, status_events: list[dict[str, Any]]
+    ) -> None:
+        now = self._clock()
+        active = await self.store.active_for_workers([event["worker_id"] for event, _ in batch])
+        silences = await self.store.list_silences(active_at=now)
+        inserted: dict[str, Alert] = {}
+        updated: dict[str, Alert] = {}
+        deleted: list[str] = []
+        outbox: list[dict[str, Any]] = []
+        for event, samples in batch:
+            worker_id = event["worker_id"]
+            for sample in samples:
+                key = (worker_id, sample.kind.value)
+                before = active.get(key)
+                for_samples = (
+                    1
+                    if sample.kind in (AlertKind.UNEXPECTED_STOP, AlertKind.UNREACHABLE)
+                    else self.settings.for_samples
+                )
+                after = advance(before, sample, worker_id, for_samples=for_samples, now=now)
+                if after is None:
+                    if before is not None:
+                        deleted.append(before.id)
+                        del active[key]
+                    continue
+                after, messages = self._notify(before, after, event, silences, now)
+                outbox += messages
+                active[key] = after
+                if before is None:
+                    inserted[after.id] = after
+                elif after != before:
+                    (inserted if after.id in inserted else updated)[after.id] = after
+        for event in status_events:
+            if event.get("previous_status") not in (None, "unknown", event.get("status")):
+                outbox += notification_rows(
+                    status_payload(event, now),
+                    self.channels,
+                    alert_id=None,
+                    worker_id=event["worker_id"],
+                    now=now,
+                )
+        if inserted or updated or deleted or outbox:
+            await self.store.apply(list(inserted.values()), list(updated.values()), deleted, outbox)
+        if outbox and self._on_outbox is not None:
+            self._on_outbox()
+        if self._on_firing_count is not None and (inserted or updated or deleted):
+            self._on_firing_count(await self.store.count_firing())
+
+    def _notify(
+        self,
+        before: Alert | None,
+        after: Alert,
+        event: dict[str, Any],
+        silences: list[Silence],
+        now: datetime,
+    ) -> tuple[Alert, list[dict[str, Any]]]:
+        silenced = is_silenced(silences, after.worker_id, after.kind.value, now)
+        rows: list[dict[str, Any]] = []
+        if before is not None and before.state is not after.state:
+            logger.warning(
+                "🚨 Alert %s %s for worker %s (%s)",
+                after.kind.value,
+                after.state.value,
+                after.worker_id,
+                "silenced" if silenced else "notifying",
+            )
+        if silenced:
+            return after, rows
+        if needs_firing_notification(after, repeat_interval=self.settings.repeat_interval, now=now):
+            rows = notification_rows(
+                alert_payload("alert.firing", after, event, now),
+                self.channels,
+                alert_id=after.id,
+                worker_id=after.worker_id,
+                now=now,
+            )
+            after = replace(after, last_notified_at=now)
+        elif needs_resolved_notification(after) and before is not None and before.state is AlertState.FIRING:
+            rows = notification_rows(
+                alert_payload("alert.resolved", after, event, now),
+                self.channels,
+                alert_id=after.id,
+                worker_id=after.worker_id,
+                now=now,
+            )
+        return after, rows

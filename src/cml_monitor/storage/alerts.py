@@ -1,0 +1,233 @@
+"""Alerts, the notification outbox and silences, in the same database as the workers.
+
+Alert changes and the notifications they cause are written in one transaction, so a crash can
+never leave an alert "firing" with nobody told, nor a message for an alert that did not change.
+Deliveries are claimed with a lease (an UPDATE that only one replica can win), so several
+replicas can dispatch from one outbox, and a dispatcher killed mid-send is retried when its
+lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cml_monitor.alerts.silences import Silence
+from cml_monitor.alerts.state import Alert, AlertKind, AlertState
+
+from .tables import alerts, notifications, silences, workers
+
+_ALERT_FIELDS = tuple(f.name for f in fields(Alert))
+
+
+def _to_alert(row: Any) -> Alert:
+    data = {name: row._mapping[name] for name in _ALERT_FIELDS}
+    data["kind"] = AlertKind(data["kind"])
+    data["state"] = AlertState(data["state"])
+    return Alert(**data)
+
+
+def _alert_record(alert: Alert) -> dict[str, Any]:
+    record = {name: getattr(alert, name) for name in _ALERT_FIELDS}
+    record["kind"] = alert.kind.value
+    record["state"] = alert.state.value
+    return record
+
+
+def _to_silence(row: Any) -> Silence:
+    return Silence(**{name: row._mapping[name] for name in (f.name for f in fields(Silence))})
+
+
+class AlertRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    async def active_for_workers(self, worker_ids: Sequence[str]) -> dict[tuple[str, str], Alert]:
+        found: dict[tuple[str, str], Alert] = {}
+        ids = list(dict.fromkeys(worker_ids))
+        async with self._engine.connect() as conn:
+            for start in range(0, len(ids), 900):
+                query = select(alerts).where(
+                    alerts.c.worker_id.in_(ids[start : start + 900]),
+                    alerts.c.state != AlertState.RESOLVED.value,
+                )
+                for row in await conn.execute(query):
+                    found[(row.worker_id, row.kind)] = _to_alert(row)
+        return found
+
+    async def apply(
+        self,
+        inserted: Sequence[Alert],
+        updated: Sequence[Alert],
+        deleted: Sequence[str],
+        outbox: Sequence[dict[str, Any]],
+    ) -> None:
+        """Alert changes and their notifications, all or nothing."""
+        async with self._engine.begin() as conn:
+            if deleted:
+                await conn.execute(delete(alerts).where(alerts.c.id.in_(list(deleted))))
+            if inserted:
+                await conn.execute(insert(alerts), [_alert_record(a) for a in inserted])
+            for alert in updated:
+                record = _alert_record(alert)
+                record.pop("id")
+                await conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**record))
+            if outbox:
+                await conn.execute(insert(notifications), list(outbox))
+
+    async def list_alerts(
+        self,
+        *,
+        state: str | None = None,
+        worker_id: str | None = None,
+        kind: str | None = None,
+        limit: int = 500,
+    ) -> list[Alert]:
+        conditions = []
+        if state is not None:
+            conditions.append(alerts.c.state == state)
+        if worker_id is not None:
+            conditions.append(alerts.c.worker_id == worker_id)
+        if kind is not None:
+            conditions.append(alerts.c.kind == kind)
+        query = select(alerts).where(*conditions).order_by(alerts.c.updated_at.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_to_alert(row) for row in await conn.execute(query)]
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+        return _to_alert(row) if row else None
+
+    async def acknowledge(self, alert_id: str, comment: str | None, now: datetime) -> Alert | None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert_id)
+                .values(acknowledged_at=now, acknowledged_comment=comment, updated_at=now)
+            )
+        return await self.get_alert(alert_id)
+
+    async def count_firing(self) -> int:
+        query = select(func.count()).select_from(alerts).where(alerts.c.state == AlertState.FIRING.value)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def firing_by_worker(self) -> dict[str, list[str]]:
+        query = select(alerts.c.worker_id, alerts.c.kind).where(alerts.c.state == AlertState.FIRING.value)
+        result: dict[str, list[str]] = {}
+        async with self._engine.connect() as conn:
+            for row in await conn.execute(query):
+                result.setdefault(row.worker_id, []).append(row.kind)
+        return result
+
+    async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
+        """Workers (not terminated) with no successful collection since `cutoff`."""
+        last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)
+        query = select(workers).where(workers.c.status != "terminated", last_seen < cutoff)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {
+                "worker_id": row.id,
+                "worker_name": row.name,
+                "aws_instance_id": row.aws_instance_id,
+                "aws_region": row.aws_region,
+                "status": row.status,
+                "last_collected_at": row.last_collected_at,
+            }
+            for row in rows
+        ]
+
+    # -- silences --------------------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence) -> Silence:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(silences).values(**{f.name: getattr(silence, f.name) for f in fields(Silence)})
+            )
+        return silence
+
+    async def get_silence(self, silence_id: str) -> Silence | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(silences).where(silences.c.id == silence_id))).first()
+        return _to_silence(row) if row else None
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        query = select(silences).order_by(silences.c.created_at.desc())
+        if active_at is not None:
+            query = query.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
+        async with self._engine.connect() as conn:
+            return [_to_silence(row) for row in await conn.execute(query)]
+
+    async def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(silences)
+                .where(silences.c.id == silence_id, silences.c.ends_at > now)
+                .values(ends_at=now)
+            )
+            if result.rowcount:
+                return True
+            exists = (await conn.execute(select(silences.c.id).where(silences.c.id == silence_id))).first()
+        return exists is not None
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending rows that are due and not leased by anyone, leased to us."""
+        free = or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now)
+        due = and_(notifications.c.state == "pending", notifications.c.next_attempt_at <= now, free)
+        async with self._engine.begin() as conn:
+            candidates = (
+                (
+                    await conn.execute(
+                        select(notifications.c.id)
+                        .where(due)
+                        .order_by(notifications.c.next_attempt_at)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            claimed = []
+            for notification_id in candidates:
+                won = await conn.execute(
+                    update(notifications)
+                    .where(notifications.c.id == notification_id, due)
+                    .values(lease_until=lease_until)
+                )
+                if won.rowcount:
+                    claimed.append(notification_id)
+            if not claimed:
+                return []
+            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
+        return [dict(row._mapping) for row in rows]
+
+    async def finish(self, notification_id: str, **values: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(notifications)
+                .where(notifications.c.id == notification_id)
+                .values(lease_until=None, **values)
+            )
+
+    async def next_due_at(self) -> datetime | None:
+        query = select(func.min(notifications.c.next_attempt_at)).where(notifications.c.state == "pending")
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def list_notifications(self, *, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        query = select(notifications).order_by(notifications.c.created_at.desc()).limit(limit)
+        if state is not None:
+            query = query.where(notifications.c.state == state)
+        async with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
