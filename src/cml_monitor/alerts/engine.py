@@ -162,6 +162,18 @@ class AlertEngine:
             )
         if silenced:
             return after, rows
+        message = None
+        if needs_firing_notification(after, repeat_interval=self.settings.repeat_interval, now=now):
+            message = "alert.firing"
+            after = replace(after, last_notified_at=now)
+        elif needs_resolved_notification(after) and before is not None and before.state is AlertState.FIRING:
+            message = "alert.resolved"
+        if message is not None:
+            payload = alert_payload(message, after, event, now)
+            rows = notification_rows(
+                payload, self.channels, alert_id=after.id, worker_id=after.worker_id, now=now
+            )
+        return after, rows
         if needs_firing_notification(after, repeat_interval=self.settings.repeat_interval, now=now):
             rows = notification_rows(
                 alert_payload("alert.firing", after, event, now),
