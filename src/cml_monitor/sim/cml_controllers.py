@@ -66,6 +66,10 @@ class ControllerFleet:
             self._controllers[name] = controller
         return controller
 
+    def total_requests(self) -> int:
+        with self._lock:
+            return sum(c.requests for c in self._controllers.values())
+
     def get(self, name: str) -> SimulatedController:
         return self._controllers[name]
 

@@ -212,6 +212,7 @@ class FleetSimulator:
             {
                 "requests": {f"{s}:{o}": n for (s, o), n in self.fleet.requests.items()},
                 "throttled": self.fleet.throttled,
+                "cml_requests": self.controllers.total_requests(),
                 "instances": len(self.fleet.all()),
             }
         )

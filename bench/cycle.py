@@ -1,0 +1,437 @@
+"""One monitoring cycle at fleet scale, against the simulator with AWS's rate limits on.
+
+    python -m bench.cycle --workers 10000 [--regions 1] [--controllers 1000]
+                          [--database sqlite|postgresql] [--job-store redis|database]
+                          [--seed-budget 60]
+
+The simulator runs in its own process (so its CPU is not counted as ours) with AWS's default
+token buckets and CML controllers answering in 50 ms. The real monitor (scheduler, per-worker
+jobs, batch collector, repository, alert engine) runs a warm-up cycle (clients, ListMetrics
+dimension discovery) and then the measured cycle, from the instant its jobs fall due to the
+last worker's event. Then the seed's algorithm (per worker: DescribeInstanceStatus, two
+GetMetricStatistics) runs against the same simulator for at most `--seed-budget` seconds;
+when it cannot finish, its cycle time is extrapolated from the workers it did.
+
+The last line printed is one JSON object with the headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from sqlalchemy import insert, text
+
+from cml_monitor.aws import AwsEc2Client
+from cml_monitor.cml import CmlControllerClient
+from cml_monitor.domain import WorkerStatus
+from cml_monitor.monitoring import WorkerMonitoringScheduler, build_job_store
+from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR
+from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
+from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.storage.tables import workers as workers_table
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+POLL_INTERVAL = 30
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_simulator(
+    args: argparse.Namespace, workdir: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    out = workdir / "fleet.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cml_monitor.sim",
+            "--workers",
+            str(args.workers),
+            "--regions",
+            str(args.regions),
+            "--controllers",
+            str(args.controllers),
+            "--controller-latency",
+            "0.05",
+            "--throttling",
+            "--out",
+            str(out),
+        ],
+    )
+    deadline = time.monotonic() + 300
+    while not out.exists() or not out.stat().st_size:
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return process, json.loads(out.read_text())
+
+
+async def prepare_database(url: str, fleet: dict[str, Any]) -> list[str]:
+    engine = create_engine(url)
+    if url.startswith("postgresql"):
+        async with engine.begin() as conn:
+            for table in (
+                "worker_metrics",
+                "workers",
+                "alerts",
+                "notifications",
+                "silences",
+                "alembic_version",
+                "apscheduler_jobs",
+            ):
+                await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    await migrate(engine)
+    now = datetime.now(UTC)
+    rows = []
+    for number, instance in enumerate(fleet["instances"]):
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "name": f"bench-{number:05d}",
+                "aws_region": instance["region"],
+                "aws_instance_id": instance["instance_id"],
+                "cml_url": instance["cml_url"],
+                "status": WorkerStatus.UNKNOWN.value,
+                "active_labs_count": 0,
+                "created_at": now + timedelta(microseconds=number),
+                "updated_at": now,
+            }
+        )
+    async with engine.begin() as conn:
+        for start in range(0, len(rows), 2000):
+            await conn.execute(insert(workers_table), rows[start : start + 2000])
+    await engine.dispose()
+    return [row["id"] for row in rows]
+
+
+class Counters:
+    """Wraps the parts we time without touching their code."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last_event_at = 0.0
+        self.db_write_seconds: list[float] = []
+        self.cml_seconds: list[float] = []
+        self.job_store_writes = 0
+        self.job_store_seconds = 0.0
+        self.target = 0
+        self.done = asyncio.Event()
+
+    def observer(self, _event: dict[str, Any]) -> None:
+        self.events += 1
+        self.last_event_at = time.perf_counter()
+        if self.events >= self.target:
+            self.done.set()
+
+
+def instrument(
+    scheduler: WorkerMonitoringScheduler, repository: CMLWorkerRepository, counters: Counters
+) -> None:
+    original_save = repository.save_collection_async
+
+    async def timed_save(*args: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await original_save(*args, **kwargs)
+        finally:
+            counters.db_write_seconds.append(time.perf_counter() - started)
+
+    repository.save_collection_async = timed_save  # type: ignore[method-assign]
+    collector = scheduler.collector
+    original_labs = collector._read_labs
+
+    async def timed_labs(workers: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original_labs(workers)
+        finally:
+            counters.cml_seconds.append(time.perf_counter() - started)
+
+    collector._read_labs = timed_labs  # type: ignore[method-assign]
+    store = scheduler._scheduler._jobstores["default"]
+    original_update = store.update_job
+
+    def counted_update(job: Any) -> None:
+        started = time.perf_counter()
+        try:
+            original_update(job)
+        finally:
+            counters.job_store_writes += 1
+            counters.job_store_seconds += time.perf_counter() - started
+
+    store.update_job = counted_update  # type: ignore[method-assign]
+
+
+async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_url: str) -> dict[str, Any]:
+    engine = create_engine(database_url)
+    repository = CMLWorkerRepository(engine)
+    aws = AwsEc2Client(endpoint_url=fleet["url"], max_attempts=8)
+    cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=10)
+    if args.job_store == "redis":
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        store = build_job_store(REDIS_URL, database_url)
+    else:
+        store = build_job_store("", database_url)
+    counters = Counters()
+    scheduler = WorkerMonitoringScheduler(
+        repository,
+        aws,
+        None,
+        cml_client=cml,
+        job_store=store,
+        poll_interval=POLL_INTERVAL,
+        observers=[counters.observer],
+        batch_window=0.2,
+    )
+    instrument(scheduler, repository, counters)
+    n = len(fleet["instances"])
+    try:
+        counters.target = n
+        await scheduler.start_async()  # the warm-up cycle: every job runs now
+        await asyncio.wait_for(counters.done.wait(), 600)
+        # The measured cycle: the next instant of the common grid.
+        now = datetime.now(UTC)
+        elapsed = (now - TRIGGER_ANCHOR).total_seconds()
+        due = TRIGGER_ANCHOR + timedelta(seconds=(elapsed // POLL_INTERVAL + 1) * POLL_INTERVAL)
+        counters.target = 2 * n
+        counters.done.clear()
+        counters.db_write_seconds.clear()
+        counters.cml_seconds.clear()
+        counters.job_store_writes = 0
+        counters.job_store_seconds = 0.0
+        aws.requests.reset()
+        throttled_before = fetch_stats(fleet["url"])["throttled"]
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        due_at = time.perf_counter()
+        cpu_before = _cpu_seconds()
+        await asyncio.wait_for(counters.done.wait(), 600)
+        cycle_seconds = counters.last_event_at - due_at
+        cpu_seconds = _cpu_seconds() - cpu_before
+        stats = fetch_stats(fleet["url"])
+    finally:
+        await scheduler.stop_async()
+        await aws.close()
+        await cml.close()
+        await engine.dispose()
+    requests = {f"{s}:{o}": c for (s, o), c in sorted(aws.requests.snapshot().items())}
+    return {
+        "aws_calls": aws.requests.total(),
+        "aws_calls_by_operation": requests,
+        "throttled": stats["throttled"] - throttled_before,
+        "cml_calls_total": stats["cml_requests"],
+        "cycle_seconds": round(cycle_seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "db_write_seconds": round(sum(counters.db_write_seconds), 2),
+        "cml_seconds": round(max(counters.cml_seconds, default=0.0), 2),
+        "job_store_writes": counters.job_store_writes,
+        "job_store_seconds": round(counters.job_store_seconds, 2),
+    }
+
+
+def fetch_stats(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/sim/stats", timeout=30).json()
+
+
+async def api_p95(database_url: str, fleet_url: str) -> float:
+    from cml_monitor.api.app import create_app
+    from cml_monitor.settings import load_settings
+
+    settings = load_settings(
+        _env_file=None, database_url=database_url, worker_monitoring_enabled=False, aws_endpoint_url=fleet_url
+    )
+    app = create_app(settings)
+    samples = []
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench"
+        ) as client:
+            for index in range(60):
+                started = time.perf_counter()
+                response = await client.get(
+                    "/api/workers", params={"limit": 100, "offset": (index * 100) % 5000}
+                )
+                samples.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200
+    samples = sorted(samples[10:])
+    return round(samples[int(0.95 * (len(samples) - 1))], 1)
+
+
+async def run_seed(fleet: dict[str, Any], budget: float) -> dict[str, Any]:
+    """The seed's algorithm: three calls per worker, one worker at a time per job."""
+    session = get_session()
+    config = AioConfig(max_pool_connections=50, retries={"mode": "legacy", "max_attempts": 5})
+    instances = fleet["instances"]
+    throttled_before = fetch_stats(fleet["url"])["throttled"]
+    calls = 0
+    done = 0
+    failed = 0
+    started = time.perf_counter()
+    deadline = started + budget
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for instance in instances:
+        queue.put_nowait(instance)
+    async with (
+        session.create_client(
+            "ec2", region_name="us-east-1", endpoint_url=fleet["url"], config=config
+        ) as ec2,
+        session.create_client(
+            "cloudwatch", region_name="us-east-1", endpoint_url=fleet["url"], config=config
+        ) as cw,
+    ):
+
+        def count(**_: Any) -> None:
+            nonlocal calls
+            calls += 1
+
+        ec2.meta.events.register("before-send", count)
+        cw.meta.events.register("before-send", count)
+
+        async def worker() -> None:
+            nonlocal done, failed
+            while time.perf_counter() < deadline:
+                try:
+                    instance = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                dims = [{"Name": "InstanceId", "Value": instance["instance_id"]}]
+                end = datetime.now(UTC)
+                try:
+                    await ec2.describe_instance_status(
+                        InstanceIds=[instance["instance_id"]], IncludeAllInstances=True
+                    )
+                    for namespace, metric in (("AWS/EC2", "CPUUtilization"), ("CWAgent", "mem_used_percent")):
+                        await cw.get_metric_statistics(
+                            Namespace=namespace,
+                            MetricName=metric,
+                            Dimensions=dims,
+                            StartTime=end - timedelta(minutes=5),
+                            EndTime=end,
+                            Period=300,
+                            Statistics=["Average"],
+                        )
+                    done += 1
+                except Exception:
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(50)))
+    elapsed = time.perf_counter() - started
+    finished = done + failed == len(instances)
+    extrapolated = elapsed if finished or done == 0 else elapsed * len(instances) / max(1, done + failed)
+    return {
+        "seed_aws_calls": calls if finished else round(calls * len(instances) / max(1, done + failed)),
+        "seed_aws_calls_measured": calls,
+        "seed_workers_done": done,
+        "seed_workers_failed": failed,
+        "seed_throttled": fetch_stats(fleet["url"])["throttled"] - throttled_before,
+        "seed_cycle_seconds": round(extrapolated, 1),
+        "seed_finished": finished,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=10_000)
+    parser.add_argument("--regions", type=int, default=1)
+    parser.add_argument(
+        "--controllers", type=int, default=1000, help="workers with a CML controller (50 ms each)"
+    )
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--job-store", choices=("redis", "database"), default="redis")
+    parser.add_argument("--seed-budget", type=float, default=60.0, help="seconds the seed algorithm may run")
+    args = parser.parse_args()
+    args.controllers = min(args.controllers, args.workers)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        database_url = (
+            f"sqlite+aiosqlite:///{workdir / 'bench.db'}" if args.database == "sqlite" else POSTGRES_URL
+        )
+        simulator, fleet = start_simulator(args, workdir)
+        try:
+            asyncio.run(prepare_database(database_url, fleet))
+            ours = asyncio.run(run_monitor(args, fleet, database_url))
+            p95 = asyncio.run(api_p95(database_url, fleet["url"]))
+            peak = _rss_mb()
+            seed = asyncio.run(run_seed(fleet, args.seed_budget)) if args.seed_budget > 0 else {}
+        finally:
+            simulator.terminate()
+            simulator.wait(30)
+    n = args.workers
+    print(
+        f"\nOne cycle, {n} workers in {args.regions} region(s), {args.controllers} CML controllers at 50 ms, "
+        f"database {args.database}, job store {args.job_store}, AWS rate limits on"
+    )
+    print(f"  AWS calls by operation: {ours['aws_calls_by_operation']}")
+    print(f"  formula ceil(N/100) + ceil(2N/500) = {-(-n // 100) + -(-2 * n // 500)}")
+    rows = [
+        ("AWS calls per cycle", ours["aws_calls"], seed.get("seed_aws_calls")),
+        ("throttling errors", ours["throttled"], seed.get("seed_throttled")),
+        ("cycle wall seconds", ours["cycle_seconds"], seed.get("seed_cycle_seconds")),
+    ]
+    print(f"  {'':24s} {'this monitor':>14s} {'seed algorithm':>16s} {'ratio':>8s}")
+    for label, mine, theirs in rows:
+        ratio = f"{theirs / mine:.0f}x" if theirs and mine else "-"
+        print(f"  {label:24s} {mine!s:>14s} {theirs!s:>16s} {ratio:>8s}")
+    if seed and not seed["seed_finished"]:
+        print(
+            f"  (seed stopped after {args.seed_budget:.0f} s: {seed['seed_workers_done']} workers done, "
+            f"{seed['seed_aws_calls_measured']} calls made; its totals are extrapolated)"
+        )
+    print(f"  CPU seconds (monitor process): {ours['cpu_seconds']}   peak RSS: {peak:.0f} MB")
+    print(f"  DB write seconds (workers + history, one transaction): {ours['db_write_seconds']}")
+    print(
+        f"  CML controllers polled in: {ours['cml_seconds']} s   simulator CML requests so far: {ours['cml_calls_total']}"
+    )
+    print(f"  APScheduler job store writes: {ours['job_store_writes']} in {ours['job_store_seconds']} s")
+    print(f"  GET /api/workers?limit=100 p95: {p95} ms")
+    summary = {
+        "workers": n,
+        "aws_calls": ours["aws_calls"],
+        "seed_aws_calls": seed.get("seed_aws_calls"),
+        "throttled": ours["throttled"],
+        "seed_throttled": seed.get("seed_throttled"),
+        "cycle_seconds": ours["cycle_seconds"],
+        "seed_cycle_seconds": seed.get("seed_cycle_seconds"),
+        "peak_rss_mb": round(peak, 1),
+        "db_write_seconds": ours["db_write_seconds"],
+        "api_p95_ms": p95,
+        "cpu_seconds": ours["cpu_seconds"],
+        "cml_seconds": ours["cml_seconds"],
+        "job_store_writes": ours["job_store_writes"],
+        "job_store_seconds": ours["job_store_seconds"],
+        "database": args.database,
+        "job_store": args.job_store,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
