@@ -22,7 +22,7 @@ from cml_monitor.monitoring import (
     WorkerMonitoringScheduler,
     WorkerNotificationHandler,
     build_job_store,
-    job_id_for,
+    job_id_for_region,
     run_worker_metrics_collection,
 )
 from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
@@ -155,14 +155,16 @@ async def test_stop_then_terminate_moves_status_and_ends_monitoring(
     assert stored.status is WorkerStatus.STOPPED
     assert stored.cpu_utilization is None
     assert events.of(worker.id)[-1]["previous_status"] == "running"
-    assert scheduler.next_run_at(worker.id) is not None
+    assert worker.id in scheduler.active_worker_ids
 
     moto.ec2().terminate_instances(InstanceIds=[instance])
     await run_worker_metrics_collection(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.TERMINATED
-    assert scheduler.next_run_at(worker.id) is None
     assert worker.id not in scheduler.active_worker_ids
+    assert scheduler.next_run_at(worker.id) is None
+    assert await scheduler.workers_to_collect(REGION) == []
+    assert scheduler.monitoring_jobs() == []  # the region's job removed itself
 
 
 async def test_a_deleted_workers_job_removes_itself(
@@ -180,6 +182,7 @@ async def test_a_deleted_workers_job_removes_itself(
     with caplog.at_level(logging.WARNING):
         await run_worker_metrics_collection(worker.id)
     assert scheduler.next_run_at(worker.id) is None
+    assert worker.id not in scheduler.active_worker_ids
     assert f"Worker {worker.id} not found - stopping job" in caplog.text
 
 
@@ -246,7 +249,7 @@ async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
             await scheduler.start_async()
             await eventually(lambda: "❌ Failed to collect metrics for worker" in caplog.text)
         assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
-        assert scheduler.next_run_at(worker.id) is not None  # still monitored
+        assert worker.id in scheduler.active_worker_ids  # still monitored
 
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
@@ -273,8 +276,10 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     )
     await first.start_async()
     await eventually(lambda: all(first_events.of(w.id) for w in workers))
-    jobs_before = first.monitoring_jobs()
+    jobs_before = first.region_jobs()
+    view_before = first.monitoring_jobs()
     await first.stop_async()
+    assert list(jobs_before) == [REGION]
 
     events = Events()
     second = make_scheduler(
@@ -282,45 +287,52 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     )
     with caplog.at_level(logging.INFO):
         await second.start_async()
-    assert "3 resumed from the job store" in caplog.text
-    jobs_after = second.monitoring_jobs()
-    assert sorted(j["job_id"] for j in jobs_after) == sorted(job_id_for(w.id) for w in workers)
-    assert [j["next_run_at"] for j in sorted(jobs_after, key=lambda j: j["job_id"])] == [
-        j["next_run_at"] for j in sorted(jobs_before, key=lambda j: j["job_id"])
-    ]
+    assert "1 region jobs resumed from the job store" in caplog.text
+    assert second.region_jobs() == jobs_before  # the same job, same next run, no duplicate
+    assert sorted(j["worker_id"] for j in second.monitoring_jobs()) == sorted(w.id for w in workers)
+    assert {j["job_id"] for j in second.monitoring_jobs()} == {job_id_for_region(REGION)}
+    assert len(view_before) == 3
     await eventually(lambda: all(events.of(w.id) for w in workers))
-    assert len(second.monitoring_jobs()) == 3
+    assert len(second._scheduler.get_jobs()) == 1
 
 
-async def test_scheduler_start_drops_jobs_of_workers_gone_while_down(
+async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
     moto: Moto,
     sqlite_repository: CMLWorkerRepository,
     sqlite_url: str,
     redis_url: str,
     make_scheduler: Callable[..., Any],
 ) -> None:
-    keep, gone = [await register(sqlite_repository, i) for i in moto.run_instances(2)]
+    keep = await register(sqlite_repository, moto.run_instances(1)[0])
+    (gone_instance,) = moto.run_instances(1, region="eu-west-1")
+    gone = Worker.register(
+        name="gone", aws_region="eu-west-1", aws_instance_id=gone_instance, now=datetime.now(UTC)
+    )
+    await sqlite_repository.add_async(gone)
     first = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
     await first.start_async()
+    assert set(first.region_jobs()) == {REGION, "eu-west-1"}
     await first.stop_async()
     await sqlite_repository.remove_async(gone.id)
     second = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
     await second.start_async()
+    assert set(second.region_jobs()) == {REGION}
     assert [j["worker_id"] for j in second.monitoring_jobs()] == [keep.id]
 
 
-async def test_jobs_use_fixed_ids_and_the_seed_options(
+async def test_region_jobs_use_fixed_ids_and_the_seed_options(
     moto: Moto, sqlite_repository: CMLWorkerRepository, sqlite_url: str, make_scheduler: Callable[..., Any]
 ) -> None:
     worker = await register(sqlite_repository, moto.run_instances(1)[0])
     scheduler = make_scheduler(job_store=build_job_store("", sqlite_url))
-    await scheduler.start_monitoring_worker_async(worker.id)
-    await scheduler.start_monitoring_worker_async(worker.id)  # replace_existing, no duplicate
     await scheduler.start_async()
-    job = scheduler._scheduler.get_job(job_id_for(worker.id))
+    await scheduler.start_monitoring_worker_async(worker.id)
+    await scheduler.start_monitoring_worker_async(worker.id)  # no duplicate
+    (job,) = scheduler._scheduler.get_jobs()
+    assert job.id == job_id_for_region(REGION)
     assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
-    assert job.args == (worker.id,)
-    assert len(scheduler.monitoring_jobs()) == 1
+    assert job.args == (REGION,)
+    assert [j["worker_id"] for j in scheduler.monitoring_jobs()] == [worker.id]
 
 
 async def test_spans_carry_the_worker_attributes(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cml_monitor.domain import WorkerStatus
 
-from .collector import FleetCollector
+from .collector import CollectionResult, FleetCollector
 
 if TYPE_CHECKING:
     from .scheduler import WorkerMonitoringScheduler
@@ -91,6 +91,11 @@ class WorkerMetricsCollectionJob:
         if self._collector is None or self._scheduler is None:
             raise RuntimeError("WorkerMetricsCollectionJob.configure() was not called")
         result = await self._collector.collect(self.worker_id)
+        await self.handle(result)
+
+    async def handle(self, result: CollectionResult) -> None:
+        """The seed's per-worker outcome: missing or terminated stops, a failure is logged."""
+        assert self._scheduler is not None
         if not result.found:
             logger.warning("Worker %s not found - stopping job", self.worker_id)
             await self._scheduler.stop_monitoring_worker_async(self.worker_id)
@@ -104,8 +109,37 @@ class WorkerMetricsCollectionJob:
             await self._scheduler.stop_monitoring_worker_async(self.worker_id)
 
 
+async def run_region_collection(aws_region: str) -> None:
+    """The function the job store references: every monitored worker of a region, together."""
+    dependencies = current_job_dependencies()
+    if dependencies is None:
+        logger.error("Job for region %s ran before monitoring was configured; skipped", aws_region)
+        return
+    task = asyncio.current_task()
+    if task is not None:
+        dependencies.running.add(task)
+    try:
+        worker_ids = await dependencies.scheduler.workers_to_collect(aws_region)
+        jobs = [
+            WorkerMetricsCollectionJob(worker_id).configure(
+                collector=dependencies.collector,
+                scheduler=dependencies.scheduler,
+                observers=dependencies.observers,
+            )
+            for worker_id in worker_ids
+        ]
+        results = await dependencies.collector.collect_many(worker_ids) if worker_ids else {}
+        for job in jobs:
+            await job.handle(results[job.worker_id])
+    except Exception:
+        logger.exception("❌ Failed to collect metrics for the workers in %s", aws_region)
+    finally:
+        if task is not None:
+            dependencies.running.discard(task)
+
+
 async def run_worker_metrics_collection(worker_id: str) -> None:
-    """The function the job store references; APScheduler calls it every interval."""
+    """Collect one worker now (a new worker's first collection, or by hand)."""
     dependencies = current_job_dependencies()
     if dependencies is None:
         logger.error("Job for worker %s ran before monitoring was configured; skipped", worker_id)

@@ -135,6 +135,16 @@ class CMLWorkerRepository:
             total = (await conn.execute(count)).scalar_one()
         return [_to_worker(row) for row in rows], int(total)
 
+    async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]:
+        """(id, region) of every worker that is not terminated, optionally in one region."""
+        query = select(workers.c.id, workers.c.aws_region).where(
+            workers.c.status != WorkerStatus.TERMINATED.value
+        )
+        if aws_region is not None:
+            query = query.where(workers.c.aws_region == aws_region)
+        async with self._engine.connect() as conn:
+            return [(row.id, row.aws_region) for row in await conn.execute(query)]
+
     async def list_monitorable_ids_async(self) -> list[str]:
         """Ids of every worker that is not terminated: the ones monitoring must cover."""
         query = select(workers.c.id).where(workers.c.status != WorkerStatus.TERMINATED.value)

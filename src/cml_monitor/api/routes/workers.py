@@ -35,7 +35,9 @@ RegionFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
 
 
 def _out(services: Services, worker: Worker) -> WorkerOut:
-    return WorkerOut.from_worker(worker, services.scheduler.next_run_at(worker.id))
+    return WorkerOut.from_worker(
+        worker, None if worker.is_terminated else services.scheduler.next_run_at(worker.id, worker.aws_region)
+    )
 
 
 async def _register(services: Services, worker: Worker) -> Worker:
