@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint demo serve bench clean
+.PHONY: setup test lint demo serve bench bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cml-monitor demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.sim_speed
+	$(BIN)/python -m bench.cycle --workers 10000
+
+bench-all: $(STAMP)
+	for n in 1000 10000 50000; do $(BIN)/python -m bench.cycle --workers $$n; done
+	$(BIN)/python -m bench.cycle --workers 10000 --database postgresql --job-store database --seed-budget 0
 
 serve: $(STAMP)
 	$(BIN)/cml-monitor serve

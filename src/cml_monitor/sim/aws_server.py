@@ -71,6 +71,7 @@ class SimulatedAws:
 
     def __init__(self, fleet: SimulatedFleet) -> None:
         self.fleet = fleet
+        self._listings: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
         self._ec2: dict[str, Callable[[AwsRequest], dict[str, Any]]] = {
             "DescribeInstanceStatus": self.describe_instance_status,
             "DescribeInstances": self.describe_instances,
@@ -430,6 +431,23 @@ class SimulatedAws:
         namespace = call.params.get("Namespace")
         name = call.params.get("MetricName")
         wanted = [(str(d["Name"]), d.get("Value")) for d in _as_list(call.params.get("Dimensions"))]
+        key = (call.region, namespace, name, tuple(wanted))
+        cached = self._listings.get(key)
+        if cached is not None and time.monotonic() - cached[0] < 10 and call.params.get("NextToken"):
+            metrics = cached[1]  # later pages of the same listing: no rebuild (a rebuild is O(fleet))
+        else:
+            metrics = self._build_listing(call.region, namespace, name, wanted)
+            self._listings[key] = (time.monotonic(), metrics)
+        offset = _decode_token(call.params.get("NextToken"))
+        page = metrics[offset : offset + LIST_METRICS_PAGE]
+        token = (
+            _encode_token(offset + LIST_METRICS_PAGE) if offset + LIST_METRICS_PAGE < len(metrics) else None
+        )
+        return {"Metrics": page, "NextToken": token}
+
+    def _build_listing(
+        self, region: str, namespace: Any, name: Any, wanted: list[tuple[str, Any]]
+    ) -> list[dict[str, Any]]:
         metrics: list[dict[str, Any]] = []
         seen: set[tuple[str, str, frozenset[tuple[str, str]]]] = set()
 
@@ -449,7 +467,7 @@ class SimulatedAws:
                 }
             )
 
-        for instance in sorted(self.fleet.all(call.region), key=lambda i: i.instance_id):
+        for instance in sorted(self.fleet.all(region), key=lambda i: i.instance_id):
             if instance.state == "terminated":
                 continue
             add("AWS/EC2", "CPUUtilization", [("InstanceId", instance.instance_id)])
@@ -458,12 +476,7 @@ class SimulatedAws:
                 add("CWAgent", "mem_used_percent", [(d["Name"], d["Value"]) for d in memory])
         for ns, metric, dims in self.fleet.stored_metrics():
             add(ns, metric, sorted(dims))
-        offset = _decode_token(call.params.get("NextToken"))
-        page = metrics[offset : offset + LIST_METRICS_PAGE]
-        token = (
-            _encode_token(offset + LIST_METRICS_PAGE) if offset + LIST_METRICS_PAGE < len(metrics) else None
-        )
-        return {"Metrics": page, "NextToken": token}
+        return metrics
 
     def put_metric_data(self, call: AwsRequest) -> dict[str, Any]:
         namespace = str(call.params["Namespace"])
