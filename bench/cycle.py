@@ -96,6 +96,7 @@ async def prepare_database(url: str, fleet: dict[str, Any]) -> list[str]:
         async with engine.begin() as conn:
             for table in (
                 "worker_metrics",
+                "worker_metrics_hourly",
                 "workers",
                 "alerts",
                 "notifications",

@@ -77,6 +77,7 @@ async def _reset_postgres(url: str) -> None:
     async with engine.begin() as conn:
         for table in (
             "worker_metrics",
+            "worker_metrics_hourly",
             "workers",
             "alerts",
             "notifications",

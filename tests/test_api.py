@@ -167,7 +167,8 @@ async def test_refresh_collects_and_history_and_alerts_follow(api_factory, moto:
     history = (await api.client.get(f"/api/workers/{worker['id']}/metrics")).json()["items"]
     assert [(h["status"], h["cpu_utilization"]) for h in history] == [("running", 95.0)]
     later = await api.client.get(
-        f"/api/workers/{worker['id']}/metrics", params={"since": "2999-01-01T00:00:00Z"}
+        f"/api/workers/{worker['id']}/metrics",
+        params={"since": "2999-01-01T00:00:00Z", "until": "2999-01-01T01:00:00Z"},
     )
     assert later.json()["items"] == []
     naive = await api.client.get(

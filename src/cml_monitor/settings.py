@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     worker_cpu_threshold: float = Field(90.0, ge=0, le=100)
     worker_memory_threshold: float = Field(90.0, ge=0, le=100)
     worker_collection_batch_window: float = Field(0.05, ge=0, le=10)
+    worker_metrics_raw_retention_hours: int = Field(48, ge=1, le=24 * 90)
+    worker_metrics_retention_days: int = Field(30, ge=1, le=3650)
 
     # Alerts
     worker_alert_for_samples: int = Field(1, ge=1, le=100)

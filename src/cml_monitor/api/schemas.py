@@ -98,14 +98,18 @@ class ImportResult(BaseModel):
 
 class MetricPoint(BaseModel):
     timestamp: datetime
-    status: str
+    status: str | None
     cpu_utilization: float | None
     memory_utilization: float | None
-    active_labs_count: int | None
+    active_labs_count: float | None
+    cpu_max: float | None = None
+    memory_max: float | None = None
 
 
 class MetricList(BaseModel):
     items: list[MetricPoint]
+    step: int = Field(description="bucket width in seconds; 0 = every sample")
+    source: Literal["raw", "hourly"]
 
 
 class MonitoringJob(BaseModel):

@@ -31,6 +31,7 @@ from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotification
 from cml_monitor.settings import Settings
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
 from cml_monitor.storage.alerts import AlertRepository
+from cml_monitor.storage.history import HistoryStore
 
 from .events import EventHub
 from .metrics import PrometheusMetrics
@@ -54,9 +55,11 @@ class Services:
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
     http: httpx.AsyncClient
+    history: HistoryStore
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _starter: asyncio.Task[None] | None = None
     _watchdog: asyncio.Task[None] | None = None
+    _maintenance: asyncio.Task[None] | None = None
 
     def spawn(self, coroutine: Any) -> None:
         """Run work after the response (e.g. a refresh) and keep a reference until it ends."""
@@ -68,6 +71,7 @@ class Services:
         await migrate(self.engine)
         self.metrics.alerts_firing.set(await self.alerts.count_firing())
         self.dispatcher.start()
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain_history())
         if not self.settings.worker_monitoring_enabled:
             logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
             return
@@ -78,6 +82,15 @@ class Services:
             # The job store (Redis) may be down at boot: serve anyway, report not ready, retry.
             logger.error("Could not start worker monitoring (%s); retrying in the background", exc)
             self._starter = asyncio.get_running_loop().create_task(self._start_monitoring_later())
+
+    async def _maintain_history(self, period: float = 600.0) -> None:
+        """Roll raw samples up into hours and prune both, now and every ten minutes."""
+        while True:
+            try:
+                await self.history.maintain(self.clock())
+            except Exception as exc:
+                logger.error("History maintenance failed: %s", exc)
+            await asyncio.sleep(period)
 
     async def _watch_unreachable(self) -> None:
         """Every so often, raise `unreachable` for workers nobody could collect lately."""
@@ -101,7 +114,7 @@ class Services:
             return
 
     async def close(self) -> None:
-        for task in (self._starter, self._watchdog):
+        for task in (self._starter, self._watchdog, self._maintenance):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -224,6 +237,11 @@ def build_services(
         alert_engine=alert_engine,
         dispatcher=dispatcher,
         http=http,
+        history=HistoryStore(
+            engine,
+            raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
+            retention=timedelta(days=settings.worker_metrics_retention_days),
+        ),
     )
 
 

@@ -85,6 +85,21 @@ worker_metrics = Table(
     Index("ix_worker_metrics_worker_ts", "worker_id", "timestamp"),
 )
 
+worker_metrics_hourly = Table(
+    "worker_metrics_hourly",
+    metadata,
+    Column("worker_id", String(36), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("cpu_avg", Float, nullable=True),
+    Column("cpu_max", Float, nullable=True),
+    Column("memory_avg", Float, nullable=True),
+    Column("memory_max", Float, nullable=True),
+    Column("labs_avg", Float, nullable=True),
+    Column("labs_max", Integer, nullable=True),
+    Index("ix_worker_metrics_hourly_hour", "hour"),
+)
+
 ACTIVE_ALERT = "state != 'resolved'"
 
 alerts = Table(

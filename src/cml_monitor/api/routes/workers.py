@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -191,9 +192,16 @@ async def worker_metrics(
     services: ServicesDep,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    step: Annotated[int | None, Query(ge=0, le=86_400 * 7)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
 ) -> MetricList:
-    """History of the worker, oldest first (the newest `limit` samples in the range)."""
+    """History of the worker, oldest first, at the resolution the range deserves.
+
+    Without `step`: every sample up to 6 h, 5-minute averages up to 48 h, hourly averages
+    beyond (raw samples are kept `WORKER_METRICS_RAW_RETENTION_HOURS`, hourly ones
+    `WORKER_METRICS_RETENTION_DAYS`). `step=0` asks for every sample; aggregated points carry
+    `cpu_max` and `memory_max` too. Default range: the last 24 hours.
+    """
     worker = await load_worker(services, worker_id)
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
@@ -203,16 +211,11 @@ async def worker_metrics(
                     {"loc": ["query", name], "msg": "needs a UTC offset (Z or +00:00)", "type": "value_error"}
                 ],
             )
-    samples = await services.repository.list_metrics_async(worker.id, since=since, until=until, limit=limit)
-    return MetricList(
-        items=[
-            MetricPoint(
-                timestamp=s.timestamp,
-                status=s.status,
-                cpu_utilization=s.cpu_utilization,
-                memory_utilization=s.memory_utilization,
-                active_labs_count=s.active_labs_count,
-            )
-            for s in samples
-        ]
-    )
+    until = until or services.clock()
+    since = since or until - timedelta(hours=24)
+    if since > until:
+        raise HTTPException(
+            422, detail=[{"loc": ["query", "since"], "msg": "must not be after until", "type": "value_error"}]
+        )
+    used_step, source, points = await services.history.series(worker.id, since, until, step, limit)
+    return MetricList(items=[MetricPoint(**asdict(point)) for point in points], step=used_step, source=source)

@@ -1,0 +1,218 @@
+"""Metric history over time: raw samples for a while, then hourly averages and maxima.
+
+`roll_up` aggregates every complete hour into `worker_metrics_hourly` (recomputing the last
+few hours, so late samples count) with one INSERT … SELECT … GROUP BY; `prune` deletes raw
+samples older than the raw retention and hourly rows older than the long retention, each
+with one DELETE. `series` answers a time range at the resolution it deserves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .tables import worker_metrics, worker_metrics_hourly
+
+logger = logging.getLogger(__name__)
+
+RAW_UP_TO = timedelta(hours=6)  # ranges up to this are answered point by point
+FIVE_MINUTES = 300
+HOUR = 3600
+RECOMPUTE = timedelta(hours=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    timestamp: datetime
+    status: str | None
+    cpu_utilization: float | None
+    memory_utilization: float | None
+    active_labs_count: float | None
+    cpu_max: float | None = None
+    memory_max: float | None = None
+
+
+def floor_hour(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _avg(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+class HistoryStore:
+    def __init__(self, engine: AsyncEngine, *, raw_retention: timedelta, retention: timedelta) -> None:
+        self._engine = engine
+        self.raw_retention = raw_retention
+        self.retention = retention
+
+    def _hour_bucket(self) -> Any:
+        if self._engine.dialect.name == "sqlite":
+            # Timestamps are stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): keep the hour.
+            return func.strftime("%Y-%m-%d %H:00:00.000000", worker_metrics.c.timestamp)
+        return func.date_trunc(literal_column("'hour'"), worker_metrics.c.timestamp)
+
+    async def roll_up(self, now: datetime) -> int:
+        """Aggregate complete hours; returns the number of hourly rows written."""
+        end = floor_hour(now)
+        async with self._engine.begin() as conn:
+            latest = (await conn.execute(select(func.max(worker_metrics_hourly.c.hour)))).scalar_one_or_none()
+            if latest is None:
+                oldest = (
+                    await conn.execute(select(func.min(worker_metrics.c.timestamp)))
+                ).scalar_one_or_none()
+                if oldest is None:
+                    return 0
+                start = floor_hour(oldest.replace(tzinfo=UTC) if oldest.tzinfo is None else oldest)
+            else:
+                latest = latest.replace(tzinfo=UTC) if latest.tzinfo is None else latest
+                start = min(latest + timedelta(hours=1), end - RECOMPUTE)
+            if start >= end:
+                return 0
+            await conn.execute(
+                delete(worker_metrics_hourly).where(
+                    worker_metrics_hourly.c.hour >= start, worker_metrics_hourly.c.hour < end
+                )
+            )
+            bucket = self._hour_bucket().label("hour")
+            aggregate = (
+                select(
+                    worker_metrics.c.worker_id,
+                    bucket,
+                    func.count().label("samples"),
+                    func.avg(worker_metrics.c.cpu_utilization),
+                    func.max(worker_metrics.c.cpu_utilization),
+                    func.avg(worker_metrics.c.memory_utilization),
+                    func.max(worker_metrics.c.memory_utilization),
+                    func.avg(worker_metrics.c.active_labs_count),
+                    func.max(worker_metrics.c.active_labs_count),
+                )
+                .where(worker_metrics.c.timestamp >= start, worker_metrics.c.timestamp < end)
+                .group_by(worker_metrics.c.worker_id, bucket)
+            )
+            columns = [
+                "worker_id",
+                "hour",
+                "samples",
+                "cpu_avg",
+                "cpu_max",
+                "memory_avg",
+                "memory_max",
+                "labs_avg",
+                "labs_max",
+            ]
+            result = await conn.execute(insert(worker_metrics_hourly).from_select(columns, aggregate))
+        return max(0, result.rowcount or 0)
+
+    async def prune(self, now: datetime) -> tuple[int, int]:
+        """Delete raw samples past the raw retention and hourly rows past the long retention."""
+        async with self._engine.begin() as conn:
+            raw = await conn.execute(
+                delete(worker_metrics).where(worker_metrics.c.timestamp < now - self.raw_retention)
+            )
+            hourly = await conn.execute(
+                delete(worker_metrics_hourly).where(worker_metrics_hourly.c.hour < now - self.retention)
+            )
+        return raw.rowcount or 0, hourly.rowcount or 0
+
+    async def maintain(self, now: datetime) -> None:
+        rolled = await self.roll_up(now)
+        raw, hourly = await self.prune(now)
+        if rolled or raw or hourly:
+            logger.info(
+                "History: %d hourly rows rolled up, %d raw and %d hourly rows pruned", rolled, raw, hourly
+            )
+
+    @staticmethod
+    def resolution_for(span: timedelta, step: int | None) -> int:
+        """0 = every sample; else the bucket width in seconds."""
+        if step is not None:
+            return step
+        if span <= RAW_UP_TO:
+            return 0
+        if span <= timedelta(hours=48):
+            return FIVE_MINUTES
+        return HOUR
+
+    async def series(
+        self, worker_id: str, since: datetime, until: datetime, step: int | None, limit: int
+    ) -> tuple[int, str, list[Point]]:
+        """(step, source, points) for the range, oldest first."""
+        resolution = self.resolution_for(until - since, step)
+        raw_covers = since >= until - self.raw_retention
+        if resolution >= HOUR or not raw_covers:
+            return (
+                max(resolution, HOUR),
+                "hourly",
+                await self._hourly(worker_id, since, until, max(resolution, HOUR), limit),
+            )
+        query = (
+            select(worker_metrics)
+            .where(
+                worker_metrics.c.worker_id == worker_id,
+                worker_metrics.c.timestamp >= since,
+                worker_metrics.c.timestamp <= until,
+            )
+            .order_by(worker_metrics.c.timestamp.desc())
+            .limit(limit if resolution == 0 else 200_000)
+        )
+        async with self._engine.connect() as conn:
+            rows = list(reversed((await conn.execute(query)).all()))
+        points = [
+            Point(r.timestamp, r.status, r.cpu_utilization, r.memory_utilization, r.active_labs_count)
+            for r in rows
+        ]
+        if resolution == 0:
+            return 0, "raw", points
+        return resolution, "raw", _bucket(points, resolution)[-limit:]
+
+    async def _hourly(
+        self, worker_id: str, since: datetime, until: datetime, step: int, limit: int
+    ) -> list[Point]:
+        query = (
+            select(worker_metrics_hourly)
+            .where(
+                worker_metrics_hourly.c.worker_id == worker_id,
+                worker_metrics_hourly.c.hour >= floor_hour(since),
+                worker_metrics_hourly.c.hour <= until,
+            )
+            .order_by(worker_metrics_hourly.c.hour)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        points = [
+            Point(r.hour, None, r.cpu_avg, r.memory_avg, r.labs_avg, r.cpu_max, r.memory_max) for r in rows
+        ]
+        return (_bucket(points, step) if step > HOUR else points)[-limit:]
+
+
+def _bucket(points: list[Point], step: int) -> list[Point]:
+    """Average (and maximum) per bucket of `step` seconds, bucket start as its timestamp."""
+    buckets: dict[int, list[Point]] = {}
+    for point in points:
+        buckets.setdefault(int(point.timestamp.timestamp()) // step, []).append(point)
+    result = []
+    for key in sorted(buckets):
+        members = buckets[key]
+        cpu = [p.cpu_utilization for p in members if p.cpu_utilization is not None]
+        memory = [p.memory_utilization for p in members if p.memory_utilization is not None]
+        labs = [p.active_labs_count for p in members if p.active_labs_count is not None]
+        cpu_max = [p.cpu_max if p.cpu_max is not None else p.cpu_utilization for p in members]
+        memory_max = [p.memory_max if p.memory_max is not None else p.memory_utilization for p in members]
+        result.append(
+            Point(
+                timestamp=datetime.fromtimestamp(key * step, UTC),
+                status=members[-1].status,
+                cpu_utilization=_avg(cpu),
+                memory_utilization=_avg(memory),
+                active_labs_count=_avg(labs),
+                cpu_max=max((v for v in cpu_max if v is not None), default=None),
+                memory_max=max((v for v in memory_max if v is not None), default=None),
+            )
+        )
+    return result

@@ -1,0 +1,107 @@
+"""History: roll-up into hours, pruning, and the resolution a range is answered with (both DBs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from cml_monitor.domain import Worker
+from cml_monitor.storage import CMLWorkerRepository, MetricSample
+from cml_monitor.storage.history import HistoryStore
+from cml_monitor.storage.tables import worker_metrics, worker_metrics_hourly
+
+NOW = datetime(2026, 11, 25, 12, 30, tzinfo=UTC)
+
+
+async def _seed(repository: CMLWorkerRepository) -> Worker:
+    worker = await repository.add_async(
+        Worker.register(name="h", aws_region="us-east-1", aws_instance_id="i-0123456789abcdef0", now=NOW)
+    )
+    samples = []
+    at = NOW - timedelta(days=3)
+    index = 0
+    while at < NOW:
+        cpu = 10.0 if at.minute < 30 else 30.0  # hourly average 20, maximum 30
+        samples.append(MetricSample(worker.id, at, "running", cpu, 50.0, index % 3))
+        at += timedelta(minutes=5)
+        index += 1
+    await repository.save_collection_async([], samples)
+    return worker
+
+
+async def _count(repository: CMLWorkerRepository, table) -> int:  # type: ignore[no-untyped-def]
+    async with repository.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_roll_up_prune_and_resolution(repository: CMLWorkerRepository) -> None:
+    worker = await _seed(repository)
+    history = HistoryStore(
+        repository.engine, raw_retention=timedelta(hours=48), retention=timedelta(days=2, hours=12)
+    )
+    raw_before = await _count(repository, worker_metrics)
+    assert raw_before == 3 * 24 * 12
+
+    rolled = await history.roll_up(NOW)
+    assert rolled == 3 * 24  # every complete hour, none of the current one
+    async with repository.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(worker_metrics_hourly).order_by(worker_metrics_hourly.c.hour))
+        ).all()
+    assert rows[0].samples == 6  # the seed began at half past: a partial hour
+    row = rows[1]
+    assert (row.samples, row.cpu_avg, row.cpu_max, row.memory_avg, row.memory_max) == (
+        12,
+        20.0,
+        30.0,
+        50.0,
+        50.0,
+    )
+    assert await history.roll_up(NOW) == 3  # idempotent: only the last hours are recomputed
+    assert await _count(repository, worker_metrics_hourly) == 3 * 24
+
+    raw_pruned, hourly_pruned = await history.prune(NOW)
+    assert raw_pruned == raw_before - 48 * 12
+    assert hourly_pruned == 13  # hours before NOW - 60 h: 12:00 three days ago … 00:00 two days ago
+    assert await _count(repository, worker_metrics) == 48 * 12
+
+    step, source, points = await history.series(worker.id, NOW - timedelta(hours=1), NOW, None, 1000)
+    assert (step, source, len(points)) == (0, "raw", 12)
+    step, source, points = await history.series(worker.id, NOW - timedelta(hours=24), NOW, None, 1000)
+    assert (step, source) == (300, "raw") and len(points) == 24 * 12
+    step, source, points = await history.series(worker.id, NOW - timedelta(days=7), NOW, None, 1000)
+    assert (step, source) == (3600, "hourly")
+    assert len(points) == 72 - 13 and points[0].cpu_utilization == 20.0 and points[0].cpu_max == 30.0
+    step, source, points = await history.series(worker.id, NOW - timedelta(hours=24), NOW, 3600 * 6, 1000)
+    assert (step, source) == (21600, "hourly") and all(p.cpu_max == 30.0 for p in points)
+
+
+async def test_history_endpoint(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory(worker_monitoring_enabled=False)
+    repository = api.services.repository
+    worker = await _seed(repository)
+    await api.services.history.roll_up(NOW)
+    url = f"/api/workers/{worker.id}/metrics"
+    body = (
+        await api.client.get(url, params={"since": "2026-11-25T11:30:00Z", "until": "2026-11-25T12:30:00Z"})
+    ).json()
+    assert body["step"] == 0 and body["source"] == "raw" and len(body["items"]) == 12
+    assert set(body["items"][0]) >= {
+        "timestamp",
+        "status",
+        "cpu_utilization",
+        "memory_utilization",
+        "active_labs_count",
+    }
+    week = (
+        await api.client.get(url, params={"since": "2026-11-18T12:30:00Z", "until": "2026-11-25T12:30:00Z"})
+    ).json()
+    assert week["source"] == "hourly" and week["step"] == 3600 and week["items"][0]["cpu_max"] == 30.0
+    every = await api.client.get(
+        url, params={"since": "2026-11-25T00:00:00Z", "until": "2026-11-25T12:30:00Z", "step": 0}
+    )
+    assert every.json()["step"] == 0 and len(every.json()["items"]) == 150
+    bad = await api.client.get(url, params={"since": "2026-11-25T12:00:00Z", "until": "2026-11-25T11:00:00Z"})
+    assert bad.status_code == 422
+    assert (await api.client.get(url, params={"step": -5})).status_code == 422
