@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from opentelemetry import trace
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,6 +26,7 @@ from .routes import alerts, events, health, monitoring, workers
 from .services import Services, build_services
 
 logger = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -61,6 +64,12 @@ def create_app(
     for router in (workers.router, monitoring.router, alerts.router, events.router):
         app.include_router(router, dependencies=[authenticate])
     app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        """The dashboard: static files shipped with the package, no CDN, no build step."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.exception_handler(StorageError)
     @app.exception_handler(SQLAlchemyError)

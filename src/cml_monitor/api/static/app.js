@@ -1,0 +1,403 @@
+// CML Worker Monitor dashboard: plain JavaScript, no build step, nothing fetched from the internet.
+"use strict";
+
+const state = {
+  token: sessionStorage.getItem("cml-monitor-token") || "",
+  workers: new Map(),
+  firing: new Map(), // worker id -> [kinds]
+  sort: { key: "name", dir: 1 },
+  filter: "",
+  statusFilter: "",
+  range: "1h",
+  refreshTimer: null,
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const main = $("#main");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+// -- API -------------------------------------------------------------------------------------
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+  const response = await fetch(path, { headers });
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function askForToken(message) {
+  const dialog = $("#login");
+  $("#login-error").textContent = message || "";
+  if (!dialog.open) dialog.showModal();
+  $("#token").focus();
+}
+
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("#token").value.trim();
+  sessionStorage.setItem("cml-monitor-token", state.token);
+  $("#login").close();
+  start();
+});
+
+// -- formatting ------------------------------------------------------------------------------
+
+function ago(iso) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+function badge(value, label) {
+  const text = value || "n/a";
+  return el("span", { class: `badge ${text}`, text: label || text });
+}
+
+function bar(value, threshold) {
+  if (value === null || value === undefined) return el("span", { class: "muted", text: "—" });
+  const level = value > (threshold || 90) ? "bad" : value > 75 ? "warn" : "";
+  return el(
+    "span",
+    { class: "bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": value.toFixed(1) },
+    el("span", { class: "track" }, el("span", { class: `fill ${level}`, style: `width:${Math.min(100, value)}%` })),
+    `${value.toFixed(1)} %`,
+  );
+}
+
+// -- fleet page ------------------------------------------------------------------------------
+
+const COLUMNS = [
+  ["name", "Name"], ["aws_region", "Region", "hide-narrow"], ["aws_instance_id", "Instance", "hide-narrow"],
+  ["status", "Status"], ["checks", "Checks", "hide-narrow"], ["cpu_utilization", "CPU"],
+  ["memory_utilization", "Memory"], ["active_labs_count", "Labs"], ["last_collected_at", "Collected", "hide-narrow"],
+  ["alerts", "Alerts"],
+];
+
+async function loadFleet() {
+  const workers = [];
+  for (let offset = 0; ; offset += 1000) {
+    const page = await api(`/api/workers?limit=1000&offset=${offset}`);
+    workers.push(...page.items);
+    if (workers.length >= page.total || page.items.length === 0) break;
+  }
+  state.workers = new Map(workers.map((w) => [w.id, w]));
+  const alerts = await api("/api/alerts?state=firing&limit=1000");
+  state.firing = new Map();
+  for (const alert of alerts.items) {
+    const kinds = state.firing.get(alert.worker_id) || [];
+    kinds.push(alert.kind);
+    state.firing.set(alert.worker_id, kinds);
+  }
+}
+
+function sortValue(worker, key) {
+  if (key === "alerts") return (state.firing.get(worker.id) || []).length;
+  if (key === "checks") return `${worker.ec2_system_status_check}/${worker.ec2_instance_status_check}`;
+  const value = worker[key];
+  return value === null || value === undefined ? -Infinity : value;
+}
+
+function visibleWorkers() {
+  const needle = state.filter.toLowerCase();
+  return [...state.workers.values()]
+    .filter((w) => !state.statusFilter || w.status === state.statusFilter)
+    .filter((w) => !needle || [w.name, w.aws_instance_id, w.aws_region].some((v) => (v || "").toLowerCase().includes(needle)))
+    .sort((a, b) => {
+      const x = sortValue(a, state.sort.key);
+      const y = sortValue(b, state.sort.key);
+      return (x > y ? 1 : x < y ? -1 : 0) * state.sort.dir;
+    });
+}
+
+function workerRow(worker) {
+  const kinds = state.firing.get(worker.id) || [];
+  return el(
+    "tr",
+    { "data-worker": worker.id },
+    el("td", {}, el("a", { href: `#/workers/${worker.id}`, text: worker.name })),
+    el("td", { class: "hide-narrow", text: worker.aws_region }),
+    el("td", { class: "hide-narrow muted", text: worker.aws_instance_id }),
+    el("td", { class: "status" }, badge(worker.status)),
+    el("td", { class: "hide-narrow" }, badge(worker.ec2_system_status_check), " ", badge(worker.ec2_instance_status_check)),
+    el("td", {}, bar(worker.cpu_utilization, worker.cpu_threshold)),
+    el("td", {}, bar(worker.memory_utilization, worker.memory_threshold)),
+    el("td", { text: worker.active_labs_count }),
+    el("td", { class: "hide-narrow muted", title: worker.last_collected_at || "", text: ago(worker.last_collected_at) }),
+    el("td", {}, kinds.length ? kinds.map((k) => badge("firing", k)) : el("span", { class: "muted", text: "—" })),
+  );
+}
+
+function summaryCards() {
+  const counts = {};
+  for (const worker of state.workers.values()) counts[worker.status] = (counts[worker.status] || 0) + 1;
+  const firing = [...state.firing.values()].reduce((n, kinds) => n + kinds.length, 0);
+  const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
+  return el(
+    "section",
+    { class: "summary", "aria-label": "Fleet summary" },
+    card(state.workers.size, "workers"),
+    ...["running", "stopped", "pending", "unknown"].map((s) => card(counts[s] || 0, s)),
+    card(firing, "firing alerts", firing ? "alerting" : ""),
+  );
+}
+
+function renderFleet() {
+  if (!location.hash.startsWith("#/") || location.hash.startsWith("#/workers/")) return;
+  const focused = document.activeElement && document.activeElement.id;
+  const headers = COLUMNS.map(([key, label, cls]) => {
+    const sorted = state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : null;
+    return el(
+      "th",
+      { class: cls, scope: "col" },
+      el("button", {
+        type: "button", "aria-sort": sorted, text: label,
+        onclick: () => {
+          state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+          renderFleet();
+        },
+      }),
+    );
+  });
+  const statuses = ["", "running", "pending", "stopping", "stopped", "shutting-down", "terminated", "unknown"];
+  const rows = visibleWorkers();
+  main.replaceChildren(
+    el("h1", { text: "Fleet" }),
+    summaryCards(),
+    el(
+      "div",
+      { class: "tools" },
+      el("input", {
+        id: "filter", type: "search", placeholder: "Filter by name, instance or region", "aria-label": "Filter workers",
+        value: state.filter,
+        oninput: (event) => { state.filter = event.target.value; renderFleet(); },
+      }),
+      el(
+        "select",
+        { id: "status-filter", "aria-label": "Status", onchange: (event) => { state.statusFilter = event.target.value; renderFleet(); } },
+        statuses.map((s) => el("option", { value: s, selected: s === state.statusFilter, text: s || "all statuses" })),
+      ),
+    ),
+    el(
+      "div",
+      { class: "tablewrap" },
+      el("table", { id: "fleet" }, el("thead", {}, el("tr", {}, headers)), el("tbody", {}, rows.map(workerRow))),
+    ),
+    el("p", { class: "muted", text: `${rows.length} of ${state.workers.size} workers shown` }),
+  );
+  if (focused) {
+    const again = document.getElementById(focused);
+    if (again) {
+      again.focus();
+      if (again.setSelectionRange && again.value !== undefined) again.setSelectionRange(again.value.length, again.value.length);
+    }
+  }
+}
+
+// -- worker page -----------------------------------------------------------------------------
+
+const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
+
+function chart(items) {
+  const width = 800, height = 220, pad = 30;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "CPU and memory utilisation over time");
+  const add = (name, attrs) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    svg.append(node);
+    return node;
+  };
+  for (const level of [0, 25, 50, 75, 100]) {
+    const y = height - pad - (level / 100) * (height - 2 * pad);
+    add("line", { x1: pad, x2: width - 5, y1: y, y2: y, stroke: "#e4e7ec" });
+    add("text", { x: 2, y: y + 4, "font-size": 10, fill: "#667085" }).textContent = level;
+  }
+  if (!items.length) {
+    add("text", { x: width / 2 - 60, y: height / 2, fill: "#667085" }).textContent = "No data in this range yet";
+    return svg;
+  }
+  const times = items.map((p) => Date.parse(p.timestamp));
+  const t0 = Math.min(...times), t1 = Math.max(...times, t0 + 1);
+  const x = (t) => pad + ((t - t0) / (t1 - t0)) * (width - pad - 10);
+  const label = (t) => new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  add("text", { x: pad, y: height - 8, "font-size": 10, fill: "#667085" }).textContent = label(t0);
+  add("text", { x: width - 10, y: height - 8, "font-size": 10, fill: "#667085", "text-anchor": "end" }).textContent = label(t1);
+  const y = (v) => height - pad - (v / 100) * (height - 2 * pad);
+  for (const [key, color, cls] of [["cpu_utilization", "#2563eb", "cpu"], ["memory_utilization", "#9333ea", "mem"]]) {
+    const points = items.map((p, i) => [times[i], p[key]]).filter(([, v]) => v !== null && v !== undefined);
+    if (!points.length) continue;
+    add("polyline", { points: points.map(([t, v]) => `${x(t)},${y(v)}`).join(" "), fill: "none", stroke: color, "stroke-width": 2, class: `line ${cls}` });
+    for (const [t, v] of points.length <= 200 ? points : []) add("circle", { cx: x(t), cy: y(v), r: 2.5, fill: color, class: `point ${cls}` });
+  }
+  return svg;
+}
+
+async function renderWorker(id) {
+  let worker, history, alerts;
+  try {
+    const until = new Date();
+    const since = new Date(until - RANGES[state.range]);
+    [worker, history, alerts] = await Promise.all([
+      api(`/api/workers/${id}`),
+      api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
+      api(`/api/alerts?worker_id=${id}&limit=100`),
+    ]);
+  } catch (error) {
+    if (error instanceof Unauthorized) return askForToken();
+    main.replaceChildren(el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" })));
+    return;
+  }
+  if (location.hash !== `#/workers/${id}`) return;
+  state.workers.set(worker.id, worker);
+  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
+  const rangeButtons = Object.keys(RANGES).map((range) =>
+    el("button", { type: "button", "aria-pressed": String(range === state.range), text: range, onclick: () => { state.range = range; renderWorker(id); } }),
+  );
+  main.replaceChildren(
+    el("p", {}, el("a", { href: "#/", text: "← Fleet" })),
+    el("h1", {}, worker.name, " ", badge(worker.status)),
+    el(
+      "section",
+      { class: "detail", "aria-label": "Worker details" },
+      fact("Instance", `${worker.aws_instance_id} (${worker.aws_region})`),
+      fact("Status checks", [badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ", badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)]),
+      fact("CPU", bar(worker.cpu_utilization, worker.cpu_threshold)),
+      fact("Memory", bar(worker.memory_utilization, worker.memory_threshold)),
+      fact("Running labs", String(worker.active_labs_count)),
+      fact("Last collected", ago(worker.last_collected_at)),
+      fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
+      fact("Next collection", worker.monitoring.next_run_at ? new Date(worker.monitoring.next_run_at).toLocaleTimeString() : "not monitored"),
+    ),
+    el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
+    el(
+      "div",
+      { class: "chart", id: "chart" },
+      chart(history.items),
+      el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
+        ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
+    ),
+    el("h2", { text: "Alerts" }),
+    alerts.items.length
+      ? el("div", { class: "tablewrap" }, el("table", {},
+          el("thead", {}, el("tr", {}, ["Kind", "State", "Severity", "Value", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, alerts.items.map((a) => el("tr", {},
+            el("td", { text: a.kind }), el("td", {}, badge(a.state)), el("td", {}, badge(a.severity)),
+            el("td", { text: a.value === null ? "—" : `${a.value.toFixed(1)}` }),
+            el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }),
+          )))))
+      : el("p", { class: "muted", text: "No alerts for this worker." }),
+  );
+}
+
+// -- live updates ----------------------------------------------------------------------------
+
+function applyEvent(event) {
+  const worker = state.workers.get(event.worker_id);
+  if (!worker) return;
+  Object.assign(worker, {
+    status: event.status,
+    cpu_utilization: event.metrics.cpu_utilization,
+    memory_utilization: event.metrics.memory_utilization,
+    ec2_instance_state: event.ec2.instance_state,
+    ec2_system_status_check: event.ec2.system_status,
+    ec2_instance_status_check: event.ec2.instance_status,
+    active_labs_count: event.active_labs_count,
+    last_collected_at: event.timestamp,
+  });
+  const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
+  if (row) row.replaceWith(workerRow(worker));
+}
+
+async function streamEvents() {
+  const live = $("#live");
+  for (;;) {
+    try {
+      const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+      const response = await fetch("/api/events", { headers });
+      if (response.status === 401) return askForToken();
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      live.textContent = "live";
+      live.classList.add("on");
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const type = (block.match(/^event: ?(.*)$/m) || [])[1];
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.replace(/^data: ?/, "")).join("\n");
+          if (type === "metrics" && data) applyEvent(JSON.parse(data));
+        }
+      }
+    } catch (error) {
+      // reconnect below
+    }
+    live.textContent = "reconnecting…";
+    live.classList.remove("on");
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+// -- routing ---------------------------------------------------------------------------------
+
+async function route() {
+  const match = location.hash.match(/^#\/workers\/([0-9a-f-]+)$/);
+  if (match) return renderWorker(match[1]);
+  if (!location.hash.startsWith("#/")) location.hash = "#/";
+  renderFleet();
+}
+
+async function refresh() {
+  try {
+    await loadFleet();
+    if (!location.hash.startsWith("#/workers/")) renderFleet();
+  } catch (error) {
+    if (error instanceof Unauthorized) askForToken(state.token ? "That token was refused." : "");
+  }
+}
+
+let streaming = false;
+async function start() {
+  try {
+    await loadFleet();
+  } catch (error) {
+    if (error instanceof Unauthorized) return askForToken(state.token ? "That token was refused." : "");
+    main.replaceChildren(el("p", { class: "error", text: `Could not load the fleet: ${error.message}` }));
+    return;
+  }
+  await route();
+  if (!streaming) {
+    streaming = true;
+    streamEvents();
+  }
+  clearInterval(state.refreshTimer);
+  state.refreshTimer = setInterval(refresh, 30000);
+}
+
+window.addEventListener("hashchange", () => { route(); main.focus(); });
+start();
