@@ -35,7 +35,7 @@ import httpx
 import redis
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
@@ -43,7 +43,7 @@ from cml_monitor.domain import WorkerStatus
 from cml_monitor.monitoring import WorkerMonitoringScheduler, build_job_store
 from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR
 from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
-from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
 from cml_monitor.storage.tables import workers as workers_table
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -93,18 +93,7 @@ def start_simulator(
 async def prepare_database(url: str, fleet: dict[str, Any]) -> list[str]:
     engine = create_engine(url)
     if url.startswith("postgresql"):
-        async with engine.begin() as conn:
-            for table in (
-                "worker_metrics",
-                "worker_metrics_hourly",
-                "workers",
-                "alerts",
-                "notifications",
-                "silences",
-                "alembic_version",
-                "apscheduler_jobs",
-            ):
-                await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+        await drop_all(engine)
     await migrate(engine)
     now = datetime.now(UTC)
     rows = []

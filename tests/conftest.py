@@ -11,12 +11,11 @@ import httpx
 import pytest
 import redis
 from moto.server import ThreadedMotoServer
-from sqlalchemy import text
 
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.sim.cml_controllers import ControllerFleet
 from cml_monitor.sim.serving import ThreadedServer, free_port
-from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -74,18 +73,7 @@ async def aws(moto: Moto) -> AsyncIterator[AwsEc2Client]:
 
 async def _reset_postgres(url: str) -> None:
     engine = create_engine(url)
-    async with engine.begin() as conn:
-        for table in (
-            "worker_metrics",
-            "worker_metrics_hourly",
-            "workers",
-            "alerts",
-            "notifications",
-            "silences",
-            "alembic_version",
-            "apscheduler_jobs",
-        ):
-            await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    await drop_all(engine)
     await engine.dispose()
 
 

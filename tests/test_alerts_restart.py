@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,19 +12,12 @@ import httpx
 from cml_monitor.sim.serving import ThreadedServer, free_port
 from cml_monitor.sim.simulator import FleetSimulator
 
+from .processes import spawn_cli, wait_until
 from .test_alerts import Receiver
-from .test_serve_e2e import wait_until
 
 
 def _serve(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cml_monitor.cli", "serve"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    return spawn_cli(["serve"], env, cwd, quiet=True)
 
 
 def test_a_pending_notification_survives_kill_9(tmp_path: Path) -> None:

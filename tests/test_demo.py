@@ -12,20 +12,13 @@ import httpx
 
 from cml_monitor.sim.serving import free_port
 
-from .test_serve_e2e import wait_until
+from .processes import spawn_cli, wait_until
 
 
 def test_demo_runs_a_fleet_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "DATABASE_URL"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cml_monitor.cli", "demo", "--workers", "5", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = spawn_cli(["demo", "--workers", "5", "--port", str(port)], env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,19 +15,8 @@ import httpx
 from cml_monitor.sim.serving import free_port
 
 from .conftest import REGION, Moto
+from .processes import spawn_cli, wait_until
 from .test_aws_client import cpu, memory
-
-
-def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not met before the deadline")
 
 
 def test_serve_end_to_end(moto: Moto, tmp_path: Path) -> None:
@@ -44,14 +32,7 @@ def test_serve_end_to_end(moto: Moto, tmp_path: Path) -> None:
         "CML_MONITOR_PORT": str(port),
         "LOG_FILE": str(tmp_path / "monitor.log"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cml_monitor.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = spawn_cli(["serve"], env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: httpx.get(f"{base}/health").status_code == 200)

@@ -174,21 +174,3 @@ class AlertEngine:
                 payload, self.channels, alert_id=after.id, worker_id=after.worker_id, now=now
             )
         return after, rows
-        if needs_firing_notification(after, repeat_interval=self.settings.repeat_interval, now=now):
-            rows = notification_rows(
-                alert_payload("alert.firing", after, event, now),
-                self.channels,
-                alert_id=after.id,
-                worker_id=after.worker_id,
-                now=now,
-            )
-            after = replace(after, last_notified_at=now)
-        elif needs_resolved_notification(after) and before is not None and before.state is AlertState.FIRING:
-            rows = notification_rows(
-                alert_payload("alert.resolved", after, event, now),
-                self.channels,
-                alert_id=after.id,
-                worker_id=after.worker_id,
-                now=now,
-            )
-        return after, rows

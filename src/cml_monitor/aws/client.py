@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,6 +165,17 @@ class AwsEc2Client:
         except (TimeoutError, BotoCoreError, ResponseParserError, OSError) as exc:
             raise AwsError(f"{service} {operation} in {region} failed: {exc}") from exc
 
+    async def _pages(
+        self, service: str, region: str, operation: str, **params: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a paginated operation (botocore's paginator; each page is counted)."""
+        client = await self._client(service, region)
+        try:
+            async for page in client.get_paginator(operation).paginate(**params):
+                yield page
+        except (ClientError, TimeoutError, BotoCoreError, ResponseParserError, OSError) as exc:
+            raise AwsError(f"{service} {operation} in {region} failed: {exc}") from exc
+
     # -- EC2 -------------------------------------------------------------------------------
 
     async def describe_instance_statuses(
@@ -232,15 +243,10 @@ class AwsEc2Client:
             }
         )
         found: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"Filters": filters, "MaxResults": 1000}
-            if token:
-                params["NextToken"] = token
-            try:
-                response = await self._call("ec2", aws_region, "describe_instances", **params)
-            except ClientError as exc:
-                raise AwsError(f"ec2 DescribeInstances in {aws_region} failed: {exc}") from exc
+        pages = self._pages(
+            "ec2", aws_region, "describe_instances", Filters=filters, PaginationConfig={"PageSize": 1000}
+        )
+        async for response in pages:
             for reservation in response.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
                     name = next(
@@ -254,9 +260,7 @@ class AwsEc2Client:
                             "name": name,
                         }
                     )
-            token = response.get("NextToken")
-            if not token:
-                return found
+        return found
 
     async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
         """`start` or `stop` one instance; returns the state EC2 reports right after."""
@@ -283,15 +287,10 @@ class AwsEc2Client:
         if cached and now - cached.fetched_at < self._dimension_ttl:
             return cached.dimensions
         dimensions: dict[str, list[dict[str, str]]] = {}
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"Namespace": MEMORY_METRIC[0], "MetricName": MEMORY_METRIC[1]}
-            if token:
-                params["NextToken"] = token
-            try:
-                response = await self._call("cloudwatch", region, "list_metrics", **params)
-            except ClientError as exc:
-                raise AwsError(f"cloudwatch ListMetrics in {region} failed: {exc}") from exc
+        pages = self._pages(
+            "cloudwatch", region, "list_metrics", Namespace=MEMORY_METRIC[0], MetricName=MEMORY_METRIC[1]
+        )
+        async for response in pages:
             for metric in response.get("Metrics", []):
                 dims = metric.get("Dimensions", [])
                 instance_id = next((d["Value"] for d in dims if d["Name"] == "InstanceId"), None)
@@ -300,9 +299,6 @@ class AwsEc2Client:
                 known = dimensions.get(instance_id)
                 if known is None or len(dims) < len(known):
                     dimensions[instance_id] = [{"Name": d["Name"], "Value": d["Value"]} for d in dims]
-            token = response.get("NextToken")
-            if not token:
-                break
         self._dimensions[region] = _DimensionCache(now, dimensions)
         return dimensions
 
@@ -372,27 +368,21 @@ class AwsEc2Client:
         self, region: str, queries: list[dict[str, Any]], start: datetime, end: datetime
     ) -> list[dict[str, Any]]:
         merged: dict[str, dict[str, Any]] = {}
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "MetricDataQueries": queries,
-                "StartTime": start,
-                "EndTime": end,
-                "ScanBy": "TimestampDescending",
-            }
-            if token:
-                params["NextToken"] = token
-            try:
-                response = await self._call("cloudwatch", region, "get_metric_data", **params)
-            except ClientError as exc:
-                raise AwsError(f"cloudwatch GetMetricData in {region} failed: {exc}") from exc
+        pages = self._pages(
+            "cloudwatch",
+            region,
+            "get_metric_data",
+            MetricDataQueries=queries,
+            StartTime=start,
+            EndTime=end,
+            ScanBy="TimestampDescending",
+        )
+        async for response in pages:
             for result in response.get("MetricDataResults", []):
                 entry = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
                 entry["Timestamps"].extend(result.get("Timestamps", []))
                 entry["Values"].extend(result.get("Values", []))
-            token = response.get("NextToken")
-            if not token:
-                return list(merged.values())
+        return list(merged.values())
 
     # -- The seed's per-instance calls, kept for scripts and troubleshooting -----------------
 

@@ -1,6 +1,6 @@
 """Persistence: the database engine, migrations and the worker repository."""
 
-from .database import StorageError, create_engine, migrate
+from .database import StorageError, create_engine, drop_all, migrate
 from .repository import CMLWorkerRepository, DuplicateWorkerError, MetricSample
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "MetricSample",
     "StorageError",
     "create_engine",
+    "drop_all",
     "migrate",
 ]

@@ -59,3 +59,18 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
     logger.info("Database schema is up to date (%s)", engine.url.render_as_string(hide_password=True))
+
+
+async def drop_all(engine: AsyncEngine) -> None:
+    """Remove every table of ours, migrations' bookkeeping and the job store included
+    (tests and benchmarks start from an empty database)."""
+    from .tables import metadata
+
+    names = [table.name for table in reversed(metadata.sorted_tables)] + [
+        "alembic_version",
+        "apscheduler_jobs",
+    ]
+    cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""
+    async with engine.begin() as conn:
+        for name in names:
+            await conn.execute(text(f"DROP TABLE IF EXISTS {name}{cascade}"))
