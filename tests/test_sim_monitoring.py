@@ -149,3 +149,20 @@ async def test_throttling_is_retried_until_the_bucket_refills(
     assert client.requests.snapshot()[("ec2", "DescribeInstanceStatus")] >= 3 + 1
     stored = await sqlite_repository.get_by_id_async(workers[-1].id)
     assert stored.status is WorkerStatus.RUNNING
+
+
+async def test_large_regions_are_paged_1000_at_a_time(sim: FleetSimulator) -> None:
+    mine = [i.instance_id for i in sim.add_workers(1200, with_controllers=False)]
+    sim.add_workers(300, with_controllers=False)  # other instances in the region
+    sim.fleet.stop(mine[5])
+    client = AwsEc2Client(endpoint_url=sim.url, max_attempts=2)
+    try:
+        statuses = await client.describe_instance_statuses(REGION, [*mine, "i-0123456789abcdef0"])
+        assert client.requests.snapshot() == {("ec2", "DescribeInstanceStatus"): 2}  # 1,500 in 2 pages
+        assert len(statuses) == 1201 and statuses[mine[5]].instance_state == "stopped"
+        assert statuses["i-0123456789abcdef0"].found is False
+        client.requests.reset()
+        await client.describe_instance_statuses(REGION, mine[:150])  # small: ids again
+        assert client.requests.snapshot() == {("ec2", "DescribeInstanceStatus"): 2}
+    finally:
+        await client.close()

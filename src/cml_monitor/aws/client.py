@@ -32,6 +32,8 @@ from .requests import RequestCounter
 logger = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100
+DESCRIBE_PAGE = 1000
+PAGE_THRESHOLD = 1000  # below this many workers in a region, ids are always cheaper
 METRIC_QUERY_BATCH = 500
 PERIOD_SECONDS = 300
 CPU_METRIC = ("AWS/EC2", "CPUUtilization")
@@ -119,6 +121,7 @@ class AwsEc2Client:
         self._clock = clock
         self._dimension_ttl = dimension_cache_ttl
         self._dimensions: dict[str, _DimensionCache] = {}
+        self._region_sizes: dict[str, int] = {}
         self._concurrency = concurrency
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
@@ -184,9 +187,13 @@ class AwsEc2Client:
         """State and status checks of the given instances, 100 ids per request.
 
         An id EC2 does not know (`InvalidInstanceID.NotFound`) is reported with `found=False`
-        instead of failing the whole batch it came in.
+        instead of failing the whole batch it came in. For large fleets, paging through the
+        whole region (1,000 instances per request) is cheaper than 100 ids per request; the
+        client pages whenever the region's size, learnt from the last paging, makes it so.
         """
         ids = list(dict.fromkeys(instance_ids))
+        if self._paging_is_cheaper(aws_region, len(ids)):
+            return await self._describe_region(aws_region, ids)
         semaphore = asyncio.Semaphore(self._concurrency)
 
         async def one_batch(batch: Sequence[str]) -> dict[str, InstanceStatus]:
@@ -196,6 +203,41 @@ class AwsEc2Client:
         results: dict[str, InstanceStatus] = {}
         for part in await asyncio.gather(*(one_batch(b) for b in _chunked(ids, DESCRIBE_BATCH))):
             results.update(part)
+        return results
+
+    def _paging_is_cheaper(self, region: str, wanted: int) -> bool:
+        if wanted < PAGE_THRESHOLD:
+            return False
+        known = self._region_sizes.get(region)
+        if known is None:
+            return True  # learn the region's size once
+        return math.ceil(known / DESCRIBE_PAGE) < math.ceil(wanted / DESCRIBE_BATCH)
+
+    async def _describe_region(self, region: str, ids: list[str]) -> dict[str, InstanceStatus]:
+        wanted = set(ids)
+        results: dict[str, InstanceStatus] = {}
+        seen = 0
+        pages = self._pages(
+            "ec2",
+            region,
+            "describe_instance_status",
+            IncludeAllInstances=True,
+            PaginationConfig={"PageSize": DESCRIBE_PAGE},
+        )
+        async for response in pages:
+            for item in response.get("InstanceStatuses", []):
+                seen += 1
+                instance_id = item["InstanceId"]
+                if instance_id in wanted:
+                    results[instance_id] = InstanceStatus(
+                        instance_id=instance_id,
+                        instance_state=item.get("InstanceState", {}).get("Name"),
+                        system_status=item.get("SystemStatus", {}).get("Status"),
+                        instance_status=item.get("InstanceStatus", {}).get("Status"),
+                    )
+        self._region_sizes[region] = seen
+        for instance_id in ids:
+            results.setdefault(instance_id, InstanceStatus(instance_id, None, None, None, False))
         return results
 
     async def _describe_batch(self, region: str, ids: list[str]) -> dict[str, InstanceStatus]:
