@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry import trace
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.storage import CMLWorkerRepository
+from cml_monitor.storage import CMLWorkerRepository, LeaseStore
 
 from .collector import AwsClient, CmlClient, CollectionResult, FleetCollector
 from .job import (
@@ -113,6 +114,8 @@ class WorkerMonitoringScheduler:
         self._dependencies: JobDependencies | None = None
         self._started = False
         self._next_runs: tuple[float, dict[str, datetime | None]] = (0.0, {})
+        self._leases = LeaseStore(worker_repository.engine)
+        self.instance_id = uuid.uuid4().hex  # this replica, as lease holder
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -214,12 +217,19 @@ class WorkerMonitoringScheduler:
         self._next_runs = (0.0, {})
 
     async def workers_to_collect(self, region: str) -> list[str]:
-        """The region job's list: workers of the region not terminated nor paused here."""
+        """The region job's list: workers of the region not terminated nor paused here.
+
+        Empty when another replica holds this region's lease for the current interval.
+        """
+        ttl = timedelta(seconds=max(1.0, self.poll_interval * 0.8))
+        if not await self._leases.acquire(f"collect:{region}", self.instance_id, self._clock(), ttl):
+            logger.info("Region %s is being collected by another replica - skipping this run", region)
+            return []
         monitorable = await self.worker_repository.list_monitorable_async(region)
         ids = [worker_id for worker_id, _ in monitorable if worker_id not in self._paused]
         for worker_id in ids:
             self._active[worker_id] = region
-        if not ids:
+        if not ids and not monitorable:
             logger.info("No worker left to monitor in %s - removing its job", region)
             self._remove_job(job_id_for_region(region))
         return ids

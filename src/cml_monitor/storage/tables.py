@@ -100,6 +100,14 @@ worker_metrics_hourly = Table(
     Index("ix_worker_metrics_hourly_hour", "hour"),
 )
 
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+)
+
 ACTIVE_ALERT = "state != 'resolved'"
 
 alerts = Table(
