@@ -99,6 +99,13 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         )
         assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
+        hot = workers[3]
+        sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)
+        await page.wait_for_function(
+            f"document.querySelector('tr[data-worker=\"{hot.id}\"]')?.textContent.includes('cpu')",
+            timeout=(2 * POLL + 5) * 1000,
+        )
+
         await page.fill("#filter", "lab-02")
         assert await page.locator("#fleet tbody tr").count() == 1
         await page.fill("#filter", "")

@@ -92,6 +92,30 @@ const COLUMNS = [
   ["alerts", "Alerts"],
 ];
 
+async function loadFiring() {
+  const alerts = await api("/api/alerts?state=firing&limit=1000");
+  state.firing = new Map();
+  for (const alert of alerts.items) {
+    const kinds = state.firing.get(alert.worker_id) || [];
+    kinds.push(alert.kind);
+    state.firing.set(alert.worker_id, kinds);
+  }
+}
+
+let alertsTimer = null;
+function refreshAlertsSoon() {
+  // Alert state is written just after a collection: look once the burst of events is over.
+  clearTimeout(alertsTimer);
+  alertsTimer = setTimeout(async () => {
+    try {
+      await loadFiring();
+      if (!location.hash.startsWith("#/workers/")) renderFleet();
+    } catch (error) {
+      // the next refresh will tell
+    }
+  }, 1500);
+}
+
 async function loadFleet() {
   const workers = [];
   for (let offset = 0; ; offset += 1000) {
@@ -100,13 +124,7 @@ async function loadFleet() {
     if (workers.length >= page.total || page.items.length === 0) break;
   }
   state.workers = new Map(workers.map((w) => [w.id, w]));
-  const alerts = await api("/api/alerts?state=firing&limit=1000");
-  state.firing = new Map();
-  for (const alert of alerts.items) {
-    const kinds = state.firing.get(alert.worker_id) || [];
-    kinds.push(alert.kind);
-    state.firing.set(alert.worker_id, kinds);
-  }
+  await loadFiring();
 }
 
 function sortValue(worker, key) {
@@ -327,6 +345,7 @@ function applyEvent(event) {
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
+  refreshAlertsSoon();
 }
 
 async function streamEvents() {
