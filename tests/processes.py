@@ -35,3 +35,14 @@ def wait_until(check: Callable[[], object], timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("condition not met before the deadline")
+
+
+def stop(process: subprocess.Popen[str], sig: int, timeout: float = 30.0) -> str:
+    """Send `sig`, wait for the exit (kill after `timeout`), and return what it printed."""
+    process.send_signal(sig)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output or ""

@@ -12,7 +12,7 @@ import httpx
 
 from cml_monitor.sim.serving import free_port
 
-from .processes import spawn_cli, wait_until
+from .processes import spawn_cli, stop, wait_until
 
 
 def test_demo_runs_a_fleet_and_stops_cleanly(tmp_path: Path) -> None:
@@ -34,12 +34,7 @@ def test_demo_runs_a_fleet_and_stops_cleanly(tmp_path: Path) -> None:
         assert {w["aws_region"] for w in workers} == {"us-east-1", "eu-west-1"}
         assert (tmp_path / "data" / "demo" / "cml-monitor.db").exists()
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop(process, signal.SIGINT)
     assert process.returncode == 0, output
     assert f"{base}/docs" in output
     assert "Demo stopped" in output

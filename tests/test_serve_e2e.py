@@ -15,7 +15,7 @@ import httpx
 from cml_monitor.sim.serving import free_port
 
 from .conftest import REGION, Moto
-from .processes import spawn_cli, wait_until
+from .processes import spawn_cli, stop, wait_until
 from .test_aws_client import cpu, memory
 
 
@@ -69,12 +69,7 @@ def test_serve_end_to_end(moto: Moto, tmp_path: Path) -> None:
         assert events and events[0]["worker_id"] == worker_id
         assert events[0]["metrics"] == {"cpu_utilization": 42.0, "memory_utilization": 61.5}
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop(process, signal.SIGTERM)
     assert process.returncode == 0, output
     assert "Worker monitoring stopped" in output
     assert "📊 Collected metrics for worker" in (tmp_path / "monitor.log").read_text(encoding="utf-8")
