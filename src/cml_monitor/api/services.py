@@ -140,7 +140,7 @@ class Services:
             checks["job_store"] = "disabled"
         else:
             try:
-                await asyncio.to_thread(self.scheduler.monitoring_jobs)
+                await asyncio.to_thread(self.scheduler.check_job_store)
                 checks["job_store"] = "ok" if self.scheduler.running else "stopped"
             except Exception as exc:
                 checks["job_store"] = f"unavailable: {type(exc).__name__}"

@@ -288,6 +288,11 @@ class WorkerMonitoringScheduler:
         self._next_runs = (time.monotonic(), runs)
         return runs
 
+    def check_job_store(self) -> None:
+        """Touch the job store for real (readiness); raises when it does not answer."""
+        for store in self._scheduler._jobstores.values():
+            store.get_next_run_time()
+
     def region_jobs(self) -> dict[str, datetime | None]:
         return dict(self._region_next_runs())
 
