@@ -115,6 +115,7 @@ class WorkerMonitoringScheduler:
         self._started = False
         self._next_runs: tuple[float, dict[str, datetime | None]] = (0.0, {})
         self._leases = LeaseStore(worker_repository.engine)
+        self._keep_awake: asyncio.Task[None] | None = None
         self.instance_id = uuid.uuid4().hex  # this replica, as lease holder
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -139,6 +140,8 @@ class WorkerMonitoringScheduler:
         if not self._scheduler.running:
             self._scheduler.start()
         self._started = True
+        if self._keep_awake is None:
+            self._keep_awake = asyncio.get_running_loop().create_task(self._wake_periodically())
         stored = {job.id for job in self._scheduler.get_jobs() if job.id.startswith(JOB_ID_PREFIX)}
         monitorable = await self.worker_repository.list_monitorable_async()
         self._active = {
@@ -159,10 +162,27 @@ class WorkerMonitoringScheduler:
             len(stored & {job_id_for_region(r) for r in regions}),
         )
 
+    async def _wake_periodically(self) -> None:
+        """Look at the job store again every so often.
+
+        APScheduler 3 sleeps until the next run time it knows of and never hears of jobs that
+        another replica adds to a shared store; without this a replica started with no jobs
+        would never take over a region.
+        """
+        period = min(30.0, max(0.5, self.poll_interval / 2))
+        while True:
+            await asyncio.sleep(period)
+            if self._scheduler.running:
+                self._scheduler.wakeup()
+
     async def stop_async(self, timeout: float = 30.0) -> None:
         """Stop: no new runs, let the collection in flight finish (or cancel it), shut down."""
         if not self._started:
             return
+        if self._keep_awake is not None:
+            self._keep_awake.cancel()
+            await asyncio.gather(self._keep_awake, return_exceptions=True)
+            self._keep_awake = None
         self._scheduler.pause()
         running = list(self._dependencies.running) if self._dependencies else []
         try:
