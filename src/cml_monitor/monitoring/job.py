@@ -1,9 +1,11 @@
-"""`WorkerMetricsCollectionJob`: the per-worker APScheduler job, and how it gets its services.
+"""`WorkerMetricsCollectionJob` (one worker's collection) and the job functions that run it.
 
-The job store persists only a reference to `run_worker_metrics_collection` and the worker id:
-never a client or a connection. When the job runs (also after a restart, when it comes back
-from Redis or the database), it builds a `WorkerMetricsCollectionJob` and re-injects the
-services through `configure()` from the dependencies the running scheduler registered.
+The job store persists only a reference to `run_region_collection` and a region name: never a
+client or a connection. When the job runs (also after a restart, when it comes back from Redis
+or the database), it builds a `WorkerMetricsCollectionJob` per worker of the region and
+re-injects the services through `configure()` from the dependencies the running scheduler
+registered; the whole region is collected in one batch and each job handles its own worker's
+outcome (missing or terminated: monitoring stops; a failure: logged, retried next interval).
 """
 
 from __future__ import annotations
