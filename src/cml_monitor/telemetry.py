@@ -32,8 +32,8 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def configure_tracing(service_name: str = "cml-monitor") -> TracerProvider | None:
-    """Install a tracer provider exporting over OTLP/HTTP when an endpoint is configured."""
+def build_tracer_provider(service_name: str = "cml-monitor") -> TracerProvider | None:
+    """A provider exporting over OTLP/HTTP when an endpoint is configured, else None."""
     if not (
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     ):
@@ -44,5 +44,12 @@ def configure_tracing(service_name: str = "cml-monitor") -> TracerProvider | Non
         resource=Resource.create({"service.name": service_name, "service.version": __version__})
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    return provider
+
+
+def configure_tracing(service_name: str = "cml-monitor") -> TracerProvider | None:
+    """Install the OTLP provider globally (once, at start-up of `serve`)."""
+    provider = build_tracer_provider(service_name)
+    if provider is not None:
+        trace.set_tracer_provider(provider)
     return provider
