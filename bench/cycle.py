@@ -37,13 +37,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from sqlalchemy import insert
 
+from cml_monitor.alerts.engine import AlertEngine
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import WorkerStatus
-from cml_monitor.monitoring import WorkerMonitoringScheduler, build_job_store
+from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
 from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR
 from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
+from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.tables import workers as workers_table
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -187,10 +189,13 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     else:
         store = build_job_store("", database_url)
     counters = Counters()
+    # The real observer chain: the notification handler feeding the alert engine (no receivers).
+    alert_engine = AlertEngine(AlertRepository(engine), [], batch_window=0.2)
+    handler = WorkerNotificationHandler(alert_engine=alert_engine)
     scheduler = WorkerMonitoringScheduler(
         repository,
         aws,
-        None,
+        handler,
         cml_client=cml,
         job_store=store,
         poll_interval=args.interval,

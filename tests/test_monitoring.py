@@ -380,3 +380,26 @@ async def test_250_workers_cost_four_aws_requests_per_cycle(
     counts = aws.requests.snapshot()
     assert counts == {("ec2", "DescribeInstanceStatus"): 3, ("cloudwatch", "GetMetricData"): 1}
     assert sum(counts.values()) <= -(-n // 100) + -(-2 * n // 500)
+
+
+async def test_a_region_run_feeds_the_alert_engine_in_one_batch(
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+) -> None:
+    from cml_monitor.alerts.engine import AlertEngine
+    from cml_monitor.storage.alerts import AlertRepository
+
+    workers = [await register(sqlite_repository, i) for i in moto.run_instances(30)]
+    engine = AlertEngine(AlertRepository(sqlite_repository.engine), [], batch_window=0.05)
+    batches: list[int] = []
+    original = engine.process
+
+    async def counted(batch, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(len(batch))
+        await original(batch, **kwargs)
+
+    engine.process = counted  # type: ignore[method-assign]
+    events = Events()
+    handler = WorkerNotificationHandler(alert_engine=engine)
+    await make_scheduler(notification_handler=handler, observers=[events]).start_async()
+    await eventually(lambda: len(events.items) == len(workers))
+    assert batches == [len(workers)]  # one evaluation, one transaction, for the whole region

@@ -131,8 +131,9 @@ async def run_region_collection(aws_region: str) -> None:
             for worker_id in worker_ids
         ]
         results = await dependencies.collector.collect_many(worker_ids) if worker_ids else {}
-        for job in jobs:
-            await job.handle(results[job.worker_id])
+        # Together, not one after the other: observers batch too (the alert engine evaluates
+        # the events that arrive in the same window in one transaction).
+        await asyncio.gather(*(job.handle(results[job.worker_id]) for job in jobs))
     except Exception:
         logger.exception("❌ Failed to collect metrics for the workers in %s", aws_region)
     finally:
