@@ -36,29 +36,19 @@ async def _scenario(url: str, instance_ids: list[str], repo: CMLWorkerRepository
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
     at = datetime.now(UTC) - timedelta(minutes=2)
     for instance_id, cpu, memory in zip(instance_ids, (42.0, 0.0, 97.5), (61.5, None, 12.25), strict=True):
-        cloudwatch.put_metric_data(
-            Namespace="AWS/EC2",
-            MetricData=[
-                {
-                    "MetricName": "CPUUtilization",
-                    "Value": cpu,
-                    "Timestamp": at,
-                    "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                }
-            ],
-        )
-        if memory is not None:
-            cloudwatch.put_metric_data(
-                Namespace="CWAgent",
-                MetricData=[
-                    {
-                        "MetricName": "mem_used_percent",
-                        "Value": memory,
-                        "Timestamp": at,
-                        "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                    }
-                ],
-            )
+        for namespace, metric, value in (
+            ("AWS/EC2", "CPUUtilization", cpu),
+            ("CWAgent", "mem_used_percent", memory),
+        ):
+            if value is None:
+                continue  # this instance runs no CloudWatch agent
+            datum = {
+                "MetricName": metric,
+                "Value": value,
+                "Timestamp": at,
+                "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+            }
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=[datum])
     workers = [await register(repo, i) for i in instance_ids]
     client = AwsEc2Client(endpoint_url=url, max_attempts=2)
     collector = FleetCollector(repo, client)

@@ -39,6 +39,7 @@ from .job import (
     configure_job_dependencies,
     notify_observers,
     run_region_collection,
+    run_worker_metrics_collection,
 )
 from .notifications import WorkerNotificationHandler
 
@@ -267,14 +268,9 @@ class WorkerMonitoringScheduler:
         self._ensure_region_job(worker.aws_region)
         logger.info("Started monitoring worker %s", worker_id)
         if run_now and self._dependencies is not None:
-            task = asyncio.get_running_loop().create_task(self._first_collection(worker_id))
+            task = asyncio.get_running_loop().create_task(run_worker_metrics_collection(worker_id))
             self._dependencies.running.add(task)
             task.add_done_callback(self._dependencies.running.discard)
-
-    async def _first_collection(self, worker_id: str) -> None:
-        from .job import run_worker_metrics_collection
-
-        await run_worker_metrics_collection(worker_id)
 
     async def stop_monitoring_worker_async(self, worker_id: str) -> None:
         region = self._active.pop(worker_id, None)
