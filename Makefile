@@ -3,26 +3,38 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: setup test lint demo serve bench bench-all clean
+.PHONY: setup test lint imports demo serve bench bench-all clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# Everything: the package, the simulator and the test tools.
+$(STAMP): pyproject.toml $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# Only what the demo runs: the package and the simulator (no test tools, no browser driver).
+$(DEMO_STAMP): pyproject.toml $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[sim]'
+	touch $(DEMO_STAMP)
 
 setup: $(STAMP)
 
-test: $(STAMP)
+imports:
+	$(PYTHON) tools/check_imports.py src
+
+test: $(STAMP) imports
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) imports
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/cml-monitor demo
 
 bench: $(STAMP)

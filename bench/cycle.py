@@ -5,8 +5,8 @@
                           [--seed-budget 60]
 
 The simulator runs in its own process (so its CPU is not counted as ours) with AWS's default
-token buckets and CML controllers answering in 50 ms. The real monitor (scheduler, per-worker
-jobs, batch collector, repository, alert engine) runs a warm-up cycle (clients, ListMetrics
+token buckets and CML controllers answering in 50 ms. The real monitor (scheduler, region job,
+collector, repository, the notification handler and alert engine) runs a warm-up cycle (clients, ListMetrics
 dimension discovery) and then the measured cycle, from the instant its jobs fall due to the
 last worker's event. Then the seed's algorithm (per worker: DescribeInstanceStatus, two
 GetMetricStatistics) runs against the same simulator for at most `--seed-budget` seconds;
@@ -37,13 +37,13 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from sqlalchemy import insert
 
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
 from cml_monitor.alerts.engine import AlertEngine
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import WorkerStatus
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
 from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR
-from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.tables import workers as workers_table
@@ -69,7 +69,7 @@ def start_simulator(
         [
             sys.executable,
             "-m",
-            "cml_monitor.sim",
+            "cml_fleet_sim",
             "--workers",
             str(args.workers),
             "--regions",
@@ -133,8 +133,9 @@ class Counters:
         self.target = 0
         self.done = asyncio.Event()
 
-    def observer(self, _event: dict[str, Any]) -> None:
-        self.events += 1
+    async def observe(self, events: Any) -> None:
+        """An observer beside the real chain: counts events, notes when the last one arrived."""
+        self.events += len(events)
         self.last_event_at = time.perf_counter()
         if self.events >= self.target:
             self.done.set()
@@ -190,7 +191,7 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         store = build_job_store("", database_url)
     counters = Counters()
     # The real observer chain: the notification handler feeding the alert engine (no receivers).
-    alert_engine = AlertEngine(AlertRepository(engine), [], batch_window=0.2)
+    alert_engine = AlertEngine(AlertRepository(engine), [])
     handler = WorkerNotificationHandler(alert_engine=alert_engine)
     scheduler = WorkerMonitoringScheduler(
         repository,
@@ -199,8 +200,7 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         cml_client=cml,
         job_store=store,
         poll_interval=args.interval,
-        observers=[counters.observer],
-        batch_window=0.2,
+        observers=[counters],
     )
     instrument(scheduler, repository, counters)
     n = len(fleet["instances"])

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
-from cml_monitor.sim.simulator import FleetSimulator
+from cml_fleet_sim.simulator import FleetSimulator
 
 
 def _timed(call, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -12,9 +12,9 @@ import pytest
 import redis
 from moto.server import ThreadedMotoServer
 
+from cml_fleet_sim.cml_controllers import ControllerFleet
+from cml_fleet_sim.serving import ThreadedServer, free_port
 from cml_monitor.aws import AwsEc2Client
-from cml_monitor.sim.cml_controllers import ControllerFleet
-from cml_monitor.sim.serving import ThreadedServer, free_port
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -148,8 +148,8 @@ class Api:
     client: httpx.AsyncClient
 
     @property
-    def services(self):  # type: ignore[no-untyped-def]
-        return self.app.state.services  # type: ignore[attr-defined]
+    def runtime(self):  # type: ignore[no-untyped-def]
+        return self.app.state.runtime  # type: ignore[attr-defined]
 
 
 @pytest.fixture

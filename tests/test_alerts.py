@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cml_fleet_sim.serving import ThreadedServer
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
+from cml_monitor.alerts.rules import samples_for
 from cml_monitor.alerts.state import AlertKind, AlertState, Sample, Verdict, advance, threshold_verdict
 from cml_monitor.api.app import create_app
-from cml_monitor.sim.serving import ThreadedServer
-from cml_monitor.sim.simulator import FleetSimulator
 
 from .conftest import make_settings
 from .test_monitoring import eventually
@@ -78,7 +79,7 @@ class AlertingApp:
     def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
         self.app = app
         self.client = client
-        self.services = app.state.services
+        self.runtime = app.state.runtime
 
     async def register(self, instance_id: str, **extra: Any) -> dict[str, Any]:
         body = {
@@ -93,8 +94,8 @@ class AlertingApp:
 
     async def poll(self, worker_id: str) -> None:
         """One collection of the worker, alert evaluation included."""
-        result = await self.services.scheduler.refresh_worker_async(worker_id)
-        assert result.ok, result.error
+        report = await self.runtime.scheduler.refresh_worker_async(worker_id)
+        assert [e.worker_id for e in report.events] == [worker_id], report.failed
 
     async def alerts(self, **params: str) -> list[dict[str, Any]]:
         return (await self.client.get("/api/alerts", params=params)).json()["items"]
@@ -179,7 +180,7 @@ async def test_one_firing_one_resolved_signed_and_never_at_every_poll(
     await app.poll(worker["id"])
     await app.poll(worker["id"])
     await eventually(lambda: len(recording.of("/hook")) >= 2)
-    await app.services.dispatcher.dispatch_due()
+    await app.runtime.dispatcher.dispatch_due()
     assert len(recording.of("/hook")) == 2
     alert_posts = [r for r in recording.of("/hook") if r["json"]["type"].startswith("alert.")]
     assert [r["json"]["type"] for r in alert_posts] == ["alert.firing", "alert.resolved"]
@@ -340,7 +341,7 @@ async def test_a_silence_suppresses_and_its_expiry_lifts_it(
     await app.poll(worker["id"])
     await app.poll(worker["id"])
     assert [a["state"] for a in await app.alerts(kind="cpu")] == ["firing"]  # state still moves
-    await app.services.dispatcher.dispatch_due()
+    await app.runtime.dispatcher.dispatch_due()
     assert recording.requests == [] and await app.notifications("pending") == []
 
     assert (await app.client.delete(f"/api/silences/{silence_id}")).status_code == 204
@@ -386,8 +387,8 @@ async def test_acknowledged_alerts_are_not_repeated(
     acked = await app.client.post(f"/api/alerts/{alert['id']}/ack", json={"comment": "on it"})
     assert acked.status_code == 200 and acked.json()["acknowledged_comment"] == "on it"
     later = AlertEngine(
-        app.services.alerts,
-        app.services.alert_engine.channels,
+        app.runtime.alerts,
+        app.runtime.alert_engine.channels,
         AlertSettings(repeat_interval=timedelta(seconds=60)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),
     )
@@ -397,8 +398,8 @@ async def test_acknowledged_alerts_are_not_repeated(
         "previous_status": "running",
         "metrics": {"cpu_utilization": 99.0},
     }
-    await later.evaluate(event)
-    await app.services.dispatcher.dispatch_due()
+    await later.evaluate([(event, samples_for(event, later.settings.rules))])
+    await app.runtime.dispatcher.dispatch_due()
     await eventually(lambda: len(recording.requests) == 1)  # one firing, no repeat
     assert [r["json"]["type"] for r in recording.requests].count("alert.firing") == 1
 
@@ -440,7 +441,7 @@ async def test_unreachable_fires_when_collections_stop_and_resolves_when_they_re
     worker = await app.register(instance.instance_id)
     await app.poll(worker["id"])
     future = AlertEngine(
-        app.services.alerts,
+        app.runtime.alerts,
         [],
         AlertSettings(unreachable_after=timedelta(seconds=900)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from cml_monitor.sim.serving import ThreadedServer, free_port
-from cml_monitor.sim.simulator import FleetSimulator
+from cml_fleet_sim.serving import ThreadedServer, free_port
+from cml_fleet_sim.simulator import FleetSimulator
 
 from .processes import spawn_cli, wait_until
 from .test_alerts import Receiver

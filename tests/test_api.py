@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cml_monitor.api.events import EventHub
+from cml_monitor.live_events import EventHub
 
 from .conftest import REGION, Moto
 from .test_aws_client import cpu, memory

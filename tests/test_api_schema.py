@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from cml_fleet_sim.serving import ThreadedServer
 from cml_monitor.api.app import create_app
-from cml_monitor.sim.serving import ThreadedServer
 
 from .conftest import Moto, make_settings
 

@@ -105,9 +105,9 @@ async def test_requests_are_batched_and_counted(moto: Moto, aws: AwsEc2Client, c
 async def test_one_long_lived_client_per_region(moto: Moto, aws: AwsEc2Client) -> None:
     (instance,) = moto.run_instances(1)
     await aws.describe_instance_statuses(REGION, [instance])
-    first = await aws._client("ec2", REGION)
+    first = await aws._pool.client("ec2", REGION)
     await aws.describe_instance_statuses(REGION, [instance])
-    assert await aws._client("ec2", REGION) is first
+    assert await aws._pool.client("ec2", REGION) is first
 
 
 async def test_import_by_tags(moto: Moto, aws: AwsEc2Client) -> None:

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cml_fleet_sim.serving import ThreadedServer
 from cml_monitor.aws import AwsEc2Client, AwsError
-from cml_monitor.sim.serving import ThreadedServer
 
 from .conftest import REGION, Moto
 

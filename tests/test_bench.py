@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cml_fleet_sim.fleet import TokenBucket
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.monitoring import FleetCollector
-from cml_monitor.sim.fleet import TokenBucket
-from cml_monitor.sim.simulator import FleetSimulator
 from cml_monitor.storage import CMLWorkerRepository
 
 from .conftest import REGION
@@ -72,12 +72,12 @@ async def test_a_throttled_update_is_not_lost_it_comes_in_the_next_cycle(
         sim.set_faults(throttling=True)
         sim.fleet._buckets[(REGION, "ec2-describe")] = TokenBucket(1, 0.001)  # one call, then dry
         collector = FleetCollector(sqlite_repository, client)
-        first = await collector.collect_many([w.id for w in workers])
-        failed = [worker_id for worker_id, result in first.items() if not result.ok]
-        assert failed and all("RequestLimitExceeded" in (first[w].error or "") for w in failed)
+        first = await collector.collect([w.id for w in workers])
+        failed = list(first.failed)
+        assert failed and all("RequestLimitExceeded" in first.failed[w] for w in failed)
         sim.fleet.reset_buckets()  # the bucket refilled by the next interval
-        second = await collector.collect_many([w.id for w in workers])
-        assert all(result.ok for result in second.values())
+        second = await collector.collect([w.id for w in workers])
+        assert not second.failed and len(second.events) == len(workers)
         for worker_id in failed:
             stored = await sqlite_repository.get_by_id_async(worker_id)
             assert stored.last_collected_at is not None and stored.status.value == "running"

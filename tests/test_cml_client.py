@@ -2,8 +2,8 @@
 
 import pytest
 
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
 from cml_monitor.cml import CmlControllerClient, CmlControllerError
-from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
 
 
 @pytest.fixture

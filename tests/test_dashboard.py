@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from cml_fleet_sim.serving import ThreadedServer
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.api.app import create_app
 from cml_monitor.domain import Worker
-from cml_monitor.sim.serving import ThreadedServer
-from cml_monitor.sim.simulator import FleetSimulator
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
 
 from .conftest import make_settings

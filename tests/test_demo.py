@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from cml_monitor.sim.serving import free_port
+from cml_fleet_sim.serving import free_port
 
 from .processes import spawn_cli, stop, wait_until
 
@@ -49,3 +49,18 @@ def test_demo_refuses_bad_arguments(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--workers" in result.stderr
+
+
+def test_without_the_simulator_the_demo_says_how_to_install_it(tmp_path: Path) -> None:
+    """A production install has no `[sim]` extra: the demo explains, the rest still imports."""
+    code = (
+        "import sys; sys.modules['cbor2'] = None\n"  # as if the extra were not installed
+        "import cml_monitor.api.app, cml_monitor.runtime\n"
+        "assert 'cml_fleet_sim' not in sys.modules, 'the service loaded the simulator'\n"
+        "from cml_monitor.cli import main\n"
+        "raise SystemExit(main(['demo']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'cml-monitor[sim]'" in result.stderr
+    assert "cbor2" in result.stderr

@@ -4,11 +4,9 @@ import pytest
 
 from cml_monitor.domain import (
     Worker,
-    WorkerRegistered,
+    WorkerMetricsCollected,
     WorkerStatus,
-    WorkerStatusChanged,
-    WorkerTelemetryUpdated,
-    WorkerTerminated,
+    looks_like_id,
     map_ec2_state_to_status,
 )
 
@@ -38,27 +36,27 @@ def _worker() -> Worker:
     return Worker.register(name="w1", aws_region="us-east-1", aws_instance_id="i-0123456789abcdef0", now=NOW)
 
 
-def test_register_raises_registered_event() -> None:
+def test_register_gives_an_unknown_worker_with_an_id_of_ours() -> None:
     worker = _worker()
-    events = worker.pull_events()
-    assert [type(e) for e in events] == [WorkerRegistered]
     assert worker.status is WorkerStatus.UNKNOWN
-    assert worker.pull_events() == []
+    assert looks_like_id(worker.id)
+    assert not looks_like_id("i-0123456789abcdef0")
 
 
-def test_status_change_and_termination_events() -> None:
+def test_status_change_stamps_the_time_and_termination_is_seen() -> None:
     worker = _worker()
-    worker.pull_events()
     later = NOW + timedelta(minutes=5)
     previous = worker.update_ec2_state(
         instance_state="running", system_status="ok", instance_status="ok", now=later
     )
     assert previous is WorkerStatus.UNKNOWN
     assert worker.status_changed_at == later
-    worker.update_ec2_state(instance_state="running", system_status="ok", instance_status="ok", now=later)
+    again = worker.update_ec2_state(
+        instance_state="running", system_status="ok", instance_status="ok", now=later + timedelta(minutes=5)
+    )
+    assert again is WorkerStatus.RUNNING
+    assert worker.status_changed_at == later  # no change, no new stamp
     worker.update_ec2_state(instance_state="terminated", system_status=None, instance_status=None, now=later)
-    kinds = [type(e) for e in worker.pull_events()]
-    assert kinds == [WorkerStatusChanged, WorkerStatusChanged, WorkerTerminated]
     assert worker.is_terminated
 
 
@@ -70,5 +68,39 @@ def test_telemetry_keeps_zero_and_none_apart() -> None:
     assert worker.memory_utilization is None
     assert worker.active_labs_count == 0
     assert worker.last_activity_at == NOW
-    telemetry = [e for e in worker.pull_events() if isinstance(e, WorkerTelemetryUpdated)]
-    assert telemetry[0].cpu_utilization == 0.0
+
+
+def make_event(worker_id: str = "w", **changes: object) -> WorkerMetricsCollected:
+    values: dict[str, object] = {
+        "worker_id": worker_id,
+        "worker_name": "cml-1",
+        "aws_instance_id": "i-0123456789abcdef0",
+        "aws_region": "us-east-1",
+        "status": WorkerStatus.RUNNING,
+        "previous_status": WorkerStatus.PENDING,
+        "timestamp": NOW,
+        "cpu_utilization": 42.0,
+        "memory_utilization": 61.5,
+        "instance_state": "running",
+        "system_status": "ok",
+        "instance_status": "ok",
+        "active_labs_count": 3,
+    }
+    values.update(changes)
+    return WorkerMetricsCollected(**values)  # type: ignore[arg-type]
+
+
+def test_the_metrics_event_json_is_the_documented_shape() -> None:
+    event = make_event()
+    data = event.to_json()
+    assert event.status_changed
+    assert {k: data[k] for k in ("worker_id", "worker_name", "status", "previous_status", "timestamp")} == {
+        "worker_id": "w",
+        "worker_name": "cml-1",
+        "status": "running",
+        "previous_status": "pending",
+        "timestamp": "2026-11-25T10:00:00Z",
+    }
+    assert data["metrics"] == {"cpu_utilization": 42.0, "memory_utilization": 61.5}
+    assert data["ec2"] == {"instance_state": "running", "system_status": "ok", "instance_status": "ok"}
+    assert data["active_labs_count"] == 3

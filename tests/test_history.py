@@ -79,9 +79,9 @@ async def test_roll_up_prune_and_resolution(repository: CMLWorkerRepository) -> 
 
 async def test_history_endpoint(api_factory) -> None:  # type: ignore[no-untyped-def]
     api = await api_factory(worker_monitoring_enabled=False)
-    repository = api.services.repository
+    repository = api.runtime.repository
     worker = await _seed(repository)
-    await api.services.history.roll_up(NOW)
+    await api.runtime.history.roll_up(NOW)
     url = f"/api/workers/{worker.id}/metrics"
     body = (
         await api.client.get(url, params={"since": "2026-11-25T11:30:00Z", "until": "2026-11-25T12:30:00Z"})

@@ -40,13 +40,21 @@ async def test_a_region_held_elsewhere_is_skipped(
     aws,  # type: ignore[no-untyped-def]
 ) -> None:
     worker = await register(sqlite_repository, moto.run_instances(1)[0])
-    scheduler = WorkerMonitoringScheduler(sqlite_repository, aws, poll_interval=300)
-    other = LeaseStore(sqlite_repository.engine)
-    assert await other.acquire(
+    leases = LeaseStore(sqlite_repository.engine)
+    scheduler = WorkerMonitoringScheduler(sqlite_repository, aws, leases=leases, poll_interval=300)
+    assert await leases.acquire(
         f"collect:{REGION}", "other-replica", datetime.now(UTC), timedelta(seconds=240)
     )
-    assert await scheduler.workers_to_collect(REGION) == []
-    fresh = WorkerMonitoringScheduler(sqlite_repository, aws, poll_interval=300)
-    fresh._leases = LeaseStore(sqlite_repository.engine)
-    fresh._clock = lambda: datetime.now(UTC) + timedelta(seconds=241)
-    assert await fresh.workers_to_collect(REGION) == [worker.id]
+    run = await scheduler.monitor.run_region(REGION)
+    assert run.skipped and run.report is None
+    assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
+    fresh = WorkerMonitoringScheduler(
+        sqlite_repository,
+        aws,
+        leases=leases,
+        poll_interval=300,
+        clock=lambda: datetime.now(UTC) + timedelta(seconds=241),
+    )
+    run = await fresh.monitor.run_region(REGION)
+    assert not run.skipped and run.workers == 1
+    assert [e.worker_id for e in run.report.events] == [worker.id]

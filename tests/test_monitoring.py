@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import Worker, WorkerStatus
@@ -23,9 +24,7 @@ from cml_monitor.monitoring import (
     WorkerNotificationHandler,
     build_job_store,
     job_id_for_region,
-    run_worker_metrics_collection,
 )
-from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
 from cml_monitor.storage import CMLWorkerRepository
 
 from .conftest import REGION, Moto
@@ -37,7 +36,7 @@ class RecordingHandler(WorkerNotificationHandler):
         super().__init__(cpu_threshold=90.0, memory_threshold=90.0)
         self.violations: list[tuple[str, str, str, float, float]] = []
 
-    def _handle_threshold_violation(self, *args: Any) -> None:
+    def _handle_threshold_violation(self, *args: Any) -> None:  # type: ignore[override]
         super()._handle_threshold_violation(*args)
         self.violations.append(args)
 
@@ -150,7 +149,7 @@ async def test_stop_then_terminate_moves_status_and_ends_monitoring(
     await eventually(lambda: events.of(worker.id))
 
     moto.ec2().stop_instances(InstanceIds=[instance])
-    await run_worker_metrics_collection(worker.id)
+    await scheduler.refresh_worker_async(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.STOPPED
     assert stored.cpu_utilization is None
@@ -158,13 +157,15 @@ async def test_stop_then_terminate_moves_status_and_ends_monitoring(
     assert worker.id in scheduler.active_worker_ids
 
     moto.ec2().terminate_instances(InstanceIds=[instance])
-    await run_worker_metrics_collection(worker.id)
+    await scheduler.refresh_worker_async(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.TERMINATED
     assert worker.id not in scheduler.active_worker_ids
     assert scheduler.next_run_at(worker.id) is None
-    assert await scheduler.workers_to_collect(REGION) == []
-    assert scheduler.monitoring_jobs() == []  # the region's job removed itself
+    assert scheduler.monitoring_jobs() == []
+    run = await scheduler.run_region(REGION)  # the region's next run finds no worker
+    assert run.workers == 0
+    assert scheduler.region_jobs() == {}  # and its job removed itself
 
 
 async def test_a_deleted_workers_job_removes_itself(
@@ -180,7 +181,7 @@ async def test_a_deleted_workers_job_removes_itself(
     assert scheduler.next_run_at(worker.id) is not None
     await sqlite_repository.remove_async(worker.id)
     with caplog.at_level(logging.WARNING):
-        await run_worker_metrics_collection(worker.id)
+        await scheduler.refresh_worker_async(worker.id)
     assert scheduler.next_run_at(worker.id) is None
     assert worker.id not in scheduler.active_worker_ids
     assert f"Worker {worker.id} not found - stopping job" in caplog.text
@@ -213,11 +214,12 @@ async def test_active_labs_come_from_the_controller_and_survive_its_outage(
     cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=2)
     events = Events()
     try:
-        await make_scheduler(cml_client=cml, observers=[events]).start_async()
+        scheduler = make_scheduler(cml_client=cml, observers=[events])
+        await scheduler.start_async()
         await eventually(lambda: events.of(worker.id))
         assert (await sqlite_repository.get_by_id_async(worker.id)).active_labs_count == 3
         controller.unreachable = True
-        await run_worker_metrics_collection(worker.id)
+        await scheduler.refresh_worker_async(worker.id)
         assert len(events.of(worker.id)) == 2
         stored = await sqlite_repository.get_by_id_async(worker.id)
         assert stored.active_labs_count == 3
@@ -232,7 +234,7 @@ async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
     make_scheduler: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from cml_monitor.sim.serving import free_port
+    from cml_fleet_sim.serving import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -288,12 +290,14 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     with caplog.at_level(logging.INFO):
         await second.start_async()
     assert "1 region jobs resumed from the job store" in caplog.text
-    assert second.region_jobs() == jobs_before  # the same job, same next run, no duplicate
+    (resumed,) = second.region_jobs().items()  # the same job, no duplicate, next run on its grid
+    assert resumed[0] == REGION
+    assert timedelta(0) <= resumed[1] - jobs_before[REGION] <= timedelta(seconds=4)
     assert sorted(j["worker_id"] for j in second.monitoring_jobs()) == sorted(w.id for w in workers)
     assert {j["job_id"] for j in second.monitoring_jobs()} == {job_id_for_region(REGION)}
     assert len(view_before) == 3
     await eventually(lambda: all(events.of(w.id) for w in workers))
-    assert len(second._scheduler.get_jobs()) == 1
+    assert len(await asyncio.to_thread(second._scheduler.get_jobs)) == 1
 
 
 async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
@@ -328,7 +332,7 @@ async def test_region_jobs_use_fixed_ids_and_the_seed_options(
     await scheduler.start_async()
     await scheduler.start_monitoring_worker_async(worker.id)
     await scheduler.start_monitoring_worker_async(worker.id)  # no duplicate
-    (job,) = scheduler._scheduler.get_jobs()
+    (job,) = await asyncio.to_thread(scheduler._scheduler.get_jobs)
     assert job.id == job_id_for_region(REGION)
     assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
     assert job.args == (REGION,)
@@ -389,15 +393,15 @@ async def test_a_region_run_feeds_the_alert_engine_in_one_batch(
     from cml_monitor.storage.alerts import AlertRepository
 
     workers = [await register(sqlite_repository, i) for i in moto.run_instances(30)]
-    engine = AlertEngine(AlertRepository(sqlite_repository.engine), [], batch_window=0.05)
+    engine = AlertEngine(AlertRepository(sqlite_repository.engine), [])
     batches: list[int] = []
-    original = engine.process
+    original = engine.evaluate
 
-    async def counted(batch, **kwargs):  # type: ignore[no-untyped-def]
+    async def counted(batch):  # type: ignore[no-untyped-def]
         batches.append(len(batch))
-        await original(batch, **kwargs)
+        await original(batch)
 
-    engine.process = counted  # type: ignore[method-assign]
+    engine.evaluate = counted  # type: ignore[method-assign]
     events = Events()
     handler = WorkerNotificationHandler(alert_engine=engine)
     await make_scheduler(notification_handler=handler, observers=[events]).start_async()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from cml_monitor.sim.serving import free_port
-from cml_monitor.sim.simulator import FleetSimulator
+from cml_fleet_sim.serving import free_port
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.storage import create_engine, drop_all
 
 from .conftest import POSTGRES_URL

@@ -73,7 +73,7 @@ async def test_monitorable_ids_leave_out_terminated(repository: CMLWorkerReposit
     dead = _worker(2)
     dead.update_ec2_state(instance_state="terminated", system_status=None, instance_status=None, now=NOW)
     await repository.add_async(dead)
-    assert await repository.list_monitorable_ids_async() == [alive.id]
+    assert await repository.list_monitorable_async() == [(alive.id, alive.aws_region)]
 
 
 async def test_save_collection_writes_rows_and_history_in_one_go(repository: CMLWorkerRepository) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from cml_monitor.sim.serving import free_port
+from cml_fleet_sim.serving import free_port
 
 from .conftest import REGION, Moto
 from .processes import spawn_cli, stop, wait_until
@@ -72,7 +72,8 @@ def test_serve_end_to_end(moto: Moto, tmp_path: Path) -> None:
         output = stop(process, signal.SIGTERM)
     assert process.returncode == 0, output
     assert "Worker monitoring stopped" in output
-    assert "📊 Collected metrics for worker" in (tmp_path / "monitor.log").read_text(encoding="utf-8")
+    log = (tmp_path / "monitor.log").read_text(encoding="utf-8")
+    assert f"Registered worker {worker_id}" in log and "Worker monitoring stopped" in log
 
 
 def test_serve_with_a_bad_setting_says_one_line_and_exits_non_zero(tmp_path: Path) -> None:

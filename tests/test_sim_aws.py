@@ -15,8 +15,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cml_monitor.sim.fleet import TokenBucket
-from cml_monitor.sim.simulator import FleetSimulator
+from cml_fleet_sim.fleet import TokenBucket
+from cml_fleet_sim.simulator import FleetSimulator
 
 REGION = "us-east-1"
 

@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
+from cml_fleet_sim.fleet import TokenBucket
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import WorkerStatus
 from cml_monitor.monitoring import FleetCollector
-from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
-from cml_monitor.sim.fleet import TokenBucket
-from cml_monitor.sim.simulator import FleetSimulator
 from cml_monitor.storage import CMLWorkerRepository
 
 from .conftest import REGION, Moto
@@ -58,9 +58,10 @@ async def _scenario(url: str, instance_ids: list[str], repo: CMLWorkerRepository
             if step != "first":
                 ec2.stop_instances(InstanceIds=[instance_ids[1]])
                 ec2.terminate_instances(InstanceIds=[instance_ids[2]])
-            results = await collector.collect_many([w.id for w in workers])
+            report = await collector.collect([w.id for w in workers])
+            events = {e.worker_id: e.to_json() for e in report.events}
             for worker in workers:
-                data = results[worker.id].metrics_data
+                data = events[worker.id]
                 observed.append(
                     {
                         "step": step,
@@ -109,10 +110,11 @@ async def test_an_impaired_check_reaches_the_worker(
     client = AwsEc2Client(endpoint_url=sim.url, max_attempts=2)
     cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=2)
     try:
-        await FleetCollector(sqlite_repository, client, cml).collect_many([worker.id])
+        report = await FleetCollector(sqlite_repository, client, cml).collect([worker.id])
     finally:
         await client.close()
         await cml.close()
+    assert [e.system_status for e in report.events] == ["impaired"]
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.ec2_system_status_check == "impaired"
     assert stored.ec2_instance_status_check == "ok"
@@ -131,11 +133,11 @@ async def test_throttling_is_retried_until_the_bucket_refills(
     sim.fleet._buckets[(REGION, "ec2-describe")]._tokens = 0
     client = AwsEc2Client(endpoint_url=sim.url, max_attempts=8)
     try:
-        results = await FleetCollector(sqlite_repository, client).collect_many([w.id for w in workers])
+        report = await FleetCollector(sqlite_repository, client).collect([w.id for w in workers])
     finally:
         await client.close()
     assert sim.fleet.throttled >= 1
-    assert all(r.ok for r in results.values())
+    assert not report.failed and len(report.events) == len(workers)
     assert client.requests.snapshot()[("ec2", "DescribeInstanceStatus")] >= 3 + 1
     stored = await sqlite_repository.get_by_id_async(workers[-1].id)
     assert stored.status is WorkerStatus.RUNNING

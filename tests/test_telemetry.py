@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cml_monitor.sim.serving import ThreadedServer
+from cml_fleet_sim.serving import ThreadedServer
 from cml_monitor.telemetry import build_tracer_provider, configure_logging
 
 

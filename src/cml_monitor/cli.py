@@ -60,8 +60,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cml_monitor.demo import run_demo
-
+    try:
+        from cml_monitor.demo import run_demo
+    except ImportError as exc:  # the simulator is an extra: a production install has no need of it
+        print(
+            f"cml-monitor: the demo needs the fleet simulator ({exc.name} is missing); "
+            "install it with: pip install 'cml-monitor[sim]'",
+            file=sys.stderr,
+        )
+        return 2
     if args.workers < 1 or args.workers > 5000:
         print("cml-monitor: --workers must be between 1 and 5000", file=sys.stderr)
         return 2

@@ -13,14 +13,14 @@ import os
 import shutil
 from pathlib import Path
 
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
+from cml_fleet_sim.scenario import DemoScenario
+from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.api.app import create_app
 from cml_monitor.api.server import run_server
 from cml_monitor.clock import utcnow
 from cml_monitor.domain import Worker
 from cml_monitor.settings import load_settings
-from cml_monitor.sim.cml_controllers import PASSWORD, USERNAME
-from cml_monitor.sim.scenario import DemoScenario
-from cml_monitor.sim.simulator import FleetSimulator
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
 from cml_monitor.telemetry import configure_logging
 

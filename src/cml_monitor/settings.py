@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     worker_metrics_poll_interval: int = Field(300, ge=1, le=86_400)
     worker_cpu_threshold: float = Field(90.0, ge=0, le=100)
     worker_memory_threshold: float = Field(90.0, ge=0, le=100)
-    worker_collection_batch_window: float = Field(0.05, ge=0, le=10)
+    worker_observer_timeout: float = Field(60.0, gt=0, le=3600)
     worker_metrics_raw_retention_hours: int = Field(48, ge=1, le=24 * 90)
     worker_metrics_retention_days: int = Field(30, ge=1, le=3650)
 

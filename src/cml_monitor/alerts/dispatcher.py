@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.storage.alerts import AlertRepository
 
 from .notifiers import Delivery, Notifier, OutgoingNotification
+from .store import OutboxStore
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class NotificationDispatcher:
     def __init__(
         self,
-        store: AlertRepository,
+        store: OutboxStore,
         notifiers: dict[str, Notifier],
         *,
         max_attempts: int = 10,

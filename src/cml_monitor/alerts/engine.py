@@ -1,26 +1,24 @@
 """`AlertEngine`: metrics events in, alert state and outbox rows out (one transaction a batch).
 
-The notification handler feeds it every collection. Events that arrive together (a whole
-fleet's cycle) are evaluated together through a `BatchLoader`: one query for the open alerts,
-one for the silences, one transaction for every change and every message.
+A region's collection reaches it as one batch (through the notification handler, or directly
+as an observer): one query for the open alerts, one for the silences, one transaction for every
+change and every message, however many workers the region has.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.monitoring.batching import BatchLoader
-from cml_monitor.storage.alerts import AlertRepository
+from cml_monitor.domain import Silence, WorkerMetricsCollected
 
 from .outbox import Channel, alert_payload, notification_rows, status_payload
 from .rules import RuleSettings, samples_for
-from .silences import Silence, is_silenced
+from .silences import is_silenced
 from .state import (
     Alert,
     AlertKind,
@@ -31,6 +29,7 @@ from .state import (
     needs_firing_notification,
     needs_resolved_notification,
 )
+from .store import AlertStore
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +45,13 @@ class AlertSettings:
 class AlertEngine:
     def __init__(
         self,
-        store: AlertRepository,
+        store: AlertStore,
         channels: list[Channel],
         settings: AlertSettings = AlertSettings(),
         *,
         clock: Clock = utcnow,
         on_outbox: Callable[[], None] | None = None,
         on_firing_count: Callable[[int], None] | None = None,
-        batch_window: float = 0.05,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -61,28 +59,18 @@ class AlertEngine:
         self._clock = clock
         self._on_outbox = on_outbox
         self._on_firing_count = on_firing_count
-        self._events: dict[int, tuple[dict[str, Any], list[Sample]]] = {}
-        self._keys = itertools.count()
-        self._loader: BatchLoader[int, None] = BatchLoader(self._evaluate_batch, window=batch_window)
 
-    async def evaluate(self, event: dict[str, Any], samples: list[Sample] | None = None) -> None:
-        """Evaluate one metrics event (with the handler's samples, or the rules' own)."""
-        key = next(self._keys)
-        if samples is None:
-            samples = samples_for(event, self.settings.rules)
-        self._events[key] = (event, samples)
-        try:
-            await self._loader.load(key)
-        finally:
-            self._events.pop(key, None)
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Evaluate a region's events with the engine's own rules (as an observer of its own)."""
+        batch = []
+        for event in events:
+            data = event.to_json()
+            batch.append((data, samples_for(data, self.settings.rules)))
+        await self.evaluate(batch)
 
-    async def drain(self) -> None:
-        await self._loader.drain()
-
-    async def _evaluate_batch(self, keys: list[int]) -> dict[int, None]:
-        batch = [self._events[k] for k in keys if k in self._events]
+    async def evaluate(self, batch: list[tuple[dict[str, Any], list[Sample]]]) -> None:
+        """Evaluate metrics events with their samples; status changes are notified too."""
         await self.process(batch, status_events=[event for event, _ in batch])
-        return dict.fromkeys(keys)
 
     async def check_unreachable(self) -> int:
         """Raise `unreachable` for workers with no successful collection for too long."""
@@ -152,13 +140,13 @@ class AlertEngine:
     ) -> tuple[Alert, list[dict[str, Any]]]:
         silenced = is_silenced(silences, after.worker_id, after.kind.value, now)
         rows: list[dict[str, Any]] = []
-        if before is not None and before.state is not after.state:
+        if after.state is not AlertState.PENDING and (before is None or before.state is not after.state):
             logger.warning(
-                "🚨 Alert %s %s for worker %s (%s)",
+                "🚨 Alert %s %s for worker %s%s",
                 after.kind.value,
                 after.state.value,
                 after.worker_id,
-                "silenced" if silenced else "notifying",
+                " (silenced)" if silenced else (" (notifying)" if self.channels else ""),
             )
         if silenced:
             return after, rows

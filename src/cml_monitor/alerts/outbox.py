@@ -1,4 +1,4 @@
-"""What goes into the outbox: the JSON of DESIGN §6, one row per receiving channel.
+"""What goes into the outbox: the webhook JSON receivers rely on, one row per receiving channel.
 
 The payload is built once, when the alert changes, and stored with the row: a delivery after a
 restart sends exactly what would have been sent before it. Channel formats (Slack blocks,

@@ -13,58 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-
-class AlertKind(StrEnum):
-    CPU = "cpu"
-    MEMORY = "memory"
-    STATUS_CHECK = "status_check"
-    UNEXPECTED_STOP = "unexpected_stop"
-    UNREACHABLE = "unreachable"
-    CML_UNREACHABLE = "cml_unreachable"
-
-
-class AlertState(StrEnum):
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
+from cml_monitor.domain import Alert, AlertKind, AlertState
 
 
 class Verdict(StrEnum):
     VIOLATING = "violating"
     CLEAR = "clear"
     HOLD = "hold"  # inside the hysteresis band, or no data: keep the state as it is
-
-
-SEVERITY = {
-    AlertKind.CPU: "warning",
-    AlertKind.MEMORY: "warning",
-    AlertKind.STATUS_CHECK: "critical",
-    AlertKind.UNEXPECTED_STOP: "critical",
-    AlertKind.UNREACHABLE: "critical",
-    AlertKind.CML_UNREACHABLE: "error",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: str
-    worker_id: str
-    kind: AlertKind
-    state: AlertState
-    value: float | None
-    threshold: float | None
-    violations: int
-    started_at: datetime
-    updated_at: datetime
-    fired_at: datetime | None = None
-    resolved_at: datetime | None = None
-    last_notified_at: datetime | None = None
-    acknowledged_at: datetime | None = None
-    acknowledged_comment: str | None = None
-
-    @property
-    def severity(self) -> str:
-        return SEVERITY[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +94,16 @@ def needs_firing_notification(alert: Alert, *, repeat_interval: timedelta, now: 
 def needs_resolved_notification(alert: Alert) -> bool:
     """Resolved, and somebody was told it fired."""
     return alert.state is AlertState.RESOLVED and alert.last_notified_at is not None
+
+
+__all__ = [
+    "Alert",
+    "AlertKind",
+    "AlertState",
+    "Sample",
+    "Verdict",
+    "advance",
+    "needs_firing_notification",
+    "needs_resolved_notification",
+    "threshold_verdict",
+]

@@ -1,4 +1,4 @@
-"""The FastAPI app factory: the one place that wires every part together."""
+"""The FastAPI app factory: HTTP on top of a `MonitorRuntime` (which the lifespan enters)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from cml_monitor import __version__
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
+from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
+from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFailed
 
 from .auth import TokenAuthenticator
 from .limits import BodySizeLimitMiddleware
 from .routes import alerts, events, health, monitoring, workers
-from .services import Services, build_services
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,26 +33,24 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_app(
     settings: Settings | None = None,
     *,
+    runtime: MonitorRuntime | None = None,
     aws_client: AwsEc2Client | None = None,
     cml_client: CmlControllerClient | None = None,
     clock: Clock = utcnow,
     tracer: trace.Tracer | None = None,
 ) -> FastAPI:
-    """Build the app; services are created here and started/stopped by the lifespan."""
-    settings = settings or load_settings()
-    services = build_services(
+    """Build the app around a runtime (built here from the settings unless one is given)."""
+    settings = settings or (runtime.settings if runtime else load_settings())
+    runtime = runtime or build_runtime(
         settings, aws_client=aws_client, cml_client=cml_client, clock=clock, tracer=tracer
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
-        logger.info("CML Worker Monitor %s ready", __version__)
-        try:
+        async with runtime:
+            logger.info("CML Worker Monitor %s ready", __version__)
             yield
-        finally:
             logger.info("Shutting down")
-            await services.close()
 
     app = FastAPI(
         title="CML Worker Monitor",
@@ -59,7 +58,7 @@ def create_app(
         description="Monitors Cisco Modeling Labs workers on AWS EC2.",
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.runtime = runtime
     authenticate = Depends(TokenAuthenticator(settings.api_token_roles))
     for router in (workers.router, monitoring.router, alerts.router, events.router):
         app.include_router(router, dependencies=[authenticate])
@@ -71,15 +70,33 @@ def create_app(
         """The dashboard: static files shipped with the package, no CDN, no build step."""
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    _map_errors(app)
+    app.add_middleware(BodySizeLimitMiddleware)
+    return app
+
+
+def _map_errors(app: FastAPI) -> None:
+    """Our error types to HTTP: the use cases never speak HTTP themselves."""
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
+        detail = [{"loc": exc.field.split("."), "msg": str(exc), "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(UpstreamFailed)
+    async def upstream(_request: Request, exc: UpstreamFailed) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
     @app.exception_handler(StorageError)
     @app.exception_handler(SQLAlchemyError)
     async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         logger.error("Database error: %s", exc)
         return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503)
-
-    app.add_middleware(BodySizeLimitMiddleware)
-    return app
-
-
-def services_of(app: FastAPI) -> Services:
-    return app.state.services

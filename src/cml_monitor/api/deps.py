@@ -1,22 +1,27 @@
-"""FastAPI dependencies shared by the routers."""
+"""FastAPI dependencies: each route asks for the one use case (or part) it needs."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from typing import Annotated
 
-from cml_monitor.domain import Worker
+from fastapi import Depends, Request
 
-from .services import Services
-from .validation import looks_like_worker_id
-
-
-def get_services(request: Request) -> Services:
-    return request.app.state.services
+from cml_monitor.runtime import MonitorRuntime
+from cml_monitor.usecases import AlertOperations, WorkerOperations
 
 
-async def load_worker(services: Services, worker_id: str) -> Worker:
-    """The worker, or 404. Ids that cannot be ours never reach the database."""
-    worker = await services.repository.get_by_id_async(worker_id) if looks_like_worker_id(worker_id) else None
-    if worker is None:
-        raise HTTPException(404, detail=f"worker {worker_id!r} not found")
-    return worker
+def get_runtime(request: Request) -> MonitorRuntime:
+    return request.app.state.runtime
+
+
+def get_workers(request: Request) -> WorkerOperations:
+    return get_runtime(request).workers
+
+
+def get_alerting(request: Request) -> AlertOperations:
+    return get_runtime(request).alerting
+
+
+RuntimeDep = Annotated[MonitorRuntime, Depends(get_runtime)]
+WorkersDep = Annotated[WorkerOperations, Depends(get_workers)]
+AlertingDep = Annotated[AlertOperations, Depends(get_alerting)]

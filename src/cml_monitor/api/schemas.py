@@ -1,4 +1,4 @@
-"""Request and response bodies of the REST API (DESIGN §5)."""
+"""Request and response bodies of the REST API: the JSON contract scripts rely on."""
 
 from __future__ import annotations
 

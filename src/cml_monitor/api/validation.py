@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import botocore.session
 
 INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-WORKER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_NAME = 128
 MAX_URL = 2048
 
@@ -57,7 +56,3 @@ def check_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ValueError("must be an http:// or https:// URL with a host")
     return value
-
-
-def looks_like_worker_id(value: str) -> bool:
-    return bool(WORKER_ID.match(value))

@@ -1,6 +1,9 @@
 """AWS access: batched EC2 and CloudWatch calls behind `AwsEc2Client`."""
 
-from .client import AwsEc2Client, AwsError, InstanceStatus, Utilization
+from .client import AwsEc2Client
+from .cloudwatch import Utilization
+from .ec2 import InstanceStatus
+from .pool import AwsError
 from .requests import RequestCounter
 
 __all__ = ["AwsEc2Client", "AwsError", "InstanceStatus", "RequestCounter", "Utilization"]

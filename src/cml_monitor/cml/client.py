@@ -124,12 +124,3 @@ class CmlControllerClient:
         except ValueError as exc:  # a body that is not JSON
             raise CmlControllerError(f"controller {base} answered malformed JSON") from exc
         return sum(1 for state in states if state == RUNNING_LAB_STATE)
-
-    async def get_system_stats(self, cml_url: str) -> dict[str, Any]:
-        """The controller's own view of its compute (for troubleshooting and the dashboard)."""
-        base = self._base(cml_url)
-        try:
-            stats = await self._get(base, "/api/v0/system_stats")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
-        return stats if isinstance(stats, dict) else {}

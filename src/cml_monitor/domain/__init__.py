@@ -1,22 +1,21 @@
-"""The domain: workers, their status and what happens to them. Imports nothing of ours."""
+"""The domain: workers, their status, alerts and the events a collection produces. No I/O,
+and nothing of ours imported: every other part may depend on it."""
 
-from .events import (
-    WorkerEvent,
-    WorkerRegistered,
-    WorkerStatusChanged,
-    WorkerTelemetryUpdated,
-    WorkerTerminated,
-)
+from .alerts import Alert, AlertKind, AlertState, Silence
+from .events import WorkerMetricsCollected
+from .history import MetricSample
 from .status import WorkerStatus, map_ec2_state_to_status
-from .worker import Worker
+from .worker import Worker, looks_like_id
 
 __all__ = [
+    "Alert",
+    "AlertKind",
+    "AlertState",
+    "MetricSample",
+    "Silence",
     "Worker",
-    "WorkerEvent",
-    "WorkerRegistered",
+    "WorkerMetricsCollected",
     "WorkerStatus",
-    "WorkerStatusChanged",
-    "WorkerTelemetryUpdated",
-    "WorkerTerminated",
+    "looks_like_id",
     "map_ec2_state_to_status",
 ]

@@ -1,38 +1,70 @@
-"""Domain events: what happened to a worker, raised by the aggregate and read by the monitor."""
+"""The typed event a collection produces: what one worker looked like at one collection.
+
+Observers (the notification handler, the alert engine, the live-event hub, the Prometheus
+gauges) receive these a region at a time. `to_json()` is the shape scripts and the seed's
+plain-callable observers have always received, so that contract lives next to the type.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from .status import WorkerStatus
 
 
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
-class WorkerEvent:
+class WorkerMetricsCollected:
+    """One worker, one successful collection: status, EC2 checks, usage, labs."""
+
     worker_id: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRegistered(WorkerEvent):
-    aws_region: str
+    worker_name: str
     aws_instance_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatusChanged(WorkerEvent):
-    previous_status: WorkerStatus
+    aws_region: str
     status: WorkerStatus
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerTelemetryUpdated(WorkerEvent):
+    previous_status: WorkerStatus
+    timestamp: datetime
     cpu_utilization: float | None
     memory_utilization: float | None
+    instance_state: str | None
+    system_status: str | None
+    instance_status: str | None
     active_labs_count: int
+    cpu_threshold: float | None = None
+    memory_threshold: float | None = None
+    cml_reachable: bool | None = None
+    stop_requested: bool = False
 
+    @property
+    def status_changed(self) -> bool:
+        return self.status is not self.previous_status
 
-@dataclass(frozen=True, slots=True)
-class WorkerTerminated(WorkerEvent):
-    pass
+    def to_json(self) -> dict[str, Any]:
+        """The metrics event as JSON (SSE `metrics` event, seed observers), with extra keys."""
+        return {
+            "worker_id": self.worker_id,
+            "worker_name": self.worker_name,
+            "aws_instance_id": self.aws_instance_id,
+            "aws_region": self.aws_region,
+            "status": self.status.value,
+            "previous_status": self.previous_status.value,
+            "timestamp": _iso(self.timestamp),
+            "metrics": {
+                "cpu_utilization": self.cpu_utilization,
+                "memory_utilization": self.memory_utilization,
+            },
+            "ec2": {
+                "instance_state": self.instance_state,
+                "system_status": self.system_status,
+                "instance_status": self.instance_status,
+            },
+            "active_labs_count": self.active_labs_count,
+            "thresholds": {"cpu": self.cpu_threshold, "memory": self.memory_threshold},
+            "cml": {"reachable": self.cml_reachable},
+            "stop_requested": self.stop_requested,
+        }

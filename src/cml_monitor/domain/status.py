@@ -1,4 +1,4 @@
-"""Worker status and the EC2-state mapping (DESIGN §3)."""
+"""Worker status, and how an EC2 instance state maps onto it."""
 
 from __future__ import annotations
 

@@ -1,23 +1,25 @@
 """The worker aggregate: one CML worker (an EC2 instance) and what we last learnt about it.
 
-Pure Python with no I/O: state changes go through methods that record domain events, so the
-monitoring loop can tell observers what changed without comparing snapshots itself.
+Pure Python with no I/O: what a collection learnt is applied through methods, so the rules
+(a status change stamps `status_changed_at`, a labs count of `None` keeps the last) live here
+and not in whoever reads EC2.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 
-from .events import (
-    WorkerEvent,
-    WorkerRegistered,
-    WorkerStatusChanged,
-    WorkerTelemetryUpdated,
-    WorkerTerminated,
-)
 from .status import WorkerStatus, map_ec2_state_to_status
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def looks_like_id(value: str) -> bool:
+    """Ids we hand out (workers, alerts, silences) are lowercase UUIDs; nothing else can be ours."""
+    return bool(_UUID.match(value))
 
 
 @dataclass(slots=True)
@@ -42,7 +44,6 @@ class Worker:
     cpu_threshold: float | None = None
     memory_threshold: float | None = None
     stop_requested_at: datetime | None = None
-    _events: list[WorkerEvent] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def register(
@@ -55,7 +56,7 @@ class Worker:
         cml_url: str | None = None,
         worker_id: str | None = None,
     ) -> Worker:
-        worker = cls(
+        return cls(
             id=worker_id or str(uuid.uuid4()),
             name=name,
             aws_region=aws_region,
@@ -64,13 +65,11 @@ class Worker:
             created_at=now,
             updated_at=now,
         )
-        worker._events.append(WorkerRegistered(worker.id, now, aws_region, aws_instance_id))
-        return worker
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        """The persisted fields, in declaration order (the private event list excluded)."""
-        return tuple(f.name for f in fields(cls) if not f.name.startswith("_"))
+        """The persisted fields, in declaration order."""
+        return tuple(f.name for f in fields(cls))
 
     def to_record(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.field_names()}
@@ -96,9 +95,6 @@ class Worker:
         if new_status is not previous:
             self.status = new_status
             self.status_changed_at = now
-            self._events.append(WorkerStatusChanged(self.id, now, previous, new_status))
-            if new_status is WorkerStatus.TERMINATED:
-                self._events.append(WorkerTerminated(self.id, now))
         self.updated_at = now
         return previous
 
@@ -119,9 +115,6 @@ class Worker:
         if self.status is WorkerStatus.RUNNING:
             self.last_activity_at = now
         self.updated_at = now
-        self._events.append(
-            WorkerTelemetryUpdated(self.id, now, cpu_utilization, memory_utilization, self.active_labs_count)
-        )
 
     EDITABLE = ("name", "cml_url", "cpu_threshold", "memory_threshold")
 
@@ -133,8 +126,3 @@ class Worker:
         for name, value in changes.items():
             setattr(self, name, value)
         self.updated_at = now
-
-    def pull_events(self) -> list[WorkerEvent]:
-        """Hand over and forget the events raised since the last call."""
-        events, self._events = self._events, []
-        return events

@@ -1,21 +1,25 @@
-"""The monitoring loop: jobs, their scheduler, the batch collector and the notification handler."""
+"""The monitoring loop: the scheduler, its region jobs, the collector and the notification handler."""
 
-from .collector import CollectionResult, FleetCollector, build_metrics_event
-from .job import WorkerMetricsCollectionJob, run_region_collection, run_worker_metrics_collection
+from .collector import CollectionReport, FleetCollector
+from .job import WorkerMetricsCollectionJob, run_region_collection
 from .jobstores import build_job_store
+from .monitor import FleetMonitor, MonitoredWorkers
 from .notifications import WorkerNotificationHandler
+from .observers import EventObserver, ObserverPublisher
 from .scheduler import JOB_ID_PREFIX, WorkerMonitoringScheduler, job_id_for_region
 
 __all__ = [
     "JOB_ID_PREFIX",
-    "CollectionResult",
+    "CollectionReport",
+    "EventObserver",
     "FleetCollector",
+    "FleetMonitor",
+    "MonitoredWorkers",
+    "ObserverPublisher",
     "WorkerMetricsCollectionJob",
     "WorkerMonitoringScheduler",
     "WorkerNotificationHandler",
     "build_job_store",
-    "build_metrics_event",
     "job_id_for_region",
     "run_region_collection",
-    "run_worker_metrics_collection",
 ]

@@ -1,11 +1,11 @@
-"""The collection pipeline for a batch of workers: load → EC2 → CloudWatch → CML → save.
+"""`FleetCollector`: one pass over a batch of workers, from the database to typed events.
 
-Each `WorkerMetricsCollectionJob` asks for its own worker; the `BatchLoader` gathers the
-workers whose jobs fire together and this module collects them in one pass: one SELECT, the
-AWS calls batched per region, the CML controllers polled concurrently, and one transaction
-that writes every worker row and history row. A failure touches only the workers it concerns
-(a region whose EC2 call failed, say) and is reported back to their jobs, which log it; the
-next interval tries again.
+The steps, each a method: load the workers (one SELECT) → read AWS per region (EC2 state of
+all, CloudWatch usage of the running ones) → read the CML controllers concurrently → apply what
+was read to each worker → save every worker and history row in one transaction → build one
+`WorkerMetricsCollected` per worker. A failure touches only the workers it concerns (a region
+whose EC2 call failed, say) and is reported in the `CollectionReport`; the next interval tries
+again.
 """
 
 from __future__ import annotations
@@ -16,237 +16,193 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
 
 from opentelemetry import trace
 
 from cml_monitor.aws import InstanceStatus, Utilization
-from cml_monitor.clock import Clock, isoformat, utcnow
-from cml_monitor.domain import Worker, WorkerStatus
-from cml_monitor.storage import CMLWorkerRepository, MetricSample
+from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain import MetricSample, Worker, WorkerMetricsCollected, WorkerStatus
 
-from .batching import BatchLoader
+from .ports import AwsClient, CmlClient, WorkerStore
 
 logger = logging.getLogger(__name__)
 
-
-class AwsClient(Protocol):
-    """What the collector needs of AWS (`AwsEc2Client`, or a fake in unit tests)."""
-
-    async def describe_instance_statuses(
-        self, aws_region: str, instance_ids: Sequence[str]
-    ) -> dict[str, InstanceStatus]: ...
-
-    async def get_utilization(
-        self, aws_region: str, instance_ids: Sequence[str]
-    ) -> dict[str, Utilization]: ...
-
-
-class CmlClient(Protocol):
-    async def get_active_labs_count(self, cml_url: str) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CollectionResult:
-    """What one collection found for one worker, handed back to that worker's job."""
-
-    worker_id: str
-    found: bool = True
-    error: str | None = None
-    status: WorkerStatus | None = None
-    metrics_data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.found and self.error is None
-
-
+# A stop asked through the API within this long before a collection is not "unexpected".
 STOP_EXPECTED_FOR = timedelta(hours=1)
 
 
-def build_metrics_event(
-    worker: Worker, previous: WorkerStatus, cml_reachable: bool | None = None
-) -> dict[str, Any]:
-    """The metrics event of DESIGN §3 (plus instance id, region, thresholds, controller and
-    whether a stop was asked for through the API)."""
-    stop_requested = (
+@dataclass(slots=True)
+class CollectionReport:
+    """What one pass found: an event per collected worker, and what could not be collected."""
+
+    events: list[WorkerMetricsCollected] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # not in the database any more
+    failed: dict[str, str] = field(default_factory=dict)  # worker id → reason
+    seconds: float = 0.0
+
+    @property
+    def terminated(self) -> list[str]:
+        return [e.worker_id for e in self.events if e.status is WorkerStatus.TERMINATED]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionReading:
+    """EC2 and CloudWatch for one region; `error` set when EC2 itself could not be read."""
+
+    statuses: dict[str, InstanceStatus] = field(default_factory=dict)
+    utilization: dict[str, Utilization] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What was read of one worker in this pass."""
+
+    worker: Worker
+    status: InstanceStatus
+    usage: Utilization | None
+
+    @property
+    def running(self) -> bool:
+        return self.status.instance_state == "running"
+
+
+def stop_was_requested(worker: Worker) -> bool:
+    return (
         worker.stop_requested_at is not None
         and worker.last_collected_at is not None
         and worker.last_collected_at - worker.stop_requested_at < STOP_EXPECTED_FOR
     )
-    return {
-        "worker_id": worker.id,
-        "worker_name": worker.name,
-        "aws_instance_id": worker.aws_instance_id,
-        "aws_region": worker.aws_region,
-        "status": worker.status.value,
-        "previous_status": previous.value,
-        "timestamp": isoformat(worker.last_collected_at),
-        "metrics": {
-            "cpu_utilization": worker.cpu_utilization,
-            "memory_utilization": worker.memory_utilization,
-        },
-        "ec2": {
-            "instance_state": worker.ec2_instance_state,
-            "system_status": worker.ec2_system_status_check,
-            "instance_status": worker.ec2_instance_status_check,
-        },
-        "active_labs_count": worker.active_labs_count,
-        "thresholds": {"cpu": worker.cpu_threshold, "memory": worker.memory_threshold},
-        "cml": {"reachable": cml_reachable},
-        "stop_requested": stop_requested,
-    }
+
+
+def metrics_event(
+    worker: Worker, previous: WorkerStatus, cml_reachable: bool | None
+) -> WorkerMetricsCollected:
+    assert worker.last_collected_at is not None
+    return WorkerMetricsCollected(
+        worker_id=worker.id,
+        worker_name=worker.name,
+        aws_instance_id=worker.aws_instance_id,
+        aws_region=worker.aws_region,
+        status=worker.status,
+        previous_status=previous,
+        timestamp=worker.last_collected_at,
+        cpu_utilization=worker.cpu_utilization,
+        memory_utilization=worker.memory_utilization,
+        instance_state=worker.ec2_instance_state,
+        system_status=worker.ec2_system_status_check,
+        instance_status=worker.ec2_instance_status_check,
+        active_labs_count=worker.active_labs_count,
+        cpu_threshold=worker.cpu_threshold,
+        memory_threshold=worker.memory_threshold,
+        cml_reachable=cml_reachable,
+        stop_requested=stop_was_requested(worker),
+    )
 
 
 class FleetCollector:
-    """Collects many workers at once; `collect(worker_id)` is the per-worker entry point."""
-
     def __init__(
         self,
-        repository: CMLWorkerRepository,
+        repository: WorkerStore,
         aws_client: AwsClient,
         cml_client: CmlClient | None = None,
         *,
         clock: Clock = utcnow,
         tracer: trace.Tracer | None = None,
-        batch_window: float = 0.05,
         cml_concurrency: int = 100,
         cycle_observer: Callable[[float], None] | None = None,
     ) -> None:
         self._repository = repository
-        self._cycle_observer = cycle_observer
         self._aws = aws_client
         self._cml = cml_client
         self._clock = clock
         self._tracer = tracer or trace.get_tracer("cml_monitor.monitoring")
         self._cml_limit = asyncio.Semaphore(cml_concurrency)
-        self._loader: BatchLoader[str, CollectionResult] = BatchLoader(self.collect_many, window=batch_window)
-        self.last_cycle_seconds: float | None = None
+        self._cycle_observer = cycle_observer
 
-    async def collect(self, worker_id: str) -> CollectionResult:
-        return await self._loader.load(worker_id)
-
-    async def drain(self) -> None:
-        """Let every collection under way finish (used at shutdown)."""
-        await self._loader.drain()
-
-    async def collect_many(self, worker_ids: Sequence[str]) -> dict[str, CollectionResult]:
+    async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
         started = time.perf_counter()
         start_ns = time.time_ns()
         with self._tracer.start_as_current_span("collect_fleet_metrics") as span:
             span.set_attribute("workers", len(worker_ids))
-            results = await self._collect(list(worker_ids), start_ns)
-        self.last_cycle_seconds = time.perf_counter() - started
+            report = await self._collect(list(dict.fromkeys(worker_ids)), start_ns)
+        report.seconds = time.perf_counter() - started
         if self._cycle_observer is not None:
-            self._cycle_observer(self.last_cycle_seconds)
-        logger.debug("Collected %d workers in %.3f s", len(worker_ids), self.last_cycle_seconds)
-        return results
+            self._cycle_observer(report.seconds)
+        return report
 
-    async def _collect(self, worker_ids: list[str], start_ns: int) -> dict[str, CollectionResult]:
+    async def _collect(self, worker_ids: list[str], start_ns: int) -> CollectionReport:
+        report = CollectionReport()
         try:
             workers = await self._repository.get_many_async(worker_ids)
         except Exception as exc:
             logger.error("Could not load %d workers from the database: %s", len(worker_ids), exc)
-            return {i: CollectionResult(i, error=f"database: {exc}") for i in worker_ids}
-        results = {i: CollectionResult(i, found=False) for i in worker_ids if i not in workers}
-
-        by_region: dict[str, list[Worker]] = defaultdict(list)
-        for worker in workers.values():
-            by_region[worker.aws_region].append(worker)
-        region_reports = await asyncio.gather(
-            *(self._read_region(region, members) for region, members in by_region.items())
-        )
-
-        observed: list[tuple[Worker, InstanceStatus, Utilization | None]] = []
-        for members, report in zip(by_region.values(), region_reports, strict=True):
-            if isinstance(report, str):
-                for worker in members:
-                    results[worker.id] = CollectionResult(worker.id, error=report)
-                continue
-            statuses, utilization = report
-            for worker in members:
-                status = statuses.get(worker.aws_instance_id)
-                if status is None:
-                    results[worker.id] = CollectionResult(worker.id, error="EC2 returned no status")
-                    continue
-                observed.append((worker, status, utilization.get(worker.aws_instance_id)))
-
-        labs = await self._read_labs([w for w, s, _ in observed if s.instance_state == "running"])
-        reachable = {
-            w.id: w.id in labs
-            for w, s, _ in observed
-            if s.instance_state == "running" and w.cml_url and self._cml is not None
-        }
-
+            report.failed = dict.fromkeys(worker_ids, f"database: {exc}")
+            return report
+        report.missing = [i for i in worker_ids if i not in workers]
+        observations = await self._read_aws(list(workers.values()), report)
+        running = [o.worker for o in observations if o.running]
+        labs = await self._read_labs(running)
+        reachable = {w.id: w.id in labs for w in running if w.cml_url and self._cml is not None}
         now = self._clock()
-        updated: list[Worker] = []
-        samples: list[MetricSample] = []
-        previous: dict[str, WorkerStatus] = {}
-        for worker, status, usage in observed:
-            previous[worker.id] = worker.update_ec2_state(
-                instance_state=status.instance_state if status.found else "not-found",
-                system_status=status.system_status,
-                instance_status=status.instance_status,
-                now=now,
-            )
-            running = worker.status is WorkerStatus.RUNNING
-            worker.update_telemetry(
-                cpu_utilization=usage.avg_cpu_utilization if running and usage else None,
-                memory_utilization=usage.avg_memory_utilization if running and usage else None,
-                active_labs_count=labs.get(worker.id) if running else 0,
-                now=now,
-            )
-            worker.pull_events()
-            updated.append(worker)
-            samples.append(
-                MetricSample(
-                    worker_id=worker.id,
-                    timestamp=now,
-                    status=worker.status.value,
-                    cpu_utilization=worker.cpu_utilization,
-                    memory_utilization=worker.memory_utilization,
-                    active_labs_count=worker.active_labs_count,
-                )
-            )
+        previous = {o.worker.id: self._apply(o, labs.get(o.worker.id), now) for o in observations}
+        updated = [o.worker for o in observations]
         try:
-            await self._repository.save_collection_async(updated, samples)
+            await self._repository.save_collection_async(updated, [self._sample(w, now) for w in updated])
         except Exception as exc:
             logger.error("Could not save the collection of %d workers: %s", len(updated), exc)
-            for worker in updated:
-                results[worker.id] = CollectionResult(worker.id, error=f"database: {exc}")
-            return results
-
+            report.failed.update(dict.fromkeys((w.id for w in updated), f"database: {exc}"))
+            return report
         for worker in updated:
             self._trace_worker(worker, start_ns)
-            results[worker.id] = CollectionResult(
-                worker.id,
-                status=worker.status,
-                metrics_data=build_metrics_event(worker, previous[worker.id], reachable.get(worker.id)),
-            )
-        return results
+            report.events.append(metrics_event(worker, previous[worker.id], reachable.get(worker.id)))
+        return report
 
-    async def _read_region(
-        self, region: str, members: list[Worker]
-    ) -> tuple[dict[str, InstanceStatus], dict[str, Utilization]] | str:
-        """EC2 state of every member, CloudWatch usage of the running ones; an error as text."""
+    async def _read_aws(self, workers: list[Worker], report: CollectionReport) -> list[Observation]:
+        """Every region at once; the workers of a region AWS could not describe are failed."""
+        by_region: dict[str, list[Worker]] = defaultdict(list)
+        for worker in workers:
+            by_region[worker.aws_region].append(worker)
+        readings = await asyncio.gather(*(self._read_region(r, m) for r, m in by_region.items()))
+        observations: list[Observation] = []
+        for members, reading in zip(by_region.values(), readings, strict=True):
+            for worker in members:
+                status = reading.statuses.get(worker.aws_instance_id)
+                if reading.error is not None:
+                    report.failed[worker.id] = reading.error
+                elif status is None:
+                    report.failed[worker.id] = "EC2 returned no status"
+                else:
+                    observations.append(
+                        Observation(worker, status, reading.utilization.get(worker.aws_instance_id))
+                    )
+        return observations
+
+    async def _read_region(self, region: str, members: list[Worker]) -> RegionReading:
+        """EC2 state of every member, then CloudWatch usage of the running ones.
+
+        CloudWatch failing costs the usage figures of this cycle, not the EC2 state.
+        """
         instance_ids = [w.aws_instance_id for w in members]
         try:
             statuses = await self._aws.describe_instance_statuses(region, instance_ids)
-            running = [i for i in instance_ids if (s := statuses.get(i)) and s.instance_state == "running"]
-            utilization = await self._aws.get_utilization(region, running) if running else {}
         except Exception as exc:
             logger.error("AWS call for %d workers in %s failed: %s", len(members), region, exc)
-            return f"AWS: {exc}"
-        logger.debug("EC2 %s: %d instances described, %d running", region, len(statuses), len(running))
-        return statuses, utilization
+            return RegionReading(error=f"AWS: {exc}")
+        running = [i for i in instance_ids if (s := statuses.get(i)) and s.instance_state == "running"]
+        try:
+            utilization = await self._aws.get_utilization(region, running) if running else {}
+        except Exception as exc:
+            logger.error("CloudWatch for %d workers in %s failed: %s", len(running), region, exc)
+            utilization = {}
+        return RegionReading(statuses, utilization)
 
     async def _read_labs(self, workers: list[Worker]) -> dict[str, int]:
         """Running labs per worker; a controller that fails is logged and left out."""
         if self._cml is None:
             return {}
         cml = self._cml
-        with_url = [w for w in workers if w.cml_url]
 
         async def one(worker: Worker) -> tuple[str, int | None]:
             async with self._cml_limit:
@@ -254,15 +210,42 @@ class FleetCollector:
                     return worker.id, await cml.get_active_labs_count(worker.cml_url or "")
                 except Exception as exc:
                     logger.warning(
-                        "CML controller of worker %s (%s) did not answer: %s",
-                        worker.id,
-                        worker.cml_url,
-                        exc,
+                        "CML controller of worker %s (%s) did not answer: %s", worker.id, worker.cml_url, exc
                     )
                     return worker.id, None
 
-        pairs = await asyncio.gather(*(one(w) for w in with_url))
+        pairs = await asyncio.gather(*(one(w) for w in workers if w.cml_url))
         return {worker_id: count for worker_id, count in pairs if count is not None}
+
+    @staticmethod
+    def _apply(observation: Observation, labs: int | None, now: datetime) -> WorkerStatus:
+        """Apply what was read to the worker; returns its status before."""
+        worker, status, usage = observation.worker, observation.status, observation.usage
+        previous = worker.update_ec2_state(
+            instance_state=status.instance_state if status.found else "not-found",
+            system_status=status.system_status,
+            instance_status=status.instance_status,
+            now=now,
+        )
+        running = worker.status is WorkerStatus.RUNNING
+        worker.update_telemetry(
+            cpu_utilization=usage.avg_cpu_utilization if running and usage else None,
+            memory_utilization=usage.avg_memory_utilization if running and usage else None,
+            active_labs_count=labs if running else 0,
+            now=now,
+        )
+        return previous
+
+    @staticmethod
+    def _sample(worker: Worker, now: datetime) -> MetricSample:
+        return MetricSample(
+            worker_id=worker.id,
+            timestamp=now,
+            status=worker.status.value,
+            cpu_utilization=worker.cpu_utilization,
+            memory_utilization=worker.memory_utilization,
+            active_labs_count=worker.active_labs_count,
+        )
 
     def _trace_worker(self, worker: Worker, start_ns: int) -> None:
         span = self._tracer.start_span("collect_worker_metrics", start_time=start_ns)

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.alerts.silences import Silence
-from cml_monitor.alerts.state import Alert, AlertKind, AlertState
+from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
 
 from .tables import alerts, notifications, silences, workers
 
@@ -119,14 +118,6 @@ class AlertRepository:
         query = select(func.count()).select_from(alerts).where(alerts.c.state == AlertState.FIRING.value)
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
-
-    async def firing_by_worker(self) -> dict[str, list[str]]:
-        query = select(alerts.c.worker_id, alerts.c.kind).where(alerts.c.state == AlertState.FIRING.value)
-        result: dict[str, list[str]] = {}
-        async with self._engine.connect() as conn:
-            for row in await conn.execute(query):
-                result.setdefault(row.worker_id, []).append(row.kind)
-        return result
 
     async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
         """Workers (not terminated) with no successful collection since `cutoff`."""

@@ -8,7 +8,6 @@ every worker of the fleet at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.domain import MetricSample, Worker, WorkerStatus
 
 from .database import StorageError
 from .tables import worker_metrics, workers
@@ -43,28 +42,6 @@ _COLLECTED_FIELDS = (
 
 class DuplicateWorkerError(StorageError):
     """The EC2 instance is already registered as another worker."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSample:
-    """One row of history: what one collection saw of one worker."""
-
-    worker_id: str
-    timestamp: datetime
-    status: str
-    cpu_utilization: float | None
-    memory_utilization: float | None
-    active_labs_count: int | None
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "worker_id": self.worker_id,
-            "timestamp": self.timestamp,
-            "status": self.status,
-            "cpu_utilization": self.cpu_utilization,
-            "memory_utilization": self.memory_utilization,
-            "active_labs_count": self.active_labs_count,
-        }
 
 
 def _to_worker(row: Any) -> Worker:
@@ -144,12 +121,6 @@ class CMLWorkerRepository:
             query = query.where(workers.c.aws_region == aws_region)
         async with self._engine.connect() as conn:
             return [(row.id, row.aws_region) for row in await conn.execute(query)]
-
-    async def list_monitorable_ids_async(self) -> list[str]:
-        """Ids of every worker that is not terminated: the ones monitoring must cover."""
-        query = select(workers.c.id).where(workers.c.status != WorkerStatus.TERMINATED.value)
-        async with self._engine.connect() as conn:
-            return list((await conn.execute(query)).scalars())
 
     async def add_async(self, worker: Worker) -> Worker:
         try:

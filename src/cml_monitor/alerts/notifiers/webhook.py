@@ -1,4 +1,4 @@
-"""Generic webhook: the JSON of DESIGN §6, signed when a secret is set.
+"""Generic webhook: the alert JSON as it is, signed (HMAC-SHA256) when a secret is set.
 
 `X-CML-Monitor-Delivery` is the outbox row's id and stays the same on every retry, so a
 receiver can drop duplicates; `X-CML-Monitor-Signature: sha256=<hex>` is the HMAC-SHA256 of the

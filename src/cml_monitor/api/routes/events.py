@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
-from ..deps import get_services
-from ..services import Services
+from ..deps import RuntimeDep
 
 router = APIRouter(prefix="/api", tags=["events"])
 HEARTBEAT_SECONDS = 15
 
 
 @router.get("/events", response_class=EventSourceResponse)
-async def events(services: Annotated[Services, Depends(get_services)]) -> EventSourceResponse:
-    return EventSourceResponse(services.events.subscribe(), ping=HEARTBEAT_SECONDS)
+async def events(runtime: RuntimeDep) -> EventSourceResponse:
+    return EventSourceResponse(runtime.events.subscribe(), ping=HEARTBEAT_SECONDS)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import get_services
-from ..services import Services
+from ..deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @router.get("/health")
@@ -21,8 +17,8 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "a dependency does not answer"}})
-async def ready(services: ServicesDep) -> JSONResponse:
-    checks = await services.readiness()
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    checks = await runtime.readiness()
     healthy = all(value in ("ok", "disabled") for value in checks.values())
     return JSONResponse(
         {"status": "ready" if healthy else "not ready", "checks": checks}, status_code=200 if healthy else 503
@@ -30,5 +26,5 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(services: ServicesDep) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

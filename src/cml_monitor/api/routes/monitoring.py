@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from ..deps import get_services
+from ..deps import RuntimeDep
 from ..schemas import MonitoringJob, MonitoringJobList
-from ..services import Services
 
 router = APIRouter(prefix="/api", tags=["monitoring"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @router.get("/monitoring/jobs", response_model=MonitoringJobList)
-async def monitoring_jobs(services: ServicesDep) -> MonitoringJobList:
-    return MonitoringJobList(items=[MonitoringJob(**job) for job in services.scheduler.monitoring_jobs()])
+async def monitoring_jobs(runtime: RuntimeDep) -> MonitoringJobList:
+    await runtime.scheduler.refresh_view()
+    return MonitoringJobList(items=[MonitoringJob(**job) for job in runtime.scheduler.monitoring_jobs()])

@@ -1,9 +1,17 @@
-"""The composition root: builds every part from `Settings` and owns their lifetimes."""
+"""The composition root: builds the whole monitor from `Settings` and owns its lifetime.
+
+`MonitorRuntime` holds every part (database, AWS and CML clients, scheduler, alerting,
+dispatcher, live events, metrics, the background loops) and the use cases the API calls. It is
+entered as an async context manager whose exit unwinds one `AsyncExitStack`, so every part that
+was started is stopped, in reverse order, whatever failed half-way. It needs no web app:
+`api` only adds HTTP on top.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,80 +35,90 @@ from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
+from cml_monitor.live_events import EventHub
+from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
 from cml_monitor.settings import Settings
-from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.history import HistoryStore
-
-from .events import EventHub
-from .metrics import PrometheusMetrics
+from cml_monitor.usecases import AlertOperations, WorkerOperations
+from cml_monitor.usecases.workers import background_spawner
 
 logger = logging.getLogger(__name__)
 
 
+async def _every(period: float, work: Any, what: str, *, first_delay: float = 0.0) -> None:
+    """Run `work()` every `period` seconds for ever; a failure is logged, the loop goes on."""
+    await asyncio.sleep(first_delay)
+    while True:
+        try:
+            await work()
+        except Exception as exc:
+            logger.error("%s failed: %s", what, exc)
+        await asyncio.sleep(period)
+
+
 @dataclass
-class Services:
+class MonitorRuntime:
     settings: Settings
+    clock: Clock
     engine: AsyncEngine
     repository: CMLWorkerRepository
+    history: HistoryStore
+    alerts: AlertRepository
     aws: AwsEc2Client
     cml: CmlControllerClient
-    handler: WorkerNotificationHandler
-    scheduler: WorkerMonitoringScheduler
-    events: EventHub
+    http: httpx.AsyncClient
     metrics: PrometheusMetrics
-    clock: Clock
-    alerts: AlertRepository
+    events: EventHub
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
-    http: httpx.AsyncClient
-    history: HistoryStore
+    scheduler: WorkerMonitoringScheduler
+    workers: WorkerOperations
+    alerting: AlertOperations
     background: set[asyncio.Task[Any]] = field(default_factory=set)
-    _starter: asyncio.Task[None] | None = None
-    _watchdog: asyncio.Task[None] | None = None
-    _maintenance: asyncio.Task[None] | None = None
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
-    def spawn(self, coroutine: Any) -> None:
-        """Run work after the response (e.g. a refresh) and keep a reference until it ends."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+    async def __aenter__(self) -> MonitorRuntime:
+        stack = self._stack
+        try:
+            stack.push_async_callback(self.engine.dispose)
+            stack.push_async_callback(self.aws.close)
+            stack.push_async_callback(self.cml.close)
+            stack.push_async_callback(self.http.aclose)
+            await migrate(self.engine)
+            self.metrics.alerts_firing.set(await self.alerts.count_firing())
+            self.dispatcher.start()
+            stack.push_async_callback(self.dispatcher.stop)
+            stack.push_async_callback(self._finish_background)
+            self._loop(_every(600.0, self._maintain_history, "History maintenance"))
+            if self.settings.worker_monitoring_enabled:
+                await self._start_monitoring()
+            else:
+                logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self
 
-    async def start(self) -> None:
-        await migrate(self.engine)
-        self.metrics.alerts_firing.set(await self.alerts.count_firing())
-        self.dispatcher.start()
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain_history())
-        if not self.settings.worker_monitoring_enabled:
-            logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
-            return
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch_unreachable())
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    async def _start_monitoring(self) -> None:
+        period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
+        self._loop(
+            _every(
+                period, self.alert_engine.check_unreachable, "Unreachable-worker check", first_delay=period
+            )
+        )
+        self._stack.push_async_callback(self.scheduler.stop_async)
         try:
             await self.scheduler.start_async()
         except Exception as exc:
             # The job store (Redis) may be down at boot: serve anyway, report not ready, retry.
             logger.error("Could not start worker monitoring (%s); retrying in the background", exc)
-            self._starter = asyncio.get_running_loop().create_task(self._start_monitoring_later())
-
-    async def _maintain_history(self, period: float = 600.0) -> None:
-        """Roll raw samples up into hours and prune both, now and every ten minutes."""
-        while True:
-            try:
-                await self.history.maintain(self.clock())
-            except Exception as exc:
-                logger.error("History maintenance failed: %s", exc)
-            await asyncio.sleep(period)
-
-    async def _watch_unreachable(self) -> None:
-        """Every so often, raise `unreachable` for workers nobody could collect lately."""
-        period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.alert_engine.check_unreachable()
-            except Exception as exc:
-                logger.error("Unreachable-worker check failed: %s", exc)
+            self._loop(self._start_monitoring_later())
 
     async def _start_monitoring_later(self, delay: float = 5.0) -> None:
         while True:
@@ -113,48 +131,51 @@ class Services:
             logger.info("Worker monitoring started after retrying")
             return
 
-    async def close(self) -> None:
-        for task in (self._starter, self._watchdog, self._maintenance):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if self.background:
-            await asyncio.gather(*self.background, return_exceptions=True)
-        await self.scheduler.stop_async()
-        await self.alert_engine.drain()
-        await self.dispatcher.stop()
-        await self.http.aclose()
-        await self.cml.close()
-        await self.aws.close()
-        await self.engine.dispose()
+    async def _maintain_history(self) -> None:
+        """Roll raw samples up into hours and prune both."""
+        await self.history.maintain(self.clock())
+
+    def _loop(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _finish_background(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
 
     async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: `ok`, `disabled`, or what is wrong with it."""
         checks: dict[str, str] = {}
         try:
             async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 5.0)
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"
         if not self.settings.worker_monitoring_enabled:
             checks["job_store"] = "disabled"
-        else:
-            try:
-                await asyncio.to_thread(self.scheduler.check_job_store)
-                checks["job_store"] = "ok" if self.scheduler.running else "stopped"
-            except Exception as exc:
-                checks["job_store"] = f"unavailable: {type(exc).__name__}"
+            return checks
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.scheduler.check_job_store), 5.0)
+            checks["job_store"] = "ok" if self.scheduler.running else "stopped"
+        except Exception as exc:
+            checks["job_store"] = f"unavailable: {type(exc).__name__}"
+        if self.scheduler.schedule_error is not None:
+            checks["schedule"] = f"out of date: {self.scheduler.schedule_error}"
         return checks
 
 
-def build_services(
+def build_runtime(
     settings: Settings,
     *,
     aws_client: AwsEc2Client | None = None,
     cml_client: CmlControllerClient | None = None,
     clock: Clock = utcnow,
     tracer: trace.Tracer | None = None,
-) -> Services:
+) -> MonitorRuntime:
+    """Wire every part from the settings; nothing is started until the runtime is entered."""
     engine = create_engine(settings.database_url)
     repository = CMLWorkerRepository(engine)
     metrics = PrometheusMetrics()
@@ -172,6 +193,11 @@ def build_services(
         timeout=settings.cml_timeout,
     )
     alerts = AlertRepository(engine)
+    history = HistoryStore(
+        engine,
+        raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
+        retention=timedelta(days=settings.worker_metrics_retention_days),
+    )
     http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=50))
     channels, notifiers = build_channels(settings, http)
     dispatcher = NotificationDispatcher(
@@ -183,14 +209,15 @@ def build_services(
         clock=clock,
         on_result=lambda channel, result: metrics.notifications.labels(channel, result).inc(),
     )
-    rules = RuleSettings(
-        settings.worker_cpu_threshold, settings.worker_memory_threshold, settings.worker_alert_hysteresis
-    )
     alert_engine = AlertEngine(
         alerts,
         channels,
         AlertSettings(
-            rules=rules,
+            rules=RuleSettings(
+                settings.worker_cpu_threshold,
+                settings.worker_memory_threshold,
+                settings.worker_alert_hysteresis,
+            ),
             for_samples=settings.worker_alert_for_samples,
             repeat_interval=timedelta(seconds=settings.worker_alert_repeat_interval),
             unreachable_after=timedelta(seconds=3 * settings.worker_metrics_poll_interval),
@@ -198,14 +225,12 @@ def build_services(
         clock=clock,
         on_outbox=dispatcher.wake,
         on_firing_count=metrics.alerts_firing.set,
-        batch_window=settings.worker_collection_batch_window,
     )
     handler = WorkerNotificationHandler(
         cpu_threshold=settings.worker_cpu_threshold,
         memory_threshold=settings.worker_memory_threshold,
         hysteresis=settings.worker_alert_hysteresis,
         alert_engine=alert_engine,
-        clock=clock,
     )
     events = EventHub()
     scheduler = WorkerMonitoringScheduler(
@@ -214,34 +239,45 @@ def build_services(
         handler,
         cml_client=cml,
         job_store=build_job_store(settings.background_job_store_url, settings.database_url),
+        leases=LeaseStore(engine),
         poll_interval=settings.worker_metrics_poll_interval,
         clock=clock,
         tracer=tracer,
-        batch_window=settings.worker_collection_batch_window,
         cml_concurrency=settings.cml_concurrency,
         observers=[metrics, events],
+        observer_timeout=settings.worker_observer_timeout,
+        on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
     )
-    return Services(
+    background: set[asyncio.Task[Any]] = set()
+    workers = WorkerOperations(
+        repository,
+        scheduler,
+        aws,
+        history,
+        metrics,
+        clock=clock,
+        monitoring_enabled=settings.worker_monitoring_enabled,
+        spawn=background_spawner(background),
+    )
+    return MonitorRuntime(
         settings=settings,
+        clock=clock,
         engine=engine,
         repository=repository,
+        history=history,
+        alerts=alerts,
         aws=aws,
         cml=cml,
-        handler=handler,
-        scheduler=scheduler,
-        events=events,
+        http=http,
         metrics=metrics,
-        clock=clock,
-        alerts=alerts,
+        events=events,
         alert_engine=alert_engine,
         dispatcher=dispatcher,
-        http=http,
-        history=HistoryStore(
-            engine,
-            raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
-            retention=timedelta(days=settings.worker_metrics_retention_days),
-        ),
+        scheduler=scheduler,
+        workers=workers,
+        alerting=AlertOperations(alerts, workers, clock=clock),
+        background=background,
     )
 
 

@@ -1,4 +1,4 @@
-"""Run the fleet simulator on its own: `python -m cml_monitor.sim --workers 1000`.
+"""Run the fleet simulator on its own: `python -m cml_fleet_sim --workers 1000`.
 
 Prints (or writes to `--out`) a JSON description: the URL and every instance with its region
 and controller URL. Runs until SIGTERM or Ctrl-C. Benchmarks use it to keep the simulator's
@@ -17,7 +17,7 @@ from .simulator import FleetSimulator
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m cml_monitor.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cml_fleet_sim", description=__doc__)
     parser.add_argument("--workers", type=int, default=25)
     parser.add_argument("--regions", type=int, default=1, help="spread the workers over this many regions")
     parser.add_argument(

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+from cml_monitor.domain import WorkerMetricsCollected
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +25,10 @@ class EventHub:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.dropped = 0
 
-    def __call__(self, metrics_data: dict[str, Any]) -> None:
-        self.publish("metrics", metrics_data)
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Observer of the monitoring loop: one `metrics` event per worker to every client."""
+        for event in events:
+            self.publish("metrics", event.to_json())
 
     @property
     def subscribers(self) -> int:

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §7), kept in the app's own registry.
+"""Prometheus metrics under the names dashboards and alert rules rely on, in a registry of our own.
 
 A registry per app rather than the process-global one, so that two apps in one process (tests,
 the demo) never collide, and `/metrics` shows exactly this service.
@@ -6,9 +6,11 @@ the demo) never collide, and `/metrics` shows exactly this service.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
 
 WORKER_LABELS = ("worker_id", "worker_name")
 
@@ -55,24 +57,29 @@ class PrometheusMetrics:
             ("channel", "result"),
             registry=self.registry,
         )
+        self.observer_failures = Counter(
+            "cml_monitor_observer_failures_total",
+            "Batches an observer of the monitoring loop failed on or timed out on",
+            ("observer",),
+            registry=self.registry,
+        )
         self._names: dict[str, str] = {}
 
     def on_aws_request(self, service: str, operation: str) -> None:
         self.aws_requests.labels(service, operation).inc()
 
-    def __call__(self, metrics_data: dict[str, Any]) -> None:
-        """Observer of the monitoring loop: refresh the worker's gauges."""
-        worker_id = metrics_data["worker_id"]
-        name = metrics_data.get("worker_name") or worker_id
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Observer of the monitoring loop: refresh each worker's gauges."""
+        for event in events:
+            self._update(event)
+
+    def _update(self, event: WorkerMetricsCollected) -> None:
+        worker_id, name = event.worker_id, event.worker_name or event.worker_id
         old_name = self._names.get(worker_id)
         if old_name is not None and old_name != name:
             self.forget(worker_id)
         self._names[worker_id] = name
-        metrics = metrics_data.get("metrics") or {}
-        for gauge, value in (
-            (self.cpu, metrics.get("cpu_utilization")),
-            (self.memory, metrics.get("memory_utilization")),
-        ):
+        for gauge, value in ((self.cpu, event.cpu_utilization), (self.memory, event.memory_utilization)):
             if value is None:
                 try:
                     gauge.remove(worker_id, name)
@@ -80,7 +87,7 @@ class PrometheusMetrics:
                     pass
             else:
                 gauge.labels(worker_id, name).set(value)
-        self.up.labels(worker_id, name).set(1 if metrics_data.get("status") == "running" else 0)
+        self.up.labels(worker_id, name).set(1 if event.status is WorkerStatus.RUNNING else 0)
 
     def forget(self, worker_id: str) -> None:
         """Drop a removed worker's series."""

@@ -1,0 +1,156 @@
+"""`FleetMonitor`: one region's run, start to end, with every collaborator injected.
+
+A run takes the region's lease (so that of several replicas only one collects a region per
+interval), lists the region's monitored workers from the database, collects them in one pass,
+publishes the region's events to the observers as one batch, and stops monitoring the workers
+that are gone (deleted, or terminated). It knows nothing of APScheduler or HTTP: the scheduler,
+a test or a benchmark can drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cml_monitor.clock import Clock, utcnow
+
+from .collector import CollectionReport, FleetCollector
+from .observers import ObserverPublisher
+from .ports import RegionLeases, WorkerStore
+
+logger = logging.getLogger(__name__)
+
+
+class MonitoredWorkers:
+    """Which workers are monitored here (id → region), and which were paused by hand."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, str] = {}
+        self._paused: set[str] = set()
+
+    def __contains__(self, worker_id: object) -> bool:
+        return worker_id in self._active
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(self._active)
+
+    def items(self) -> list[tuple[str, str]]:
+        return sorted(self._active.items())
+
+    def region_of(self, worker_id: str) -> str | None:
+        return self._active.get(worker_id)
+
+    def regions(self) -> set[str]:
+        return set(self._active.values())
+
+    def is_paused(self, worker_id: str) -> bool:
+        return worker_id in self._paused
+
+    def replace(self, pairs: Iterable[tuple[str, str]], region: str | None = None) -> list[str]:
+        """Take the database's list (of one region, or all); returns the ids monitored now."""
+        if region is None:
+            self._active.clear()
+        else:
+            for worker_id in [w for w, r in self._active.items() if r == region]:
+                del self._active[worker_id]
+        for worker_id, worker_region in pairs:
+            if worker_id not in self._paused:
+                self._active[worker_id] = worker_region
+        return [w for w, r in self._active.items() if region is None or r == region]
+
+    def add(self, worker_id: str, region: str) -> None:
+        self._paused.discard(worker_id)
+        self._active[worker_id] = region
+
+    def forget(self, worker_id: str) -> str | None:
+        return self._active.pop(worker_id, None)
+
+    def pause(self, worker_id: str) -> None:
+        self._paused.add(worker_id)
+        self._active.pop(worker_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRun:
+    """The outcome of one region run, for the scheduler and the log."""
+
+    region: str
+    skipped: bool = False  # another replica holds the lease
+    workers: int = 0
+    report: CollectionReport | None = None
+
+
+class FleetMonitor:
+    def __init__(
+        self,
+        workers: WorkerStore,
+        collector: FleetCollector,
+        publisher: ObserverPublisher,
+        monitored: MonitoredWorkers,
+        *,
+        leases: RegionLeases | None = None,
+        holder: str = "local",
+        poll_interval: int = 300,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._workers = workers
+        self._collector = collector
+        self._publisher = publisher
+        self._monitored = monitored
+        self._leases = leases
+        self._holder = holder
+        self._lease_ttl = timedelta(seconds=max(1.0, poll_interval * 0.8))
+        self._clock = clock
+
+    async def run_region(self, region: str) -> RegionRun:
+        if not await self._claim(region):
+            logger.info("Region %s is being collected by another replica - skipping this run", region)
+            return RegionRun(region, skipped=True)
+        monitorable = await self._workers.list_monitorable_async(region)
+        worker_ids = self._monitored.replace(monitorable, region)
+        if not worker_ids:
+            return RegionRun(region)
+        report = await self.collect(worker_ids)
+        running = sum(1 for e in report.events if e.status.value == "running")
+        logger.info(
+            "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s",
+            region,
+            len(worker_ids),
+            running,
+            len(report.failed),
+            len(report.missing) + len(report.terminated),
+            report.seconds,
+        )
+        return RegionRun(region, workers=len(worker_ids), report=report)
+
+    async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
+        """Collect these workers now, publish their events, retire the ones that are gone."""
+        report = await self._collector.collect(worker_ids)
+        self._log_failures(report.failed)
+        await self._publisher.publish(report.events)
+        for worker_id in report.missing:
+            logger.warning("Worker %s not found - stopping job", worker_id)
+            self._monitored.forget(worker_id)
+        for worker_id in report.terminated:
+            logger.info("Worker %s is terminated - stopping its monitoring", worker_id)
+            self._monitored.forget(worker_id)
+        return report
+
+    async def _claim(self, region: str) -> bool:
+        if self._leases is None:
+            return True
+        return await self._leases.acquire(f"collect:{region}", self._holder, self._clock(), self._lease_ttl)
+
+    @staticmethod
+    def _log_failures(failed: dict[str, str]) -> None:
+        """One line per distinct reason (a region-wide AWS failure is one line, not thousands)."""
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for worker_id, reason in failed.items():
+            by_reason[reason].append(worker_id)
+        for reason, ids in by_reason.items():
+            others = f" and {len(ids) - 1} others" if len(ids) > 1 else ""
+            logger.error("❌ Failed to collect metrics for worker %s%s: %s", ids[0], others, reason)

@@ -1,0 +1,90 @@
+"""Handing a region's events to every observer: side by side, each one isolated.
+
+An observer is anything with `async observe(events)`; the seed's form, a plain callable
+`observer(metrics_data: dict)` (sync or async), is wrapped and called once per event with the
+event's JSON. Observers run concurrently; one that raises, or is still busy after `timeout`
+seconds, is logged and counted and the others are not held up by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from cml_monitor.domain import WorkerMetricsCollected
+
+logger = logging.getLogger(__name__)
+
+SeedObserver = Callable[[dict[str, Any]], Any]
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None: ...
+
+
+class PerEventObserver:
+    """The seed's plain callable, given each event's JSON in turn."""
+
+    def __init__(self, function: SeedObserver) -> None:
+        self.function = function
+
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        for event in events:
+            outcome = self.function(event.to_json())
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def __repr__(self) -> str:
+        return f"PerEventObserver({self.function!r})"
+
+
+def as_observer(observer: EventObserver | SeedObserver) -> EventObserver:
+    if isinstance(observer, EventObserver):
+        return observer
+    return PerEventObserver(observer)
+
+
+class ObserverPublisher:
+    """Publishes event batches to its observers; `failures` counts each observer's misses."""
+
+    def __init__(
+        self,
+        observers: Sequence[EventObserver | SeedObserver] = (),
+        *,
+        timeout: float = 60.0,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self._observers = [as_observer(o) for o in observers]
+        self._timeout = timeout
+        self._on_failure = on_failure
+        self.failures: Counter[str] = Counter()
+
+    def add(self, observer: EventObserver | SeedObserver) -> None:
+        self._observers.append(as_observer(observer))
+
+    async def publish(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        if events:
+            await asyncio.gather(*(self._run(observer, events) for observer in self._observers))
+
+    async def _run(self, observer: EventObserver, events: Sequence[WorkerMetricsCollected]) -> None:
+        name = type(observer).__name__ if not isinstance(observer, PerEventObserver) else repr(observer)
+        try:
+            await asyncio.wait_for(observer.observe(events), self._timeout)
+        except TimeoutError:
+            logger.error(
+                "Observer %s took over %.0f s on %d events; left behind", name, self._timeout, len(events)
+            )
+            self._failed(name)
+        except Exception:
+            logger.exception("Observer %s failed on %d events", name, len(events))
+            self._failed(name)
+
+    def _failed(self, name: str) -> None:
+        self.failures[name] += 1
+        if self._on_failure is not None:
+            self._on_failure(name)

@@ -1,0 +1,47 @@
+"""What monitoring needs of the outside world, declared here and implemented elsewhere.
+
+`storage` implements `WorkerStore` and `RegionLeases` without importing this package, and
+`aws`/`cml` (or a fake in a unit test) implement the two clients; the collector and the region
+run are written against these protocols only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from cml_monitor.aws import InstanceStatus, Utilization
+from cml_monitor.domain import MetricSample, Worker
+
+
+class WorkerStore(Protocol):
+    async def get_by_id_async(self, worker_id: str) -> Worker | None: ...
+
+    async def get_many_async(self, worker_ids: Sequence[str]) -> dict[str, Worker]: ...
+
+    async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]: ...
+
+    async def save_collection_async(
+        self, updated: Sequence[Worker], samples: Sequence[MetricSample]
+    ) -> None: ...
+
+
+class RegionLeases(Protocol):
+    async def acquire(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool: ...
+
+
+class AwsClient(Protocol):
+    """What the collector needs of AWS (`AwsEc2Client`, or a fake in unit tests)."""
+
+    async def describe_instance_statuses(
+        self, aws_region: str, instance_ids: Sequence[str]
+    ) -> dict[str, InstanceStatus]: ...
+
+    async def get_utilization(
+        self, aws_region: str, instance_ids: Sequence[str]
+    ) -> dict[str, Utilization]: ...
+
+
+class CmlClient(Protocol):
+    async def get_active_labs_count(self, cml_url: str) -> int: ...

@@ -1,0 +1,76 @@
+"""Alert use cases: acknowledge, silence, end a silence."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from cml_monitor.clock import Clock
+from cml_monitor.domain import Alert, Silence, looks_like_id
+from cml_monitor.storage.alerts import AlertRepository
+
+from .errors import InvalidInput, NotFound
+from .workers import WorkerOperations
+
+
+class AlertOperations:
+    def __init__(self, alerts: AlertRepository, workers: WorkerOperations, *, clock: Clock) -> None:
+        self._alerts = alerts
+        self._workers = workers
+        self._clock = clock
+
+    async def get(self, alert_id: str) -> Alert:
+        alert = await self._alerts.get_alert(alert_id) if looks_like_id(alert_id) else None
+        if alert is None:
+            raise NotFound(f"alert {alert_id!r} not found")
+        return alert
+
+    async def acknowledge(self, alert_id: str, comment: str | None) -> Alert:
+        """The alert keeps its state but is not re-notified while it fires."""
+        await self.get(alert_id)
+        alert = await self._alerts.acknowledge(alert_id, comment, self._clock())
+        if alert is None:
+            raise NotFound(f"alert {alert_id!r} not found")
+        return alert
+
+    async def silence(
+        self,
+        *,
+        worker_id: str | None,
+        kind: str | None,
+        starts_at: datetime | None,
+        ends_at: datetime,
+        comment: str,
+    ) -> Silence:
+        """Mute a worker, a kind, or a kind on a worker until `ends_at`."""
+        now = self._clock()
+        starts_at = starts_at or now
+        for name, value in (("starts_at", starts_at), ("ends_at", ends_at)):
+            if value.tzinfo is None:
+                raise InvalidInput(f"body.{name}", "needs a UTC offset (Z or +00:00)")
+        if ends_at <= max(starts_at, now):
+            raise InvalidInput("body.ends_at", "must be in the future and after starts_at")
+        if worker_id is not None and not await self._workers.exists(worker_id):
+            raise InvalidInput("body.worker_id", "no such worker")
+        silence = Silence(
+            id=str(uuid.uuid4()),
+            worker_id=worker_id,
+            kind=kind,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            comment=comment,
+            created_at=now,
+        )
+        await self._alerts.add_silence(silence)
+        return silence
+
+    async def get_silence(self, silence_id: str) -> Silence:
+        silence = await self._alerts.get_silence(silence_id) if looks_like_id(silence_id) else None
+        if silence is None:
+            raise NotFound(f"silence {silence_id!r} not found")
+        return silence
+
+    async def end_silence(self, silence_id: str) -> None:
+        """End the silence now (it stays listed, expired)."""
+        if not looks_like_id(silence_id) or not await self._alerts.expire_silence(silence_id, self._clock()):
+            raise NotFound(f"silence {silence_id!r} not found")

@@ -1,0 +1,180 @@
+"""Worker use cases: register, import, edit, remove, refresh, start/stop, read history."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cml_monitor.aws import AwsEc2Client, AwsError
+from cml_monitor.clock import Clock
+from cml_monitor.domain import Worker, looks_like_id
+from cml_monitor.metrics import PrometheusMetrics
+from cml_monitor.monitoring import WorkerMonitoringScheduler
+from cml_monitor.storage import CMLWorkerRepository, DuplicateWorkerError
+from cml_monitor.storage.history import HistoryStore, Point
+
+from .errors import Conflict, InvalidInput, NotFound, UpstreamFailed
+
+logger = logging.getLogger(__name__)
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    imported: list[Worker]
+    skipped: list[tuple[str, str]]  # (instance id, reason)
+
+
+class WorkerOperations:
+    def __init__(
+        self,
+        repository: CMLWorkerRepository,
+        scheduler: WorkerMonitoringScheduler,
+        aws: AwsEc2Client,
+        history: HistoryStore,
+        metrics: PrometheusMetrics,
+        *,
+        clock: Clock,
+        monitoring_enabled: bool,
+        spawn: Spawn,
+    ) -> None:
+        self._repository = repository
+        self._scheduler = scheduler
+        self._aws = aws
+        self._history = history
+        self._metrics = metrics
+        self._clock = clock
+        self._monitoring = monitoring_enabled
+        self._spawn = spawn
+
+    def next_run_at(self, worker: Worker) -> datetime | None:
+        return None if worker.is_terminated else self._scheduler.next_run_at(worker.id, worker.aws_region)
+
+    async def get(self, worker_id: str) -> Worker:
+        worker = await self._repository.get_by_id_async(worker_id) if looks_like_id(worker_id) else None
+        if worker is None:
+            raise NotFound(f"worker {worker_id!r} not found")
+        return worker
+
+    async def exists(self, worker_id: str) -> bool:
+        return looks_like_id(worker_id) and await self._repository.get_by_id_async(worker_id) is not None
+
+    async def list(self, **filters: Any) -> tuple[list[Worker], int]:
+        await self._scheduler.refresh_view()
+        return await self._repository.list_async(**filters)
+
+    async def register(
+        self, *, name: str, aws_region: str, aws_instance_id: str, cml_url: str | None = None
+    ) -> Worker:
+        """Register a worker and start monitoring it; `Conflict` if the instance is registered."""
+        worker = Worker.register(
+            name=name,
+            aws_region=aws_region,
+            aws_instance_id=aws_instance_id,
+            cml_url=cml_url,
+            now=self._clock(),
+        )
+        try:
+            await self._repository.add_async(worker)
+        except DuplicateWorkerError:
+            raise Conflict(f"aws_instance_id: instance {aws_instance_id} is already registered") from None
+        if self._monitoring:
+            await self._scheduler.start_monitoring_worker_async(worker.id)
+        logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
+        return worker
+
+    async def import_by_tags(self, aws_region: str, tags: dict[str, str]) -> ImportOutcome:
+        """Register every EC2 instance carrying all the tags that is not registered yet."""
+        try:
+            instances = await self._aws.describe_instances_by_tags(aws_region, tags)
+        except AwsError as exc:
+            logger.error("Import from %s failed: %s", aws_region, exc)
+            raise UpstreamFailed(f"AWS could not list instances in {aws_region}: {exc}") from None
+        imported: list[Worker] = []
+        skipped: list[tuple[str, str]] = []
+        for instance in instances:
+            instance_id = instance["instance_id"]
+            if await self._repository.get_by_instance_id_async(instance_id) is not None:
+                skipped.append((instance_id, "already registered"))
+                continue
+            name = (instance.get("name") or instance_id)[:128]
+            try:
+                worker = await self.register(
+                    name=name if name.isprintable() and name.strip() else instance_id,
+                    aws_region=aws_region,
+                    aws_instance_id=instance_id,
+                )
+            except Conflict:
+                skipped.append((instance_id, "already registered"))
+                continue
+            imported.append(worker)
+        return ImportOutcome(imported, skipped)
+
+    async def edit(self, worker_id: str, changes: dict[str, Any]) -> Worker:
+        """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""
+        if "name" in changes and changes["name"] is None:
+            raise InvalidInput("body.name", "name cannot be null")
+        worker = await self.get(worker_id)
+        if changes:
+            worker.edit(now=self._clock(), **changes)
+            await self._repository.update_async(worker)
+        return worker
+
+    async def remove(self, worker_id: str) -> None:
+        """Unregister the worker: its monitoring stops and its history is deleted."""
+        worker = await self.get(worker_id)
+        await self._scheduler.stop_monitoring_worker_async(worker.id)
+        await self._repository.remove_async(worker.id)
+        self._metrics.forget(worker.id)
+        logger.info("Unregistered worker %s", worker.id)
+
+    async def refresh(self, worker_id: str) -> Worker:
+        """Collect the worker now, in the background; the result arrives as usual."""
+        worker = await self.get(worker_id)
+        self._spawn(self._scheduler.refresh_worker_async(worker.id))
+        return worker
+
+    async def power(self, worker_id: str, action: str) -> tuple[Worker, str]:
+        """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
+        worker = await self.get(worker_id)
+        if action == "stop":
+            worker.stop_requested_at = self._clock()
+            await self._repository.update_async(worker)
+        try:
+            state = await self._aws.change_instance_state(worker.aws_region, worker.aws_instance_id, action)
+        except AwsError as exc:
+            raise UpstreamFailed(f"AWS refused to {action} {worker.aws_instance_id}: {exc}") from None
+        if action == "start":
+            worker.stop_requested_at = None
+            await self._repository.update_async(worker)
+        self._spawn(self._scheduler.refresh_worker_async(worker.id))
+        return worker, state
+
+    async def history(
+        self, worker_id: str, since: datetime | None, until: datetime | None, step: int | None, limit: int
+    ) -> tuple[int, str, list[Point]]:
+        """The worker's history at the resolution the range deserves (default: the last 24 h)."""
+        worker = await self.get(worker_id)
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise InvalidInput(f"query.{name}", "needs a UTC offset (Z or +00:00)")
+        until = until or self._clock()
+        since = since or until - timedelta(hours=24)
+        if since > until:
+            raise InvalidInput("query.since", "must not be after until")
+        return await self._history.series(worker.id, since, until, step, limit)
+
+
+def background_spawner(tasks: set[asyncio.Task[Any]]) -> Spawn:
+    """Run work after the response (a refresh, say), keeping a reference until it ends."""
+
+    def spawn(coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return spawn
