@@ -1,1 +1,5 @@
-"""Fleet simulator: CML controllers (and, with the simulator issue, AWS) on loopback."""
+"""The fleet simulator: EC2, CloudWatch and CML controllers on loopback (see README.md here)."""
+
+from .simulator import FleetSimulator
+
+__all__ = ["FleetSimulator"]

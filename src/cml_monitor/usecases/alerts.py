@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from cml_monitor.clock import Clock
 from cml_monitor.domain import Alert, Silence, looks_like_id
@@ -18,6 +19,20 @@ class AlertOperations:
         self._alerts = alerts
         self._workers = workers
         self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def list_alerts(
+        self, *, state: str | None, worker_id: str | None, kind: str | None, limit: int
+    ) -> list[Alert]:
+        return await self._alerts.list_alerts(state=state, worker_id=worker_id, kind=kind, limit=limit)
+
+    async def list_silences(self, *, active_only: bool) -> list[Silence]:
+        return await self._alerts.list_silences(active_at=self._clock() if active_only else None)
+
+    async def list_notifications(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._alerts.list_notifications(state=state, limit=limit)
 
     async def get(self, alert_id: str) -> Alert:
         alert = await self._alerts.get_alert(alert_id) if looks_like_id(alert_id) else None

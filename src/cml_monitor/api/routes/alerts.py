@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from cml_monitor.domain import Alert, Silence
 
-from ..deps import AlertingDep, RuntimeDep
+from ..deps import AlertingDep
 from ..schemas import (
     AckRequest,
     AlertKindName,
@@ -33,20 +33,20 @@ def _alert_out(alert: Alert) -> AlertOut:
     return AlertOut(**data, severity=alert.severity)
 
 
-def _silence_out(silence: Silence, runtime: RuntimeDep) -> SilenceOut:
-    return SilenceOut(**asdict(silence), active=silence.active(runtime.clock()))
+def _silence_out(silence: Silence, alerting: AlertingDep) -> SilenceOut:
+    return SilenceOut(**asdict(silence), active=silence.active(alerting.now()))
 
 
 @router.get("/alerts", response_model=AlertList)
 async def list_alerts(
-    runtime: RuntimeDep,
+    alerting: AlertingDep,
     state: Annotated[Literal["pending", "firing", "resolved"] | None, Query()] = None,
     kind: Annotated[AlertKindName | None, Query()] = None,
     worker_id: Annotated[str | None, Query(max_length=36, pattern=r"^[0-9a-f-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> AlertList:
     """Alerts, newest change first."""
-    found = await runtime.alerts.list_alerts(state=state, worker_id=worker_id, kind=kind, limit=limit)
+    found = await alerting.list_alerts(state=state, worker_id=worker_id, kind=kind, limit=limit)
     return AlertList(items=[_alert_out(a) for a in found])
 
 
@@ -62,7 +62,7 @@ async def acknowledge_alert(alert_id: str, alerting: AlertingDep, body: AckReque
 
 
 @router.post("/silences", status_code=status.HTTP_201_CREATED, response_model=SilenceOut)
-async def create_silence(body: SilenceCreate, alerting: AlertingDep, runtime: RuntimeDep) -> SilenceOut:
+async def create_silence(body: SilenceCreate, alerting: AlertingDep) -> SilenceOut:
     """Mute a worker, a kind, or a kind on a worker until `ends_at` (alerts still change state)."""
     silence = await alerting.silence(
         worker_id=body.worker_id,
@@ -71,18 +71,18 @@ async def create_silence(body: SilenceCreate, alerting: AlertingDep, runtime: Ru
         ends_at=body.ends_at,
         comment=body.comment,
     )
-    return _silence_out(silence, runtime)
+    return _silence_out(silence, alerting)
 
 
 @router.get("/silences", response_model=SilenceList)
-async def list_silences(runtime: RuntimeDep, active: bool | None = None) -> SilenceList:
-    found = await runtime.alerts.list_silences(active_at=runtime.clock() if active else None)
-    return SilenceList(items=[_silence_out(s, runtime) for s in found])
+async def list_silences(alerting: AlertingDep, active: bool | None = None) -> SilenceList:
+    found = await alerting.list_silences(active_only=bool(active))
+    return SilenceList(items=[_silence_out(s, alerting) for s in found])
 
 
 @router.get("/silences/{silence_id}", response_model=SilenceOut, responses=NOT_FOUND)
-async def get_silence(silence_id: str, alerting: AlertingDep, runtime: RuntimeDep) -> SilenceOut:
-    return _silence_out(await alerting.get_silence(silence_id), runtime)
+async def get_silence(silence_id: str, alerting: AlertingDep) -> SilenceOut:
+    return _silence_out(await alerting.get_silence(silence_id), alerting)
 
 
 @router.delete("/silences/{silence_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
@@ -94,12 +94,12 @@ async def expire_silence(silence_id: str, alerting: AlertingDep) -> Response:
 
 @router.get("/notifications", response_model=NotificationList)
 async def list_notifications(
-    runtime: RuntimeDep,
+    alerting: AlertingDep,
     state: Annotated[Literal["pending", "sent", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> NotificationList:
     """The outbox: what is waiting, what went out, what was dead-lettered."""
-    rows = await runtime.alerts.list_notifications(state=state, limit=limit)
+    rows = await alerting.list_notifications(state=state, limit=limit)
     return NotificationList(
         items=[NotificationOut(**{k: row[k] for k in NotificationOut.model_fields}) for row in rows]
     )
