@@ -249,12 +249,14 @@ async def test_dead_letters_are_visible(
     sim: FleetSimulator, receiver: tuple[Receiver, str], make_app: Callable[..., Any]
 ) -> None:
     recording, base = receiver
-    recording.script = {"/always-500": [(500, {})] * 5, "/bad-request": [(400, {})]}
+    recording.script = {"/always-500": [(500, {})] * 50, "/bad-request": [(400, {})]}
     (instance,) = sim.add_workers(1, with_controllers=False)
     sim.fleet.set_status_checks(instance.instance_id, system="impaired")
     app = await make_app(
         worker_notification_webhooks=f"{base}/always-500,{base}/bad-request",
-        worker_notification_max_attempts=3,
+        worker_notification_max_age=2,
+        worker_notification_retry_base=0.05,
+        worker_notification_retry_max=0.2,
     )
     worker = await app.register(instance.instance_id)
     await app.poll(worker["id"])
@@ -264,7 +266,8 @@ async def test_dead_letters_are_visible(
 
     await eventually(both_failed, timeout=30)
     failed = await app.notifications("failed")
-    assert sorted(n["attempts"] for n in failed) == [1, 3]  # a 400 is not worth retrying
+    attempts = sorted(n["attempts"] for n in failed)
+    assert attempts[0] == 1 and attempts[1] > 1  # a 400 is not worth retrying; a 500 is, until too old
     assert all(n["last_error"].startswith("HTTP ") for n in failed)
     text = (await app.client.get("/metrics")).text
     assert 'cml_monitor_notifications_total{channel="webhook",result="failed"} 2.0' in text

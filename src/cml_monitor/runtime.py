@@ -198,12 +198,15 @@ def build_runtime(
         raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
         retention=timedelta(days=settings.worker_metrics_retention_days),
     )
-    http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=50))
+    http = httpx.AsyncClient(
+        timeout=settings.worker_notification_timeout, limits=httpx.Limits(max_connections=50)
+    )
     channels, notifiers = build_channels(settings, http)
     dispatcher = NotificationDispatcher(
         alerts,
         notifiers,
-        max_attempts=settings.worker_notification_max_attempts,
+        max_age=settings.worker_notification_max_age,
+        delivery_timeout=settings.worker_notification_timeout,
         retry_base=settings.worker_notification_retry_base,
         retry_max=settings.worker_notification_retry_max,
         clock=clock,

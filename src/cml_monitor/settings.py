@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     # Notifications
     worker_notification_webhooks: Annotated[list[str], NoDecode] = []
     worker_notification_webhook_secret: SecretStr | None = None
-    worker_notification_max_attempts: int = Field(10, ge=1, le=100)
+    worker_notification_max_age: float = Field(86_400, ge=1, le=30 * 86_400)
+    worker_notification_timeout: float = Field(10.0, gt=0, le=300)
     worker_notification_retry_base: float = Field(1.0, gt=0, le=3600)
     worker_notification_retry_max: float = Field(300.0, gt=0, le=86_400)
     slack_webhook_url: SecretStr | None = None

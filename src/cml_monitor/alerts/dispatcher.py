@@ -1,9 +1,15 @@
 """`NotificationDispatcher`: delivers the outbox, retrying with backoff, never dropping a message.
 
-It claims due rows with a lease, sends each through its channel's notifier, and records the
-outcome: sent; retried later (exponential backoff with jitter, or the receiver's `Retry-After`
-on 429/503); or, after `max_attempts` or an error not worth retrying (a 400), dead-lettered as
-`failed` and visible in `GET /api/notifications?state=failed`.
+It claims the head of each (receiver, worker) queue with a lease, sends it through its
+channel's notifier, and records the outcome: sent; retried later (exponential backoff with
+jitter, or the receiver's `Retry-After` clamped to [1 s, `retry_max`]); or dead-lettered as
+`failed` (visible in `GET /api/notifications?state=failed`) when the receiver said the message
+is wrong (a 400) or the message is older than `max_age`. Retrying by age rather than by count
+means an outage of minutes or hours loses nothing, whatever the backoff did meanwhile.
+
+The lease is a little longer than one delivery may take, so a row whose dispatcher died
+mid-send is sent again soon after (with the same delivery id, for receivers that drop
+duplicates), not a minute later.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ class NotificationDispatcher:
         store: OutboxStore,
         notifiers: dict[str, Notifier],
         *,
-        max_attempts: int = 10,
+        max_age: float = 86_400.0,
         retry_base: float = 1.0,
         retry_max: float = 300.0,
-        lease: float = 60.0,
+        delivery_timeout: float = 10.0,
         concurrency: int = 10,
         idle_poll: float = 5.0,
         clock: Clock = utcnow,
@@ -41,10 +47,10 @@ class NotificationDispatcher:
     ) -> None:
         self._store = store
         self._notifiers = notifiers
-        self._max_attempts = max_attempts
+        self._max_age = timedelta(seconds=max_age)
         self._retry_base = retry_base
         self._retry_max = retry_max
-        self._lease = lease
+        self._lease = delivery_timeout + 5.0
         self._limit = asyncio.Semaphore(concurrency)
         self._idle_poll = idle_poll
         self._clock = clock
@@ -94,9 +100,12 @@ class NotificationDispatcher:
             await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    def _backoff(self, attempts: int) -> float:
-        ceiling = min(self._retry_max, self._retry_base * 2 ** (attempts - 1))
-        return ceiling / 2 + self._random.uniform(0, ceiling / 2)  # "equal jitter"
+    def _retry_delay(self, result: Delivery, attempts: int) -> float:
+        """The receiver's `Retry-After` within [1 s, retry_max], else backoff with equal jitter."""
+        if result.retry_after is not None:
+            return min(max(result.retry_after, 1.0), self._retry_max)
+        ceiling = min(self._retry_max, self._retry_base * 2 ** min(attempts - 1, 60))
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         notifier = self._notifiers.get(row["channel"])
@@ -125,8 +134,9 @@ class NotificationDispatcher:
             self._count(row["channel"], "sent")
             logger.info("📨 Sent %s to %s (%s)", row["event_type"], row["channel"], row["id"])
             return
-        if result.retryable and attempts < self._max_attempts:
-            delay = result.retry_after if result.retry_after is not None else self._backoff(attempts)
+        too_old = now - row["created_at"] >= self._max_age
+        if result.retryable and not too_old:
+            delay = self._retry_delay(result, attempts)
             await self._store.finish(
                 row["id"],
                 attempts=attempts,
@@ -146,10 +156,11 @@ class NotificationDispatcher:
         await self._store.finish(row["id"], state="failed", attempts=attempts, last_error=result.error)
         self._count(row["channel"], "failed")
         logger.error(
-            "❌ Gave up delivering %s to %s after %d attempts: %s",
+            "❌ Gave up delivering %s to %s after %d attempts%s: %s",
             row["event_type"],
             row["channel"],
             attempts,
+            " (older than the maximum age)" if result.retryable else "",
             result.error,
         )
 

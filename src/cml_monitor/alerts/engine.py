@@ -70,7 +70,7 @@ class AlertEngine:
 
     async def evaluate(self, batch: list[tuple[dict[str, Any], list[Sample]]]) -> None:
         """Evaluate metrics events with their samples; status changes are notified too."""
-        await self.process(batch, status_events=[event for event, _ in batch])
+        await self.process(batch, notify_status=True)
 
     async def check_unreachable(self) -> int:
         """Raise `unreachable` for workers with no successful collection for too long."""
@@ -78,12 +78,15 @@ class AlertEngine:
         stale = await self.store.stale_worker_events(now - self.settings.unreachable_after)
         if stale:
             batch = [(event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING)]) for event in stale]
-            await self.process(batch, status_events=[])
+            await self.process(batch, notify_status=False)
         return len(stale)
 
-    async def process(
-        self, batch: list[tuple[dict[str, Any], list[Sample]]], *, status_events: list[dict[str, Any]]
-    ) -> None:
+    async def process(self, batch: list[tuple[dict[str, Any], list[Sample]]], *, notify_status: bool) -> None:
+        """One transaction for the batch's alert changes and messages.
+
+        Messages are queued in the order things happened for each worker: its status change
+        first, then the alerts that change caused (`ordinal` keeps that order in the outbox).
+        """
         now = self._clock()
         active = await self.store.active_for_workers([event["worker_id"] for event, _ in batch])
         silences = await self.store.list_silences(active_at=now)
@@ -93,6 +96,10 @@ class AlertEngine:
         outbox: list[dict[str, Any]] = []
         for event, samples in batch:
             worker_id = event["worker_id"]
+            if notify_status and event.get("previous_status") not in (None, "unknown", event.get("status")):
+                outbox += notification_rows(
+                    status_payload(event, now), self.channels, alert_id=None, worker_id=worker_id, now=now
+                )
             for sample in samples:
                 key = (worker_id, sample.kind.value)
                 before = active.get(key)
@@ -114,15 +121,8 @@ class AlertEngine:
                     inserted[after.id] = after
                 elif after != before:
                     (inserted if after.id in inserted else updated)[after.id] = after
-        for event in status_events:
-            if event.get("previous_status") not in (None, "unknown", event.get("status")):
-                outbox += notification_rows(
-                    status_payload(event, now),
-                    self.channels,
-                    alert_id=None,
-                    worker_id=event["worker_id"],
-                    now=now,
-                )
+        for ordinal, row in enumerate(outbox):
+            row["ordinal"] = ordinal
         if inserted or updated or deleted or outbox:
             await self.store.apply(list(inserted.values()), list(updated.values()), deleted, outbox)
         if outbox and self._on_outbox is not None:

@@ -96,6 +96,7 @@ def notification_rows(
             "last_error": None,
             "created_at": now,
             "sent_at": None,
+            "ordinal": 0,
         }
         for channel in channels
         if is_alert or not channel.alerts_only

@@ -14,7 +14,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
@@ -173,7 +173,28 @@ class AlertRepository:
     # -- outbox ----------------------------------------------------------------------------
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        """Pending rows that are due and not leased by anyone, leased to us."""
+        """The head of each (receiver, worker) queue, when due and not leased, leased to us.
+
+        A row is a head when no older pending row exists for the same channel, target and
+        worker: messages about one worker reach one receiver in the order they happened, and a
+        message being retried holds back the ones after it.
+        """
+        older = notifications.alias("older")
+        same_worker = or_(
+            older.c.worker_id == notifications.c.worker_id,
+            and_(older.c.worker_id.is_(None), notifications.c.worker_id.is_(None)),
+        )
+        earlier = or_(
+            older.c.created_at < notifications.c.created_at,
+            and_(older.c.created_at == notifications.c.created_at, older.c.ordinal < notifications.c.ordinal),
+        )
+        is_head = ~exists().where(
+            older.c.state == "pending",
+            older.c.channel == notifications.c.channel,
+            older.c.target == notifications.c.target,
+            same_worker,
+            earlier,
+        )
         free = or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now)
         due = and_(notifications.c.state == "pending", notifications.c.next_attempt_at <= now, free)
         async with self._engine.begin() as conn:
@@ -181,7 +202,7 @@ class AlertRepository:
                 (
                     await conn.execute(
                         select(notifications.c.id)
-                        .where(due)
+                        .where(due, is_head)
                         .order_by(notifications.c.next_attempt_at)
                         .limit(limit)
                     )

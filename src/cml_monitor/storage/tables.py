@@ -148,7 +148,9 @@ notifications = Table(
     Column("last_error", String(2048), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("ordinal", Integer, nullable=False, server_default="0"),
     Index("ix_notifications_due", "state", "next_attempt_at"),
+    Index("ix_notifications_queue", "channel", "target", "worker_id", "state", "created_at"),
 )
 
 silences = Table(
