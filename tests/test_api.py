@@ -276,3 +276,64 @@ async def test_slow_sse_clients_lose_their_oldest_events_only() -> None:
     await fast.aclose()
     await slow.aclose()
     assert hub.subscribers == 0
+
+
+RAW_BODIES = [
+    # (path, method, raw JSON body, the field the 422 must name)
+    ("patch", '{"cpu_threshold": NaN}', "cpu_threshold"),
+    ("patch", '{"cpu_threshold": Infinity}', "cpu_threshold"),
+    ("patch", '{"memory_threshold": -Infinity}', "memory_threshold"),
+    ("patch", '{"cpu_threshold": 1e309}', "cpu_threshold"),
+    ("patch", '{"cpu_threshold": true}', "cpu_threshold"),
+    ("patch", '{"memory_threshold": false}', "memory_threshold"),
+    ("patch", '{"name": "bad\\ud800name"}', "name"),
+    ("silence", '{"ends_at": "0001-01-01T00:00:00+14:00", "comment": "x"}', "ends_at"),
+    ("silence", '{"ends_at": "9999-12-31T23:59:59-14:00", "comment": "x"}', "ends_at"),
+    ("silence", '{"ends_at": "2099-01-01T00:00:00", "comment": "x"}', "ends_at"),
+    ("silence", '{"ends_at": "2099-01-01T00:00:00Z", "comment": "\\udfff"}', "comment"),
+    ("import", '{"aws_region": "us-east-1", "tags": {"Role\\ud800": "cml"}}', "tags"),
+]
+
+
+@pytest.mark.parametrize(("target", "raw", "field"), RAW_BODIES)
+async def test_non_finite_boolean_surrogate_and_out_of_range_input_is_422(  # type: ignore[no-untyped-def]
+    api_factory, target, raw, field
+) -> None:
+    api = await api_factory()
+    worker = (await api.client.post("/api/workers", json=VALID)).json()
+    url = {
+        "patch": f"/api/workers/{worker['id']}",
+        "silence": "/api/silences",
+        "import": "/api/workers/import",
+    }
+    method = "PATCH" if target == "patch" else "POST"
+    response = await api.client.request(
+        method, url[target], content=raw.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"][0]["loc"]
+    stored = (await api.client.get(f"/api/workers/{worker['id']}")).json()
+    assert (stored["name"], stored["cpu_threshold"], stored["memory_threshold"]) == (
+        VALID["name"],
+        None,
+        None,
+    )
+    assert (await api.client.get("/api/silences")).json()["items"] == []
+
+
+async def test_dates_out_of_range_in_a_query_are_422(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    worker = (await api.client.post("/api/workers", json=VALID)).json()
+    for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        response = await api.client.get(f"/api/workers/{worker['id']}/metrics", params={"since": value})
+        assert response.status_code == 422 and "since" in field_of(response)
+
+
+async def test_bytes_that_are_not_utf8_are_refused_not_a_500(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    cesu = b'{"name": "w", "aws_region": "us-east-1", "aws_instance_id": "i-0123456789abcdef0", "cml_url": "https://\xed\xa0\x80.example"}'
+    response = await api.client.post(
+        "/api/workers", content=cesu, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422)
+    assert (await api.client.get("/api/workers")).json()["total"] == 0

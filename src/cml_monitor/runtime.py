@@ -113,6 +113,7 @@ class MonitorRuntime:
             )
         )
         self._stack.push_async_callback(self.scheduler.stop_async)
+        self.scheduler.monitor.outages.note(self.clock())  # we were not watching until now
         try:
             await self.scheduler.start_async()
         except Exception as exc:
@@ -130,6 +131,25 @@ class MonitorRuntime:
                 continue
             logger.info("Worker monitoring started after retrying")
             return
+
+    async def _check_unreachable(self) -> None:
+        """Raise `unreachable` for workers nobody could collect, unless the fault is ours.
+
+        While the scheduler is not running, or within one unreachable window after the
+        monitor's own database or job store failed, no worker is judged.
+        """
+        outages = self.scheduler.monitor.outages
+        now = self.clock()
+        if not self.scheduler.running or self.scheduler.schedule_error is not None:
+            outages.note(now)
+            return
+        if not outages.quiet_since(now, self.alert_engine.settings.unreachable_after):
+            return
+        try:
+            await self.alert_engine.check_unreachable()
+        except Exception:
+            outages.note(now)
+            raise
 
     async def _maintain_history(self) -> None:
         """Roll raw samples up into hours and prune both."""
@@ -191,6 +211,7 @@ def build_runtime(
         password=settings.cml_password.get_secret_value(),
         verify_tls=settings.cml_verify_tls,
         timeout=settings.cml_timeout,
+        max_labs=settings.cml_max_labs,
     )
     alerts = AlertRepository(engine)
     history = HistoryStore(

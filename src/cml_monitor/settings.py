@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     cml_password: SecretStr = SecretStr("")
     cml_verify_tls: bool = True
     cml_timeout: float = Field(10.0, gt=0, le=300)
+    cml_max_labs: int = Field(1000, ge=1, le=100_000)
     cml_concurrency: int = Field(100, ge=1, le=10_000)
 
     # Logging

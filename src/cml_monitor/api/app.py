@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry import trace
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cml_monitor import __version__
@@ -75,8 +78,25 @@ def create_app(
     return app
 
 
+def _safe(value: object) -> object:
+    """A location part that JSON can carry (a lone surrogate in a dict key is escaped)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def _map_errors(app: FastAPI) -> None:
     """Our error types to HTTP: the use cases never speak HTTP themselves."""
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Field and reason only: echoing the input back would fail for exactly the inputs
+        # refused here (NaN, a lone surrogate) and turn a 422 into a 500.
+        detail = [
+            {"loc": [_safe(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(NotFound)
     async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
@@ -97,6 +117,20 @@ def _map_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StorageError)
     @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
     async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         logger.error("Database error: %s", exc)
         return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503)
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    async def dependency_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # Connection refused or reset, a name that does not resolve, a store that hangs: the
+        # monitor's own stores (database, job store) are down, which is worth a retry, not a 500.
+        logger.error("A store the monitor depends on did not answer: %s: %s", type(exc).__name__, exc)
+        return JSONResponse(
+            {"detail": f"a store the monitor depends on is unavailable ({type(exc).__name__}); try again"},
+            status_code=503,
+        )

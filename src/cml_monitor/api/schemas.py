@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cml_monitor.domain import Worker, WorkerStatus
 
-from .validation import check_instance_id, check_name, check_region, check_url
+from .validation import (
+    check_instance_id,
+    check_name,
+    check_region,
+    check_timestamp,
+    check_url,
+    reject_lone_surrogates,
+)
 
 InstanceId = Annotated[str, AfterValidator(check_instance_id)]
 Region = Annotated[str, AfterValidator(check_region)]
 Name = Annotated[str, AfterValidator(check_name)]
 Url = Annotated[str, AfterValidator(check_url)]
-Percent = Annotated[float, Field(ge=0, le=100)]
+# Strict: `true` is not 1.0; finite only: NaN, Infinity and 1e309 (which JSON parsers read as
+# infinity) are refused rather than stored.
+Percent = Annotated[float, Field(ge=0, le=100, strict=True, allow_inf_nan=False)]
+Timestamp = Annotated[datetime, AfterValidator(check_timestamp)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_text(cls, value: Any) -> Any:
+        return reject_lone_surrogates(value)
 
 
 class WorkerCreate(_Strict):
@@ -152,8 +167,8 @@ class AckRequest(_Strict):
 class SilenceCreate(_Strict):
     worker_id: Annotated[str, Field(max_length=36)] | None = None
     kind: AlertKindName | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp
     comment: Annotated[str, Field(min_length=1, max_length=1024)]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -56,3 +58,33 @@ def check_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ValueError("must be an http:// or https:// URL with a host")
     return value
+
+
+def reject_lone_surrogates(value: Any) -> Any:
+    """Strings must be encodable UTF-8: a lone surrogate (JSON `"\\ud800"`) cannot be stored or sent."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains a lone surrogate, which is not valid Unicode text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_lone_surrogates(key)
+            reject_lone_surrogates(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            reject_lone_surrogates(item)
+    return value
+
+
+def check_timestamp(value: datetime) -> datetime:
+    """An aware timestamp that exists in UTC (years 1970–9998 once converted)."""
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset (Z or +00:00)")
+    try:
+        in_utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range once converted to UTC") from None
+    if not 1970 <= in_utc.year <= 9998:
+        raise ValueError("must fall between 1970 and 9998 (UTC)")
+    return in_utc

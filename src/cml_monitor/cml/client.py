@@ -38,6 +38,7 @@ class CmlControllerClient:
         password: str,
         verify_tls: bool = True,
         timeout: float = 10.0,
+        max_labs: int = 1000,
         max_connections: int = 200,
         per_controller_concurrency: int = 8,
     ) -> None:
@@ -45,6 +46,8 @@ class CmlControllerClient:
         self._password = password
         self._verify_tls = verify_tls
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._deadline = timeout
+        self._max_labs = max_labs
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[str, str] = {}
@@ -105,22 +108,46 @@ class CmlControllerClient:
         return body
 
     async def get_active_labs_count(self, cml_url: str) -> int:
-        """Labs in state STARTED on the controller at `cml_url`."""
+        """Labs in state STARTED on the controller at `cml_url`.
+
+        The whole read (token, lab list, each lab) has one deadline, so a hung or huge
+        controller costs this worker's lab count for one cycle, never the region's cycle; a lab
+        list that is not a list of ids is an error for this controller, not a count of 0.
+        """
         base = self._base(cml_url)
         try:
-            lab_ids = await self._get(base, "/api/v0/labs", show_all="true")
-            if not isinstance(lab_ids, list):
-                raise CmlControllerError(f"{base} listed labs as {type(lab_ids).__name__}")
-            semaphore = asyncio.Semaphore(self._per_controller)
-
-            async def lab_state(lab_id: str) -> str | None:
-                async with semaphore:
-                    lab = await self._get(base, f"/api/v0/labs/{lab_id}")
-                return lab.get("state") if isinstance(lab, dict) else None
-
-            states = await asyncio.gather(*(lab_state(str(lab_id)) for lab_id in lab_ids))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self._deadline):
+                return await self._count_started_labs(base)
+        except TimeoutError as exc:
+            raise CmlControllerError(
+                f"controller {base} did not finish answering in {self._deadline:g} s"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
         except ValueError as exc:  # a body that is not JSON
             raise CmlControllerError(f"controller {base} answered malformed JSON") from exc
+
+    async def _count_started_labs(self, base: str) -> int:
+        lab_ids = await self._get(base, "/api/v0/labs", show_all="true")
+        if not isinstance(lab_ids, list) or not all(isinstance(i, str) and i for i in lab_ids):
+            raise CmlControllerError(f"controller {base} listed labs as {_describe(lab_ids)}, not lab ids")
+        if len(lab_ids) > self._max_labs:
+            raise CmlControllerError(
+                f"controller {base} lists {len(lab_ids)} labs, more than the {self._max_labs} read per cycle"
+            )
+        semaphore = asyncio.Semaphore(self._per_controller)
+
+        async def lab_state(lab_id: str) -> Any:
+            async with semaphore:
+                lab = await self._get(base, f"/api/v0/labs/{lab_id}")
+            if not isinstance(lab, dict):
+                raise CmlControllerError(f"controller {base} described lab {lab_id} as {_describe(lab)}")
+            return lab.get("state")
+
+        states = await asyncio.gather(*(lab_state(lab_id) for lab_id in lab_ids))
         return sum(1 for state in states if state == RUNNING_LAB_STATE)
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

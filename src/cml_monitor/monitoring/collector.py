@@ -39,6 +39,7 @@ class CollectionReport:
     events: list[WorkerMetricsCollected] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # not in the database any more
     failed: dict[str, str] = field(default_factory=dict)  # worker id → reason
+    store_failed: bool = False  # our own database failed: no verdict on any worker
     seconds: float = 0.0
 
     @property
@@ -139,6 +140,7 @@ class FleetCollector:
         except Exception as exc:
             logger.error("Could not load %d workers from the database: %s", len(worker_ids), exc)
             report.failed = dict.fromkeys(worker_ids, f"database: {exc}")
+            report.store_failed = True
             return report
         report.missing = [i for i in worker_ids if i not in workers]
         observations = await self._read_aws(list(workers.values()), report)
@@ -153,6 +155,7 @@ class FleetCollector:
         except Exception as exc:
             logger.error("Could not save the collection of %d workers: %s", len(updated), exc)
             report.failed.update(dict.fromkeys((w.id for w in updated), f"database: {exc}"))
+            report.store_failed = True
             return report
         for worker in updated:
             self._trace_worker(worker, start_ns)

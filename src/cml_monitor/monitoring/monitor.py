@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cml_monitor.clock import Clock, utcnow
 
@@ -74,6 +74,24 @@ class MonitoredWorkers:
         self._active.pop(worker_id, None)
 
 
+class OwnOutages:
+    """When the monitor's own stores last failed it, so its outage is never blamed on a worker.
+
+    A worker is `unreachable` when nobody could collect it for a while; while our database or
+    job store is down nobody could, whatever the worker does. The unreachable check waits until
+    the monitor has worked again for a whole window before it judges any worker.
+    """
+
+    def __init__(self) -> None:
+        self.last_failure_at: datetime | None = None
+
+    def note(self, now: datetime) -> None:
+        self.last_failure_at = now
+
+    def quiet_since(self, now: datetime, window: timedelta) -> bool:
+        return self.last_failure_at is None or now - self.last_failure_at >= window
+
+
 @dataclass(frozen=True, slots=True)
 class RegionRun:
     """The outcome of one region run, for the scheduler and the log."""
@@ -105,12 +123,18 @@ class FleetMonitor:
         self._holder = holder
         self._lease_ttl = timedelta(seconds=max(1.0, poll_interval * 0.8))
         self._clock = clock
+        self.outages = OwnOutages()
 
     async def run_region(self, region: str) -> RegionRun:
-        if not await self._claim(region):
-            logger.info("Region %s is being collected by another replica - skipping this run", region)
+        try:
+            if not await self._claim(region):
+                logger.info("Region %s is being collected by another replica - skipping this run", region)
+                return RegionRun(region, skipped=True)
+            monitorable = await self._workers.list_monitorable_async(region)
+        except Exception as exc:
+            self.outages.note(self._clock())
+            logger.error("❌ Could not start the collection of %s (database: %s)", region, exc)
             return RegionRun(region, skipped=True)
-        monitorable = await self._workers.list_monitorable_async(region)
         worker_ids = self._monitored.replace(monitorable, region)
         if not worker_ids:
             return RegionRun(region)
@@ -130,6 +154,8 @@ class FleetMonitor:
     async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
         """Collect these workers now, publish their events, retire the ones that are gone."""
         report = await self._collector.collect(worker_ids)
+        if report.store_failed:
+            self.outages.note(self._clock())
         self._log_failures(report.failed)
         await self._publisher.publish(report.events)
         for worker_id in report.missing:

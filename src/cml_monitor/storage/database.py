@@ -42,6 +42,10 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # A PostgreSQL that hangs (stopped, or a network that drops packets) must cost a request
+    # seconds and a clear 503, not the request for ever: bounded connect, statement and pool waits.
+    kwargs.setdefault("pool_timeout", 10)
+    kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 30})
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 

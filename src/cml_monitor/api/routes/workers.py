@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -20,6 +19,7 @@ from ..schemas import (
     MetricPoint,
     PowerResult,
     SkippedInstance,
+    Timestamp,
     WorkerCreate,
     WorkerList,
     WorkerOut,
@@ -110,8 +110,8 @@ async def power_worker(worker_id: str, action: Literal["start", "stop"], workers
 async def worker_metrics(
     worker_id: str,
     workers: WorkersDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     step: Annotated[int | None, Query(ge=0, le=86_400 * 7)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
 ) -> MetricList:
