@@ -146,10 +146,10 @@ def instrument(
 ) -> None:
     original_save = repository.save_collection_async
 
-    async def timed_save(*args: Any, **kwargs: Any) -> None:
+    async def timed_save(*args: Any, **kwargs: Any) -> set[str]:
         started = time.perf_counter()
         try:
-            await original_save(*args, **kwargs)
+            return await original_save(*args, **kwargs)
         finally:
             counters.db_write_seconds.append(time.perf_counter() - started)
 

@@ -116,3 +116,23 @@ async def test_migrations_are_idempotent(repository: CMLWorkerRepository) -> Non
     await repository.add_async(_worker(1))
     await migrate(repository.engine)
     assert (await repository.list_async())[1] == 1
+
+
+async def test_a_stale_cycle_never_overwrites_a_newer_one(repository: CMLWorkerRepository) -> None:
+    """A replica frozen past its lease wakes up with an old cycle: it must write nothing."""
+    worker = await repository.add_async(_worker(1))
+    frozen = await repository.get_by_id_async(worker.id)
+    newer = await repository.get_by_id_async(worker.id)
+    old_at, new_at = NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
+    newer.update_telemetry(cpu_utilization=20.0, memory_utilization=None, active_labs_count=1, now=new_at)
+    assert await repository.save_collection_async(
+        [newer], [MetricSample(worker.id, new_at, "unknown", 20.0, None, 1)]
+    ) == {worker.id}
+    frozen.update_telemetry(cpu_utilization=99.0, memory_utilization=None, active_labs_count=0, now=old_at)
+    written = await repository.save_collection_async(
+        [frozen], [MetricSample(worker.id, old_at, "unknown", 99.0, None, 0)]
+    )
+    assert written == set()
+    stored = await repository.get_by_id_async(worker.id)
+    assert (stored.cpu_utilization, stored.last_collected_at) == (20.0, new_at)
+    assert [h.cpu_utilization for h in await repository.list_metrics_async(worker.id)] == [20.0]

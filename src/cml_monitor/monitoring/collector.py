@@ -151,13 +151,17 @@ class FleetCollector:
         previous = {o.worker.id: self._apply(o, labs.get(o.worker.id), now) for o in observations}
         updated = [o.worker for o in observations]
         try:
-            await self._repository.save_collection_async(updated, [self._sample(w, now) for w in updated])
+            written = await self._repository.save_collection_async(
+                updated, [self._sample(w, now) for w in updated]
+            )
         except Exception as exc:
             logger.error("Could not save the collection of %d workers: %s", len(updated), exc)
             report.failed.update(dict.fromkeys((w.id for w in updated), f"database: {exc}"))
             report.store_failed = True
             return report
         for worker in updated:
+            if worker.id not in written:
+                continue  # deleted meanwhile, or a newer collection was saved first: not ours to tell
             self._trace_worker(worker, start_ns)
             report.events.append(metrics_event(worker, previous[worker.id], reachable.get(worker.id)))
         return report

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -143,38 +143,53 @@ class CMLWorkerRepository:
             result = await conn.execute(delete(workers).where(workers.c.id == worker_id))
         return bool(result.rowcount)
 
-    async def save_collection_async(self, updated: Sequence[Worker], samples: Sequence[MetricSample]) -> None:
+    async def save_collection_async(
+        self, updated: Sequence[Worker], samples: Sequence[MetricSample]
+    ) -> set[str]:
         """Write a whole collection cycle (worker rows and history) in one transaction.
 
-        The UPDATE is an executemany keyed by id, so a worker deleted while the cycle ran is
-        simply not written back, and its history rows are skipped too.
+        Returns the ids actually written. The UPDATE is an executemany keyed by id and fenced
+        by time: a worker deleted while the cycle ran is not written back, and neither is one
+        that a newer collection already saved (a replica that was frozen past its lease and
+        wakes up must not write its old cycle over a newer one). History rows follow the
+        workers that were written.
         """
         if not updated and not samples:
-            return
+            return set()
         statement = (
             update(workers)
-            .where(workers.c.id == bindparam("_id"))
+            .where(
+                workers.c.id == bindparam("_id"),
+                or_(workers.c.last_collected_at.is_(None), workers.c.last_collected_at < bindparam("_fence")),
+            )
             .values({name: bindparam(name) for name in _COLLECTED_FIELDS})
         )
         params = []
         for worker in updated:
             record = {name: getattr(worker, name) for name in _COLLECTED_FIELDS}
             record["_id"] = worker.id
+            record["_fence"] = worker.last_collected_at
             params.append(record)
+        expected = {w.id: w.last_collected_at for w in updated}
         try:
             async with self._engine.begin() as conn:
                 if params:
                     await conn.execute(statement, params)
-                if samples:
-                    present = set()
-                    for chunk in _chunks([s.worker_id for s in samples]):
-                        query = select(workers.c.id).where(workers.c.id.in_(chunk))
-                        present.update((await conn.execute(query)).scalars())
-                    rows = [s.to_record() for s in samples if s.worker_id in present]
-                    if rows:
-                        await conn.execute(insert(worker_metrics), rows)
+                written: set[str] = set()
+                present: set[str] = set()  # history of workers outside this cycle (imports, tests)
+                for chunk in _chunks(list(set(expected) | {s.worker_id for s in samples})):
+                    query = select(workers.c.id, workers.c.last_collected_at).where(workers.c.id.in_(chunk))
+                    for row in await conn.execute(query):
+                        if row.id not in expected:
+                            present.add(row.id)
+                        elif row.last_collected_at == expected[row.id]:
+                            written.add(row.id)
+                rows = [s.to_record() for s in samples if s.worker_id in written or s.worker_id in present]
+                if rows:
+                    await conn.execute(insert(worker_metrics), rows)
         except SQLAlchemyError as exc:
             raise StorageError(f"could not save the collection cycle: {exc}") from exc
+        return written
 
     async def list_metrics_async(
         self,
