@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -252,30 +253,52 @@ async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ign
     assert (await healthy.client.get("/ready")).status_code == 200
 
 
-async def test_slow_sse_clients_lose_their_oldest_events_only() -> None:
+async def test_a_client_that_falls_behind_is_told_to_resync_never_silently_short() -> None:
     hub = EventHub(queue_size=3)
     fast = hub.subscribe()
     slow = hub.subscribe()
-    hub.publish("metrics", {"n": 0})  # subscriptions start on first iteration
-    first_fast = fast.__anext__()
-    first_slow = slow.__anext__()
-    assert hub.subscribers == 0
-    fast_task = asyncio.ensure_future(first_fast)
-    slow_task = asyncio.ensure_future(first_slow)
+    fast_task = asyncio.ensure_future(fast.__anext__())
+    slow_task = asyncio.ensure_future(slow.__anext__())
     await asyncio.sleep(0)
     assert hub.subscribers == 2
     hub.publish("metrics", {"n": 1})
     assert '"n": 1' in (await fast_task)["data"]
     assert '"n": 1' in (await slow_task)["data"]
-    for n in range(2, 8):
+    for n in range(2, 7):
         hub.publish("metrics", {"n": n})
         assert f'"n": {n}' in (await fast.__anext__())["data"]
+    received = [await asyncio.wait_for(slow.__anext__(), 5) for _ in range(3)]
+    assert received[0] == {"event": "resync", "data": '{"dropped": 3}'}
+    assert [m["data"] for m in received[1:]] == ['{"n": 5}', '{"n": 6}']
     assert hub.dropped == 3
-    remaining = [(await slow.__anext__())["data"] for _ in range(3)]
-    assert remaining == ['{"n": 5}', '{"n": 6}', '{"n": 7}']
     await fast.aclose()
     await slow.aclose()
     assert hub.subscribers == 0
+
+
+async def test_a_whole_cycle_of_500_workers_reaches_an_idle_client_and_publishing_yields() -> None:
+    from .test_domain import make_event
+
+    hub = EventHub()
+    stream = hub.subscribe()
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(ticker())
+    await hub.observe([make_event(f"w{n}") for n in range(500)])
+    other.cancel()
+    assert ticks >= 2  # the loop ran other work while 500 events were fanned out
+    received = [await first] + [await stream.__anext__() for _ in range(499)]
+    assert {json.loads(m["data"])["worker_id"] for m in received} == {f"w{n}" for n in range(500)}
+    assert hub.dropped == 0
+    await stream.aclose()
 
 
 RAW_BODIES = [

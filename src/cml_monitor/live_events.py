@@ -1,7 +1,9 @@
 """Live metrics events for any number of Server-Sent-Events clients.
 
-Each client has its own bounded queue; publishing never waits, and a client too slow to keep
-up loses its oldest events rather than slowing collection or other clients.
+Each client has its own bounded queue, large enough for a whole cycle of a large fleet;
+publishing never waits on a client. A client that still falls that far behind is not left
+silently missing workers: its backlog is replaced by one `resync` event, on which the dashboard
+reloads the fleet.
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ logger = logging.getLogger(__name__)
 class EventHub:
     """Fan-out of metrics events to subscribers (an observer of the monitoring loop)."""
 
-    def __init__(self, queue_size: int = 256) -> None:
+    def __init__(self, queue_size: int = 20_000, yield_every: int = 200) -> None:
         self._queue_size = queue_size
+        self._yield_every = yield_every
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.dropped = 0
 
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
-        """Observer of the monitoring loop: one `metrics` event per worker to every client."""
-        for event in events:
+        """Observer of the monitoring loop: one `metrics` event per worker to every client.
+
+        It yields to the loop every few hundred events, so a region of thousands of workers
+        never holds up API requests (or the clients' own sending) while it fans out.
+        """
+        for index, event in enumerate(events, start=1):
             self.publish("metrics", event.to_json())
+            if index % self._yield_every == 0:
+                await asyncio.sleep(0)
 
     @property
     def subscribers(self) -> int:
@@ -38,9 +47,17 @@ class EventHub:
         message = {"event": event, "data": json.dumps(data, default=str)}
         for queue in list(self._subscribers):
             if queue.full():
-                queue.get_nowait()
-                self.dropped += 1
+                self._resync(queue)
             queue.put_nowait(message)
+
+    def _resync(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """A client too slow for a whole fleet's cycle: drop its backlog, tell it to reload."""
+        lost = queue.qsize()
+        while not queue.empty():
+            queue.get_nowait()
+        self.dropped += lost
+        queue.put_nowait({"event": "resync", "data": json.dumps({"dropped": lost})})
+        logger.warning("An event stream client fell %d events behind; told it to reload", lost)
 
     async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)

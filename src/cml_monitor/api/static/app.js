@@ -371,6 +371,7 @@ async function streamEvents() {
           const type = (block.match(/^event: ?(.*)$/m) || [])[1];
           const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.replace(/^data: ?/, "")).join("\n");
           if (type === "metrics" && data) applyEvent(JSON.parse(data));
+          else if (type === "resync") refresh(); // we fell behind: reload rather than miss a worker
         }
       }
     } catch (error) {
