@@ -35,6 +35,7 @@ from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
+from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
@@ -77,6 +78,7 @@ class MonitorRuntime:
     scheduler: WorkerMonitoringScheduler
     workers: WorkerOperations
     alerting: AlertOperations
+    bus: RedisEventBus | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -89,9 +91,15 @@ class MonitorRuntime:
             stack.push_async_callback(self.http.aclose)
             await migrate(self.engine)
             self.metrics.alerts_firing.set(await self.alerts.count_firing())
+            if self.bus is not None:
+                stack.push_async_callback(self.bus.close)
+                await self.bus.start()
+            stack.push_async_callback(self._finish_background)
+            if not self.collects:
+                logger.info("Role %s: serving the API only; collectors do the monitoring", self.role)
+                return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
-            stack.push_async_callback(self._finish_background)
             self._loop(_every(600.0, self._maintain_history, "History maintenance"))
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
@@ -101,6 +109,15 @@ class MonitorRuntime:
             await stack.aclose()
             raise
         return self
+
+    @property
+    def role(self) -> str:
+        return self.settings.cml_monitor_role
+
+    @property
+    def collects(self) -> bool:
+        """Whether this replica runs the scheduler, the dispatcher and the background checks."""
+        return self.role in ("all", "collector")
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
@@ -166,25 +183,37 @@ class MonitorRuntime:
         await asyncio.gather(*self.background, return_exceptions=True)
 
     async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: `ok`, `disabled`, or what is wrong with it."""
+        """Each dependency's state: `ok`, `disabled`, or what is wrong with it (5 s at most each)."""
         checks: dict[str, str] = {}
-        try:
+
+        async def check(name: str, probe: Any) -> None:
+            try:
+                problem = await asyncio.wait_for(probe(), 5.0)
+            except Exception as exc:
+                checks[name] = f"unavailable: {type(exc).__name__}"
+            else:
+                checks[name] = "ok" if problem is None else problem
+
+        async def database() -> None:
             async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), 5.0)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        if not self.settings.worker_monitoring_enabled:
+                await conn.execute(text("SELECT 1"))
+
+        await check("database", database)
+        if self.bus is not None:
+            checks["event_bus"] = self.bus.problem or "ok"
+        if not self.collects or not self.settings.worker_monitoring_enabled:
             checks["job_store"] = "disabled"
             return checks
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self.scheduler.check_job_store), 5.0)
-            checks["job_store"] = "ok" if self.scheduler.running else "stopped"
-        except Exception as exc:
-            checks["job_store"] = f"unavailable: {type(exc).__name__}"
-        if self.scheduler.schedule_error is not None:
-            checks["schedule"] = f"out of date: {self.scheduler.schedule_error}"
+        await check("job_store", lambda: asyncio.to_thread(self.scheduler.check_job_store))
+        if not self.scheduler.running:
+            checks["scheduler"] = "stopped"
+        elif checks["database"] == "ok" and checks["job_store"] == "ok":
+            await check("schedule", self._schedule_problem)
         return checks
+
+    async def _schedule_problem(self) -> str | None:
+        problem = self.scheduler.schedule_error or await self.scheduler.schedule_problem()
+        return None if problem is None else f"out of date: {problem}"
 
 
 def build_runtime(
@@ -257,6 +286,7 @@ def build_runtime(
         alert_engine=alert_engine,
     )
     events = EventHub()
+    bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
     scheduler = WorkerMonitoringScheduler(
         repository,
         aws,
@@ -268,7 +298,7 @@ def build_runtime(
         clock=clock,
         tracer=tracer,
         cml_concurrency=settings.cml_concurrency,
-        observers=[metrics, events],
+        observers=[bus] if bus is not None else [metrics, events],
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
@@ -281,7 +311,13 @@ def build_runtime(
         history,
         metrics,
         clock=clock,
-        monitoring_enabled=settings.worker_monitoring_enabled,
+        monitoring=(
+            "off"
+            if not settings.worker_monitoring_enabled
+            else "collect_once"
+            if settings.cml_monitor_role == "api"
+            else "schedule"
+        ),
         spawn=background_spawner(background),
     )
     return MonitorRuntime(
@@ -301,6 +337,7 @@ def build_runtime(
         scheduler=scheduler,
         workers=workers,
         alerting=AlertOperations(alerts, workers, clock=clock),
+        bus=bus,
         background=background,
     )
 

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # Storage and jobs
     database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
     background_job_store_url: str = ""
+    event_bus_url: str = ""
+    cml_monitor_role: Literal["all", "api", "collector"] = "all"
 
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
@@ -139,11 +141,11 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
-    @field_validator("background_job_store_url")
+    @field_validator("background_job_store_url", "event_bus_url")
     @classmethod
     def _check_job_store_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("redis", "rediss"):
-            raise ValueError("must be empty (jobs in the database) or a redis:// URL")
+            raise ValueError("must be empty or a redis:// URL")
         return value
 
     @field_validator("pagerduty_events_url", "opsgenie_api_url")

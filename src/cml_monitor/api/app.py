@@ -62,16 +62,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    authenticate = Depends(TokenAuthenticator(settings.api_token_roles))
-    for router in (workers.router, monitoring.router, alerts.router, events.router):
-        app.include_router(router, dependencies=[authenticate])
     app.include_router(health.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.cml_monitor_role != "collector":  # a collector answers /health, /ready, /metrics only
+        authenticate = Depends(TokenAuthenticator(settings.api_token_roles))
+        for router in (workers.router, monitoring.router, alerts.router, events.router):
+            app.include_router(router, dependencies=[authenticate])
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        """The dashboard: static files shipped with the package, no CDN, no build step."""
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        @app.get("/", include_in_schema=False)
+        async def dashboard() -> FileResponse:
+            """The dashboard: static files shipped with the package, no CDN, no build step."""
+            return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     _map_errors(app)
     app.add_middleware(BodySizeLimitMiddleware)

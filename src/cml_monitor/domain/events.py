@@ -68,3 +68,28 @@ class WorkerMetricsCollected:
             "cml": {"reachable": self.cml_reachable},
             "stop_requested": self.stop_requested,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkerMetricsCollected:
+        """The inverse of `to_json` (events crossing replicas travel as JSON)."""
+        metrics, ec2 = data.get("metrics") or {}, data.get("ec2") or {}
+        thresholds, cml = data.get("thresholds") or {}, data.get("cml") or {}
+        return cls(
+            worker_id=data["worker_id"],
+            worker_name=data["worker_name"],
+            aws_instance_id=data["aws_instance_id"],
+            aws_region=data["aws_region"],
+            status=WorkerStatus(data["status"]),
+            previous_status=WorkerStatus(data["previous_status"]),
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            cpu_utilization=metrics.get("cpu_utilization"),
+            memory_utilization=metrics.get("memory_utilization"),
+            instance_state=ec2.get("instance_state"),
+            system_status=ec2.get("system_status"),
+            instance_status=ec2.get("instance_status"),
+            active_labs_count=int(data.get("active_labs_count") or 0),
+            cpu_threshold=thresholds.get("cpu"),
+            memory_threshold=thresholds.get("memory"),
+            cml_reachable=cml.get("reachable"),
+            stop_requested=bool(data.get("stop_requested")),
+        )

@@ -287,6 +287,14 @@ class WorkerMonitoringScheduler:
         except JobLookupError:
             pass
 
+    async def schedule_problem(self) -> str | None:
+        """What is wrong with the schedule compared with the database, or None (readiness)."""
+        monitorable = await self.worker_repository.list_monitorable_async()
+        wanted = {region for worker_id, region in monitorable if not self.monitored.is_paused(worker_id)}
+        stored = await asyncio.to_thread(self._stored_regions)
+        missing = sorted(wanted - stored)
+        return f"no job for {', '.join(missing)}" if missing else None
+
     def check_job_store(self) -> None:
         """Touch the job store for real (readiness); raises when it does not answer."""
         for store in self._scheduler._jobstores.values():

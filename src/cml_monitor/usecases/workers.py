@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from cml_monitor.aws import AwsEc2Client, AwsError
 from cml_monitor.clock import Clock
@@ -39,7 +39,7 @@ class WorkerOperations:
         metrics: PrometheusMetrics,
         *,
         clock: Clock,
-        monitoring_enabled: bool,
+        monitoring: Literal["schedule", "collect_once", "off"],
         spawn: Spawn,
     ) -> None:
         self._repository = repository
@@ -48,7 +48,7 @@ class WorkerOperations:
         self._history = history
         self._metrics = metrics
         self._clock = clock
-        self._monitoring = monitoring_enabled
+        self._monitoring = monitoring
         self._spawn = spawn
 
     def next_run_at(self, worker: Worker) -> datetime | None:
@@ -82,8 +82,10 @@ class WorkerOperations:
             await self._repository.add_async(worker)
         except DuplicateWorkerError:
             raise Conflict(f"aws_instance_id: instance {aws_instance_id} is already registered") from None
-        if self._monitoring:
+        if self._monitoring == "schedule":
             await self._scheduler.start_monitoring_worker_async(worker.id)
+        elif self._monitoring == "collect_once":  # an API-only replica: collectors schedule it
+            self._spawn(self._scheduler.refresh_worker_async(worker.id))
         logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
         return worker
 
