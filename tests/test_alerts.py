@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -37,6 +38,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.script: dict[str, list[tuple[int, dict[str, str]]]] = {}  # path → answers, then 202
+        self.stalls: dict[str, list[float]] = {}  # path → seconds to hold the next answers back
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
 
     async def handle(self, request: Request) -> Response:
@@ -51,6 +53,9 @@ class Receiver:
                 "at": time.monotonic(),
             }
         )
+        stalls = self.stalls.get(request.url.path) or []
+        if stalls:
+            await asyncio.sleep(stalls.pop(0))  # a slow receiver, as seen from the sender
         answers = self.script.get(request.url.path) or []
         status, headers = answers.pop(0) if answers else (202, {})
         return Response(status_code=status, headers=headers)
@@ -453,3 +458,28 @@ async def test_unreachable_fires_when_collections_stop_and_resolves_when_they_re
     assert [a["kind"] for a in await app.alerts(state="firing")] == ["unreachable"]
     await app.poll(worker["id"])
     assert [a["state"] for a in await app.alerts(kind="unreachable")] == ["resolved"]
+
+
+async def test_a_receiver_slower_than_the_delivery_timeout_gets_it_again_with_the_same_id(
+    sim: FleetSimulator, receiver: tuple[Receiver, str], make_app: Callable[..., Any]
+) -> None:
+    recording, base = receiver
+    recording.stalls = {"/slow": [1.5]}  # the first answer comes after the sender gave up
+    (instance,) = sim.add_workers(1, with_controllers=False)
+    app = await make_app(
+        worker_notification_webhooks=f"{base}/slow",
+        worker_notification_timeout=0.5,
+        worker_notification_retry_base=0.2,
+    )
+    worker = await app.register(instance.instance_id)
+    sim.fleet.set_metrics(instance.instance_id, cpu=99.0)
+    await app.poll(worker["id"])
+
+    async def sent() -> bool:
+        return len(await app.notifications("sent")) == 1
+
+    await eventually(sent, timeout=30)
+    deliveries = {r["headers"]["x-cml-monitor-delivery"] for r in recording.of("/slow")}
+    assert len(recording.of("/slow")) == 2 and len(deliveries) == 1  # a duplicate a receiver can drop
+    assert await app.notifications("failed") == []
+    assert await app.notifications("pending") == []

@@ -126,7 +126,7 @@ class MonitorRuntime:
         period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
         self._loop(
             _every(
-                period, self.alert_engine.check_unreachable, "Unreachable-worker check", first_delay=period
+                period, self._check_unreachable, "Unreachable-worker check", first_delay=period
             )
         )
         self._stack.push_async_callback(self.scheduler.stop_async)
@@ -152,12 +152,13 @@ class MonitorRuntime:
     async def _check_unreachable(self) -> None:
         """Raise `unreachable` for workers nobody could collect, unless the fault is ours.
 
-        While the scheduler is not running, or within one unreachable window after the
-        monitor's own database or job store failed, no worker is judged.
+        While the scheduler is not running, a region's runs have stopped working (job store or
+        database down), or within one unreachable window after any of that, no worker is judged.
         """
         outages = self.scheduler.monitor.outages
         now = self.clock()
-        if not self.scheduler.running or self.scheduler.schedule_error is not None:
+        scheduler = self.scheduler
+        if not scheduler.running or scheduler.schedule_error is not None or scheduler.overdue_regions(now):
             outages.note(now)
             return
         if not outages.quiet_since(now, self.alert_engine.settings.unreachable_after):
@@ -225,7 +226,7 @@ def build_runtime(
     tracer: trace.Tracer | None = None,
 ) -> MonitorRuntime:
     """Wire every part from the settings; nothing is started until the runtime is entered."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, timeout=settings.database_timeout)
     repository = CMLWorkerRepository(engine)
     metrics = PrometheusMetrics()
     aws = aws_client or AwsEc2Client(

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
 
     # Storage and jobs
     database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
+    database_timeout: float = Field(30.0, gt=0, le=600)
     background_job_store_url: str = ""
     event_bus_url: str = ""
     cml_monitor_role: Literal["all", "api", "collector"] = "all"

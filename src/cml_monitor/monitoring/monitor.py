@@ -124,11 +124,13 @@ class FleetMonitor:
         self._lease_ttl = timedelta(seconds=max(1.0, poll_interval * 0.8))
         self._clock = clock
         self.outages = OwnOutages()
+        self.completed_at: dict[str, datetime] = {}  # region → end of its last run that worked
 
     async def run_region(self, region: str) -> RegionRun:
         try:
             if not await self._claim(region):
                 logger.info("Region %s is being collected by another replica - skipping this run", region)
+                self.completed_at[region] = self._clock()  # someone is watching it
                 return RegionRun(region, skipped=True)
             monitorable = await self._workers.list_monitorable_async(region)
         except Exception as exc:
@@ -137,8 +139,11 @@ class FleetMonitor:
             return RegionRun(region, skipped=True)
         worker_ids = self._monitored.replace(monitorable, region)
         if not worker_ids:
+            self.completed_at[region] = self._clock()
             return RegionRun(region)
         report = await self.collect(worker_ids)
+        if not report.store_failed:
+            self.completed_at[region] = self._clock()
         running = sum(1 for e in report.events if e.status.value == "running")
         logger.info(
             "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s",

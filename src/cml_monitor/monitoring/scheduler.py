@@ -287,6 +287,14 @@ class WorkerMonitoringScheduler:
         except JobLookupError:
             pass
 
+    def overdue_regions(self, now: datetime) -> list[str]:
+        """Regions whose runs stopped working (no run completed for two intervals): our fault."""
+        limit = timedelta(seconds=2 * self.poll_interval)
+        completed = self.monitor.completed_at
+        return sorted(
+            r for r in self.monitored.regions() if (done := completed.get(r)) is None or now - done > limit
+        )
+
     async def schedule_problem(self) -> str | None:
         """What is wrong with the schedule compared with the database, or None (readiness)."""
         monitorable = await self.worker_repository.list_monitorable_async()

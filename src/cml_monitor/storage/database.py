@@ -23,7 +23,7 @@ class StorageError(RuntimeError):
     """The database could not be reached or refused a write; the message says which."""
 
 
-def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(database_url: str, *, timeout: float = 30.0, **kwargs: Any) -> AsyncEngine:
     """The async engine; on SQLite, WAL and a busy timeout let the API read while a cycle writes."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -44,8 +44,8 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 20)
     # A PostgreSQL that hangs (stopped, or a network that drops packets) must cost a request
     # seconds and a clear 503, not the request for ever: bounded connect, statement and pool waits.
-    kwargs.setdefault("pool_timeout", 10)
-    kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 30})
+    kwargs.setdefault("pool_timeout", min(10.0, timeout))
+    kwargs.setdefault("connect_args", {"timeout": min(5.0, timeout), "command_timeout": timeout})
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
