@@ -1,0 +1,186 @@
+"""API latency while the monitor collects and many live clients listen.
+
+    python -m bench.load [--workers 500] [--sse-clients 200] [--rate 50] [--seconds 45] [--interval 10]
+
+The simulator runs in its own process (500 workers with CML controllers answering in 50 ms);
+the real service (`cml-monitor serve`, SQLite, jobs in the database) runs in another, polling
+every `--interval` seconds so several cycles fall inside the measurement. This process opens
+`--sse-clients` event streams (each reads every event) and sends `GET /api/workers?limit=100`
+at `--rate` requests a second, open loop (a slow answer does not slow the next request), for
+`--seconds`, and reports the latency of those requests, in particular in the seconds right
+after each cycle starts, when the events fan out.
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.cycle import start_simulator
+from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
+from cml_fleet_sim.serving import free_port
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * (len(ordered) - 1)))], 1)
+
+
+def start_service(fleet: dict[str, Any], workdir: Path, port: int, interval: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'monitor.db'}",
+        "AWS_ENDPOINT_URL": fleet["url"],
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "WORKER_METRICS_POLL_INTERVAL": str(interval),
+        "CML_USERNAME": USERNAME,
+        "CML_PASSWORD": PASSWORD,
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cml_monitor.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def register(base: str, fleet: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for number, instance in enumerate(fleet["instances"]):
+            body = {
+                "name": f"load-{number:04d}",
+                "aws_region": instance["region"],
+                "aws_instance_id": instance["instance_id"],
+                "cml_url": instance["cml_url"],
+            }
+            response = await client.post("/api/workers", json=body)
+            response.raise_for_status()
+
+
+async def sse_client(base: str, counts: list[int], index: int, stop: asyncio.Event) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=None) as client:
+        async with client.stream("GET", "/api/events") as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("event: metrics"):
+                    counts[index] += 1
+                if stop.is_set():
+                    return
+
+
+async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
+    stop = asyncio.Event()
+    counts = [0] * args.sse_clients
+    streams = [asyncio.ensure_future(sse_client(base, counts, i, stop)) for i in range(args.sse_clients)]
+    await asyncio.sleep(2)  # let every stream connect before measuring
+    latencies: list[tuple[float, float]] = []  # (sent at, milliseconds)
+    errors = 0
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def one(offset: int) -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            response = await client.get("/api/workers", params={"limit": 100, "offset": offset})
+            latencies.append((started, (time.perf_counter() - started) * 1000))
+            if response.status_code != 200:
+                errors += 1
+
+        pending = []
+        begin = time.perf_counter()
+        for n in range(int(args.rate * args.seconds)):
+            due = begin + n / args.rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            pending.append(asyncio.ensure_future(one((n * 100) % args.workers)))
+        await asyncio.gather(*pending)
+    stop.set()
+    for stream in streams:
+        stream.cancel()
+    await asyncio.gather(*streams, return_exceptions=True)
+    values = [ms for _, ms in latencies]
+    # The seconds after each cycle starts (cycles fall on multiples of the interval, wall clock).
+    after_cycle = [
+        ms for at, ms in latencies if (time.time() - (time.perf_counter() - at)) % args.interval < 3.0
+    ]
+    return {
+        "requests": len(values),
+        "errors": errors,
+        "p50_ms": percentile(values, 0.5),
+        "p95_ms": percentile(values, 0.95),
+        "max_ms": round(max(values), 1),
+        "p95_ms_first_3s_of_cycles": percentile(after_cycle, 0.95) if after_cycle else None,
+        "sse_events_per_client_min": min(counts),
+        "sse_events_per_client_max": max(counts),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=500)
+    parser.add_argument("--sse-clients", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=45.0)
+    parser.add_argument("--interval", type=int, default=10)
+    args = parser.parse_args()
+    args.regions, args.controllers = 1, args.workers
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        simulator, fleet = start_simulator(args, workdir)
+        port = free_port()
+        service = start_service(fleet, workdir, port, args.interval)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the service did not become ready")
+                time.sleep(0.2)
+            asyncio.run(register(base, fleet))
+            figures = asyncio.run(measure(base, args))
+        finally:
+            service.terminate()
+            simulator.terminate()
+            service.wait(30)
+            simulator.wait(30)
+    cycles = args.seconds / args.interval
+    print(
+        f"{args.workers} workers every {args.interval} s (~{cycles:.0f} cycles), "
+        f"{args.sse_clients} SSE clients, {args.rate:g} req/s for {args.seconds:g} s"
+    )
+    print(
+        f"  GET /api/workers?limit=100: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, "
+        f"max {figures['max_ms']} ms; p95 in the 3 s after each cycle starts "
+        f"{figures['p95_ms_first_3s_of_cycles']} ms; {figures['errors']} errors"
+    )
+    print(
+        "  events per SSE client:",
+        f"{figures['sse_events_per_client_min']}–{figures['sse_events_per_client_max']}",
+    )
+    print(
+        json.dumps({"workers": args.workers, "sse_clients": args.sse_clients, "rate": args.rate, **figures})
+    )
+
+
+if __name__ == "__main__":
+    main()
