@@ -1,12 +1,14 @@
 """API latency while the monitor collects and many live clients listen.
 
     python -m bench.load [--workers 500] [--sse-clients 200] [--rate 50] [--seconds 45] [--interval 10]
+                         [--controllers N]
 
 The simulator runs in its own process (500 workers with CML controllers answering in 50 ms);
 the real service (`cml-monitor serve`, SQLite, jobs in the database) runs in another, polling
 every `--interval` seconds so several cycles fall inside the measurement. This process opens
-`--sse-clients` event streams (each reads every event) and sends `GET /api/workers?limit=100`
-at `--rate` requests a second, open loop (a slow answer does not slow the next request), for
+`--sse-clients` event streams (each reads every event, in a process of their own so their
+parsing does not slow the measuring loop) and sends `GET /api/workers?limit=100` at `--rate`
+requests a second, open loop (a slow answer does not slow the next request), for
 `--seconds`, and reports the latency of those requests, in particular in the seconds right
 after each cycle starts, when the events fan out.
 
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.cycle import start_simulator
@@ -72,20 +75,38 @@ async def register(base: str, fleet: dict[str, Any]) -> None:
             response.raise_for_status()
 
 
-async def sse_client(base: str, counts: list[int], index: int, stop: asyncio.Event) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=None) as client:
-        async with client.stream("GET", "/api/events") as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("event: metrics"):
+async def listen(base: str, clients: int, seconds: float) -> list[int]:
+    """`clients` event streams for `seconds`; how many `metrics` events each one read."""
+    counts = [0] * clients
+
+    async def one(session: aiohttp.ClientSession, index: int) -> None:
+        async with session.get(f"{base}/api/events") as response:
+            async for line in response.content:
+                if line.startswith(b"event: metrics"):
                     counts[index] += 1
-                if stop.is_set():
-                    return
+
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = [asyncio.ensure_future(one(session, i)) for i in range(clients)]
+        await asyncio.sleep(seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return counts
 
 
-async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
-    stop = asyncio.Event()
-    counts = [0] * args.sse_clients
-    streams = [asyncio.ensure_future(sse_client(base, counts, i, stop)) for i in range(args.sse_clients)]
+def start_listeners(base: str, clients: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    code = (
+        "import asyncio, json, sys; from bench.load import listen; "
+        f"counts = asyncio.run(listen({base!r}, {clients}, {seconds})); "
+        f"open({str(out)!r}, 'w').write(json.dumps(counts))"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+
+
+async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    counts_file = workdir / "sse-counts.json"
+    listeners = start_listeners(base, args.sse_clients, args.seconds + 4, counts_file)
     await asyncio.sleep(2)  # let every stream connect before measuring
     latencies: list[tuple[float, float]] = []  # (sent at, milliseconds)
     errors = 0
@@ -107,10 +128,11 @@ async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             pending.append(asyncio.ensure_future(one((n * 100) % args.workers)))
         await asyncio.gather(*pending)
-    stop.set()
-    for stream in streams:
-        stream.cancel()
-    await asyncio.gather(*streams, return_exceptions=True)
+    try:
+        await asyncio.to_thread(listeners.wait, 60)
+    except subprocess.TimeoutExpired:
+        listeners.kill()
+    counts = json.loads(counts_file.read_text()) if counts_file.exists() else [0]
     values = [ms for _, ms in latencies]
     # The seconds after each cycle starts (cycles fall on multiples of the interval, wall clock).
     after_cycle = [
@@ -137,8 +159,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--interval", type=int, default=10)
+    parser.add_argument("--controllers", type=int, default=None, help="workers with a CML controller (all)")
     args = parser.parse_args()
-    args.regions, args.controllers = 1, args.workers
+    args.regions = 1
+    args.controllers = args.workers if args.controllers is None else args.controllers
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         simulator, fleet = start_simulator(args, workdir)
@@ -157,7 +181,7 @@ def main() -> None:
                     raise RuntimeError("the service did not become ready")
                 time.sleep(0.2)
             asyncio.run(register(base, fleet))
-            figures = asyncio.run(measure(base, args))
+            figures = asyncio.run(measure(base, args, workdir))
         finally:
             service.terminate()
             simulator.terminate()

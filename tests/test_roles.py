@@ -11,6 +11,7 @@ import httpx
 from cml_monitor.api.app import create_app
 
 from .conftest import REGION, Moto, make_settings
+from .test_api import sse_events
 from .test_aws_client import cpu
 
 
@@ -44,14 +45,10 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
         worker = (await api.post("/api/workers", json=body)).json()
         run = await collector_app.state.runtime.scheduler.run_region(REGION)  # the collector's cycle
         assert run.workers == 1
-        seen: list[dict[str, object]] = []
-        message = await asyncio.wait_for(first, 10)
-        while True:
-            data = json.loads(message["data"])
-            seen.append(data)
-            if len(seen) >= 2:  # the API replica's own first collection, then the collector's
-                break
-            message = await asyncio.wait_for(stream.__anext__(), 10)
+        seen = [json.loads(data) for _, data in sse_events(await asyncio.wait_for(first, 10))]
+        while len(seen) < 2:  # the API replica's own first collection, then the collector's
+            chunk = await asyncio.wait_for(stream.__anext__(), 10)
+            seen += [json.loads(data) for _, data in sse_events(chunk)]
         assert {d["worker_id"] for d in seen} == {worker["id"]}
         assert all(d["metrics"]["cpu_utilization"] == 55.0 for d in seen)
         gauges = (await api.get("/metrics")).text

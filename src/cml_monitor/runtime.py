@@ -124,11 +124,7 @@ class MonitorRuntime:
 
     async def _start_monitoring(self) -> None:
         period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
-        self._loop(
-            _every(
-                period, self._check_unreachable, "Unreachable-worker check", first_delay=period
-            )
-        )
+        self._loop(_every(period, self._check_unreachable, "Unreachable-worker check", first_delay=period))
         self._stack.push_async_callback(self.scheduler.stop_async)
         self.scheduler.monitor.outages.note(self.clock())  # we were not watching until now
         try:

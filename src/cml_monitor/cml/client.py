@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from .io_loop import IoLoop
+
 logger = logging.getLogger(__name__)
 
 RUNNING_LAB_STATE = "STARTED"
@@ -53,6 +55,7 @@ class CmlControllerClient:
         self._tokens: dict[str, str] = {}
         self._auth_locks: dict[str, asyncio.Lock] = {}
         self._per_controller = per_controller_concurrency
+        self._io = IoLoop("cml-controllers")
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -64,6 +67,9 @@ class CmlControllerClient:
         return self._session
 
     async def close(self) -> None:
+        await self._io.close(self._close_session())
+
+    async def _close_session(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -112,8 +118,12 @@ class CmlControllerClient:
 
         The whole read (token, lab list, each lab) has one deadline, so a hung or huge
         controller costs this worker's lab count for one cycle, never the region's cycle; a lab
-        list that is not a list of ids is an error for this controller, not a count of 0.
+        list that is not a list of ids is an error for this controller, not a count of 0. The
+        requests run on the client's own I/O loop (see `io_loop`).
         """
+        return await self._io.run(self._active_labs_count(cml_url))
+
+    async def _active_labs_count(self, cml_url: str) -> int:
         base = self._base(cml_url)
         try:
             async with asyncio.timeout(self._deadline):
