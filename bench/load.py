@@ -52,6 +52,7 @@ def start_service(fleet: dict[str, Any], workdir: Path, port: int, interval: int
         "CML_USERNAME": USERNAME,
         "CML_PASSWORD": PASSWORD,
         "LOG_LEVEL": "WARNING",
+        "CML_URL_BLOCKED_NETWORKS": "169.254.0.0/16,fd00:ec2::/32",  # the simulator is on loopback
     }
     return subprocess.Popen(
         [sys.executable, "-m", "cml_monitor.cli", "serve", "--port", str(port)],

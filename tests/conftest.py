@@ -137,6 +137,8 @@ def make_settings(database_url: str, moto_url: str, **overrides: object):  # typ
         "aws_max_attempts": 2,
         "worker_metrics_poll_interval": 300,
         "cml_password": "cml-sim",
+        # The simulated controllers listen on loopback, which the default refuses.
+        "cml_url_blocked_networks": "169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8",
     }
     values.update(overrides)
     return load_settings(**values)

@@ -76,6 +76,8 @@ def run_demo(workers: int = 25, port: int = 8080, speed: float = 1.0, host: str 
         worker_metrics_poll_interval=POLL_INTERVAL,
         cml_username=USERNAME,
         cml_password=PASSWORD,
+        # The simulated controllers listen on 127.0.0.1, which the default refuses.
+        cml_url_blocked_networks="::1/128,169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8",
         cml_monitor_host=host,
         cml_monitor_port=port,
     )

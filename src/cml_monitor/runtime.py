@@ -35,6 +35,7 @@ from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
+from cml_monitor.cml.guard import UrlGuard
 from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
@@ -238,6 +239,7 @@ def build_runtime(
         verify_tls=settings.cml_verify_tls,
         timeout=settings.cml_timeout,
         max_labs=settings.cml_max_labs,
+        blocked_networks=settings.blocked_networks,
     )
     alerts = AlertRepository(engine)
     history = HistoryStore(
@@ -316,6 +318,7 @@ def build_runtime(
             else "schedule"
         ),
         spawn=background_spawner(background),
+        url_guard=UrlGuard(settings.blocked_networks),
     )
     return MonitorRuntime(
         settings=settings,

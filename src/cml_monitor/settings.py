@@ -6,6 +6,7 @@ tests and the simulator can build any component without touching `os.environ`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -97,6 +98,13 @@ class Settings(BaseSettings):
     cml_username: str = "admin"
     cml_password: SecretStr = SecretStr("")
     cml_verify_tls: bool = True
+    cml_url_blocked_networks: Annotated[list[str], NoDecode] = [
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fd00:ec2::/32",
+        "0.0.0.0/8",
+    ]
     cml_timeout: float = Field(10.0, gt=0, le=300)
     cml_max_labs: int = Field(1000, ge=1, le=100_000)
     cml_concurrency: int = Field(100, ge=1, le=10_000)
@@ -149,6 +157,21 @@ class Settings(BaseSettings):
             raise ValueError("must be empty or a redis:// URL")
         return value
 
+    @field_validator("cml_url_blocked_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("cml_url_blocked_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (like 10.0.0.0/8 or fd00::/8)") from None
+        return value
+
     @field_validator("pagerduty_events_url", "opsgenie_api_url")
     @classmethod
     def _check_receiver_url(cls, value: str) -> str:
@@ -166,6 +189,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         return _check_http_url(value) if value else None
+
+    @property
+    def blocked_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.cml_url_blocked_networks)
 
     @property
     def api_token_roles(self) -> dict[str, str]:

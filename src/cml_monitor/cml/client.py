@@ -15,10 +15,12 @@ import asyncio
 import json
 import logging
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
+from .guard import BlockedAddress, GuardedResolver, Network, UrlGuard
 from .io_loop import IoLoop
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class CmlControllerClient:
         max_labs: int = 1000,
         max_connections: int = 200,
         per_controller_concurrency: int = 8,
+        blocked_networks: Sequence[Network] = (),
     ) -> None:
         self._username = username
         self._password = password
@@ -56,13 +59,16 @@ class CmlControllerClient:
         self._auth_locks: dict[str, asyncio.Lock] = {}
         self._per_controller = per_controller_concurrency
         self._io = IoLoop("cml-controllers")
+        self._guard = UrlGuard(blocked_networks)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             tls: ssl.SSLContext | bool = ssl.create_default_context() if self._verify_tls else False
             # No per-host cap: per-controller concurrency is bounded above, and simulated
             # controllers share one host and port.
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=tls)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=tls, resolver=GuardedResolver(self._guard)
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -84,9 +90,12 @@ class CmlControllerClient:
             token = self._tokens.get(base)
             if token is not None and token != stale:
                 return token  # another task renewed it meanwhile
+            url = f"{base}/api/v0/authenticate"
+            self._guard.check_url_syntax(url)
             async with self._http().post(
-                f"{base}/api/v0/authenticate", json={"username": self._username, "password": self._password}
+                url, json={"username": self._username, "password": self._password}, allow_redirects=False
             ) as response:
+                _refuse_redirect(base, response)
                 if response.status != 200:
                     raise CmlControllerError(f"authentication at {base} failed with HTTP {response.status}")
                 token = json.loads(await response.read())
@@ -96,9 +105,11 @@ class CmlControllerClient:
             return token
 
     async def _get_once(self, url: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
+        self._guard.check_url_syntax(url)
         async with self._http().get(
-            url, params=params, headers={"Authorization": f"Bearer {token}"}
+            url, params=params, headers={"Authorization": f"Bearer {token}"}, allow_redirects=False
         ) as response:
+            _refuse_redirect(url, response)
             if response.status != 200:
                 return response.status, None
             return 200, json.loads(await response.read())
@@ -134,6 +145,8 @@ class CmlControllerClient:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
+        except BlockedAddress as exc:  # before ValueError, which it is
+            raise CmlControllerError(f"controller {base} not contacted: {exc}") from exc
         except ValueError as exc:  # a body that is not JSON
             raise CmlControllerError(f"controller {base} answered malformed JSON") from exc
 
@@ -156,6 +169,13 @@ class CmlControllerClient:
 
         states = await asyncio.gather(*(lab_state(lab_id) for lab_id in lab_ids))
         return sum(1 for state in states if state == RUNNING_LAB_STATE)
+
+
+def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:
+    """Redirects are never followed: the credentials go only to the host that was registered."""
+    if 300 <= response.status < 400:
+        target = response.headers.get("Location", "?")
+        raise CmlControllerError(f"{url} redirected (HTTP {response.status}) to {target}; not followed")
 
 
 def _describe(value: Any) -> str:

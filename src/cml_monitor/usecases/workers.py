@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from cml_monitor.aws import AwsEc2Client, AwsError
 from cml_monitor.clock import Clock
+from cml_monitor.cml.guard import BlockedAddress, UrlGuard
 from cml_monitor.domain import Worker, looks_like_id
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler
@@ -41,6 +42,7 @@ class WorkerOperations:
         clock: Clock,
         monitoring: Literal["schedule", "collect_once", "off"],
         spawn: Spawn,
+        url_guard: UrlGuard,
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
@@ -50,6 +52,7 @@ class WorkerOperations:
         self._clock = clock
         self._monitoring = monitoring
         self._spawn = spawn
+        self._guard = url_guard
 
     def next_run_at(self, worker: Worker) -> datetime | None:
         return None if worker.is_terminated else self._scheduler.next_run_at(worker.id, worker.aws_region)
@@ -71,6 +74,8 @@ class WorkerOperations:
         self, *, name: str, aws_region: str, aws_instance_id: str, cml_url: str | None = None
     ) -> Worker:
         """Register a worker and start monitoring it; `Conflict` if the instance is registered."""
+        if cml_url is not None:
+            await self._check_cml_url(cml_url)
         worker = Worker.register(
             name=name,
             aws_region=aws_region,
@@ -88,6 +93,13 @@ class WorkerOperations:
             self._spawn(self._scheduler.refresh_worker_async(worker.id))
         logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
         return worker
+
+    async def _check_cml_url(self, url: str) -> None:
+        """The CML password goes to this URL every cycle: never into a blocked network."""
+        try:
+            await self._guard.check_url(url)
+        except BlockedAddress as exc:
+            raise InvalidInput("body.cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
 
     async def import_by_tags(self, aws_region: str, tags: dict[str, str]) -> ImportOutcome:
         """Register every EC2 instance carrying all the tags that is not registered yet."""
@@ -121,6 +133,8 @@ class WorkerOperations:
         if "name" in changes and changes["name"] is None:
             raise InvalidInput("body.name", "name cannot be null")
         worker = await self.get(worker_id)
+        if changes.get("cml_url") is not None:
+            await self._check_cml_url(changes["cml_url"])
         if changes:
             worker.edit(now=self._clock(), **changes)
             await self._repository.update_async(worker)
