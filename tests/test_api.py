@@ -233,13 +233,33 @@ async def test_auth_matrix(api_factory) -> None:  # type: ignore[no-untyped-def]
         response = await client.get("/api/workers", headers=headers)
         assert response.status_code == expected, headers
         if expected == 401:
-            assert response.headers["www-authenticate"] == "Bearer"
+            challenge = response.headers["www-authenticate"]
+            assert challenge.startswith("Bearer ")
+            assert ('error="invalid_token"' in challenge) == headers["Authorization"].startswith("Bearer ")
     viewer = {"Authorization": "Bearer view-token"}
     other = {**VALID, "aws_instance_id": "i-0123456789abcdef1"}
     assert (await client.post("/api/workers", json=other, headers=viewer)).status_code == 403
     assert (await client.get("/api/workers", headers=viewer)).json()["total"] == 1
     for path in ("/health", "/metrics"):
         assert (await client.get(path, headers={"Authorization": ""})).status_code == 200
+    events = await client.get("/api/events", headers={"Authorization": ""})
+    assert events.status_code == 401  # the live stream needs a token too
+
+
+async def test_the_dashboard_is_served_with_security_headers(api_factory) -> None:  # type: ignore[no-untyped-def]
+    api = await api_factory()
+    page = await api.client.get("/")
+    policy = page.headers["content-security-policy"]
+    assert (
+        "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    )
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in page.text  # no inline script: the policy can forbid it
+    script = await api.client.get("/static/app.js")
+    assert script.headers["content-security-policy"] == policy
+    assert (await api.client.get("/auth/config")).json() == {"mode": "none", "oidc": None}
 
 
 async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ignore[no-untyped-def]

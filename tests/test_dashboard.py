@@ -67,6 +67,19 @@ async def serve_fleet(
     return sim, server, registered
 
 
+async def until(page: Page, expression: str, timeout: float = 20_000) -> None:
+    """Wait for a JavaScript condition, evaluated over the DevTools protocol.
+
+    Not `page.wait_for_function`: that evaluates strings inside the page, which the
+    dashboard's Content-Security-Policy (no `unsafe-eval`) rightly forbids.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout / 1000
+    while not await page.evaluate(expression):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        await asyncio.sleep(0.1)
+
+
 def watch_console(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -80,10 +93,9 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
         errors = watch_console(page)
         await page.goto(f"{server.url}/")
-        await page.wait_for_function(
-            "document.querySelectorAll('#fleet tbody tr').length === 6", timeout=20_000
-        )
-        await page.wait_for_function(
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 6", timeout=20_000)
+        await until(
+            page,
             "[...document.querySelectorAll('#fleet tbody td.status')]"
             ".every(td => td.textContent === 'running')",
             timeout=20_000,
@@ -93,7 +105,8 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         victim = workers[2]
         sim.fleet.stop(victim.aws_instance_id, requested=False)
         # Within two polls, without a reload: the row changes through the live event stream.
-        await page.wait_for_function(
+        await until(
+            page,
             f"document.querySelector('tr[data-worker=\"{victim.id}\"] td.status')?.textContent === 'stopped'",
             timeout=(2 * POLL + 3) * 1000,
         )
@@ -101,7 +114,8 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
 
         hot = workers[3]
         sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)
-        await page.wait_for_function(
+        await until(
+            page,
             f"document.querySelector('tr[data-worker=\"{hot.id}\"]')?.textContent.includes('cpu')",
             timeout=(2 * POLL + 5) * 1000,
         )
@@ -116,9 +130,7 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         await page.wait_for_selector("#chart svg")
         await asyncio.sleep(POLL)  # let the history hold a few samples
         await page.click(".ranges button:has-text('1h')")
-        await page.wait_for_function(
-            "document.querySelectorAll('#chart circle.point').length >= 4", timeout=20_000
-        )
+        await until(page, "document.querySelectorAll('#chart circle.point').length >= 4", timeout=20_000)
         await page.screenshot(path=str(tmp_path / "worker.png"), full_page=True)
         assert (tmp_path / "fleet.png").stat().st_size > 10_000
         assert (tmp_path / "worker.png").stat().st_size > 10_000
@@ -155,16 +167,42 @@ async def test_the_dashboard_asks_for_a_token_and_keeps_it(browser: Browser, tmp
         await page.wait_for_selector("#login[open]")
         await page.fill("#token", "peek-token")
         await page.click("#login button[type=submit]")
-        await page.wait_for_function(
-            "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000
-        )
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
         await page.reload()
-        await page.wait_for_function(
-            "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000
-        )
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
         assert await page.locator("#login[open]").count() == 0  # kept for the browser session
         # The refused requests before sign-in are logged by the browser; nothing else may be.
         assert [e for e in errors if "401" not in e] == []
     finally:
         server.stop()
         sim.stop()
+
+
+async def test_the_dashboard_signs_in_with_the_idp_using_pkce(browser: Browser, tmp_path: Path) -> None:
+    from .idp import LoopbackIdp
+
+    idp = LoopbackIdp().start()
+    sim, server, _workers = await serve_fleet(
+        tmp_path,
+        2,
+        oidc_issuer=idp.issuer,
+        oidc_audience=idp.audience,
+        oidc_roles_claim="realm_access.roles",
+    )
+    try:
+        page = await browser.new_page()
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await page.wait_for_selector("#login[open] #sso")
+        assert await page.locator("#token-block").is_hidden()  # no static tokens configured
+        await page.click("#sso")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
+        assert "code=" not in page.url  # the code does not linger in the address bar
+        token = await page.evaluate("sessionStorage.getItem('cml-monitor-token')")
+        assert token and token.count(".") == 2  # the IdP's JWT, kept for this browser session only
+        assert await page.evaluate("localStorage.length") == 0
+        assert [e for e in errors if "401" not in e] == []
+    finally:
+        server.stop()
+        sim.stop()
+        idp.stop()

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     cml_monitor_host: str = "127.0.0.1"
     cml_monitor_port: int = Field(8080, ge=1, le=65_535)
     api_tokens: Annotated[list[str], NoDecode] = []
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_client_id: str = ""
+    oidc_roles_claim: str = Field("roles", min_length=1, max_length=200)
+    oidc_admin_roles: Annotated[list[str], NoDecode] = ["cml-monitor-admin"]
+    oidc_viewer_roles: Annotated[list[str], NoDecode] = ["cml-monitor-viewer"]
+    oidc_jwks_refresh_floor: float = Field(30.0, ge=0, le=3600)
 
     # AWS (the standard SDK variables; credentials are read by botocore itself)
     aws_region: str = "us-east-1"
@@ -127,6 +134,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_webhooks(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
+
+    @field_validator("oidc_admin_roles", "oidc_viewer_roles", mode="before")
+    @classmethod
+    def _parse_roles(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _check_issuer(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/") if value else ""
 
     @field_validator("api_tokens", mode="before")
     @classmethod

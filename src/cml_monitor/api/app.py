@@ -25,9 +25,11 @@ from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
 from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFailed
 
-from .auth import TokenAuthenticator
+from .auth import Authenticator
 from .limits import BodySizeLimitMiddleware
+from .oidc import OidcVerifier
 from .routes import alerts, events, health, monitoring, workers
+from .security import SecurityHeadersMiddleware, dashboard_policy, origin_of
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -48,12 +50,27 @@ def create_app(
         settings, aws_client=aws_client, cml_client=cml_client, clock=clock, tracer=tracer
     )
 
+    oidc = (
+        OidcVerifier(
+            settings.oidc_issuer,
+            settings.oidc_audience,
+            roles_claim=settings.oidc_roles_claim,
+            refresh_floor=settings.oidc_jwks_refresh_floor,
+        )
+        if settings.oidc_issuer
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime:
             logger.info("CML Worker Monitor %s ready", __version__)
-            yield
-            logger.info("Shutting down")
+            try:
+                yield
+            finally:
+                logger.info("Shutting down")
+                if oidc is not None:
+                    await oidc.close()
 
     app = FastAPI(
         title="CML Worker Monitor",
@@ -64,7 +81,13 @@ def create_app(
     app.state.runtime = runtime
     app.include_router(health.router)
     if settings.cml_monitor_role != "collector":  # a collector answers /health, /ready, /metrics only
-        authenticate = Depends(TokenAuthenticator(settings.api_token_roles))
+        authenticator = Authenticator(
+            settings.api_token_roles,
+            oidc,
+            admin_roles=settings.oidc_admin_roles,
+            viewer_roles=settings.oidc_viewer_roles,
+        )
+        authenticate = Depends(authenticator)
         for router in (workers.router, monitoring.router, alerts.router, events.router):
             app.include_router(router, dependencies=[authenticate])
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -74,8 +97,29 @@ def create_app(
             """The dashboard: static files shipped with the package, no CDN, no build step."""
             return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+        @app.get("/auth/config", include_in_schema=False)
+        async def auth_config() -> JSONResponse:
+            """How the dashboard signs in: nothing, a token, or the IdP (authorization code + PKCE)."""
+            if oidc is None:
+                return JSONResponse({"mode": "token" if authenticator.enabled else "none", "oidc": None})
+            endpoints = await oidc.endpoints() or {}
+            return JSONResponse(
+                {
+                    "mode": "oidc",
+                    "oidc": {
+                        "issuer": oidc.issuer,
+                        "client_id": settings.oidc_client_id or settings.oidc_audience,
+                        "authorization_endpoint": endpoints.get("authorization_endpoint"),
+                        "token_endpoint": endpoints.get("token_endpoint"),
+                        "scope": "openid profile",
+                    },
+                    "tokens": bool(settings.api_tokens),
+                }
+            )
+
     _map_errors(app)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, policy=dashboard_policy([origin_of(settings.oidc_issuer)]))
     return app
 
 

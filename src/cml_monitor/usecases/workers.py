@@ -154,9 +154,12 @@ class WorkerOperations:
         self._spawn(self._scheduler.refresh_worker_async(worker.id))
         return worker
 
-    async def power(self, worker_id: str, action: str) -> tuple[Worker, str]:
+    async def power(self, worker_id: str, action: str, actor: str = "anonymous") -> tuple[Worker, str]:
         """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
         worker = await self.get(worker_id)
+        logger.info(
+            "%s of worker %s (%s) asked by %s", action.capitalize(), worker.id, worker.aws_instance_id, actor
+        )
         if action == "stop":
             worker.stop_requested_at = self._clock()
             await self._repository.update_async(worker)

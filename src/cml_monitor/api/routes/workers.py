@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from cml_monitor.domain import Worker, WorkerStatus
 from cml_monitor.usecases import WorkerOperations
@@ -100,9 +100,12 @@ async def refresh_worker(worker_id: str, workers: WorkersDep) -> Accepted:
     response_model=PowerResult,
     responses={**NOT_FOUND, 502: {"description": "AWS refused"}},
 )
-async def power_worker(worker_id: str, action: Literal["start", "stop"], workers: WorkersDep) -> PowerResult:
+async def power_worker(
+    worker_id: str, action: Literal["start", "stop"], workers: WorkersDep, request: Request
+) -> PowerResult:
     """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
-    worker, state = await workers.power(worker_id, action)
+    principal = getattr(request.state, "principal", None)
+    worker, state = await workers.power(worker_id, action, principal.subject if principal else "anonymous")
     return PowerResult(worker_id=worker.id, ec2_instance_state=state)
 
 

@@ -21,6 +21,7 @@ function el(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "text") node.textContent = value;
+    else if (key === "style") node.style.cssText = value; // CSSOM: allowed by the page's CSP
     else node.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -43,18 +44,78 @@ async function api(path) {
 
 function askForToken(message) {
   const dialog = $("#login");
+  const oidc = state.auth && state.auth.mode === "oidc";
+  $("#sso-block").hidden = !oidc;
+  $("#token-block").hidden = oidc && !state.auth.tokens;
   $("#login-error").textContent = message || "";
   if (!dialog.open) dialog.showModal();
-  $("#token").focus();
+  (oidc ? $("#sso") : $("#token")).focus();
 }
 
 $("#login-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  state.token = $("#token").value.trim();
+  const token = $("#token").value.trim();
+  if (!token) return;
+  state.token = token;
   sessionStorage.setItem("cml-monitor-token", state.token);
   $("#login").close();
   start();
 });
+
+// -- single sign-on: authorization code with PKCE, in the browser, no client secret -------------
+
+const REDIRECT_URI = `${location.origin}/`;
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function signInWithIdp() {
+  const oidc = state.auth.oidc;
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const nonce = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem("cml-monitor-pkce", JSON.stringify({ verifier, state: nonce }));
+  const params = new URLSearchParams({
+    response_type: "code",
+    client_id: oidc.client_id,
+    redirect_uri: REDIRECT_URI,
+    scope: oidc.scope,
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    state: nonce,
+  });
+  location.assign(`${oidc.authorization_endpoint}?${params}`);
+}
+
+$("#sso").addEventListener("click", () => signInWithIdp());
+
+// Back from the IdP with ?code=…&state=…: trade the code for a token. Returns an error or "".
+async function finishSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return "";
+  const saved = JSON.parse(sessionStorage.getItem("cml-monitor-pkce") || "{}");
+  sessionStorage.removeItem("cml-monitor-pkce");
+  history.replaceState(null, "", location.pathname + location.hash);
+  if (params.has("error")) return `The identity provider said: ${params.get("error")}.`;
+  if (!saved.state || saved.state !== params.get("state")) return "The sign-in could not be completed; try again.";
+  const oidc = state.auth.oidc;
+  const response = await fetch(oidc.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code: params.get("code"),
+      redirect_uri: REDIRECT_URI,
+      client_id: oidc.client_id,
+      code_verifier: saved.verifier,
+    }),
+  });
+  if (!response.ok) return "The identity provider refused the sign-in.";
+  state.token = (await response.json()).access_token || "";
+  sessionStorage.setItem("cml-monitor-token", state.token);
+  return "";
+}
 
 // -- formatting ------------------------------------------------------------------------------
 
@@ -420,4 +481,17 @@ async function start() {
 }
 
 window.addEventListener("hashchange", () => { route(); main.focus(); });
-start();
+
+async function boot() {
+  try {
+    state.auth = await (await fetch("/auth/config")).json();
+  } catch (error) {
+    state.auth = { mode: "none" };
+  }
+  if (state.auth.mode === "oidc") {
+    const problem = await finishSignIn().catch(() => "The sign-in could not be completed; try again.");
+    if (problem) return askForToken(problem);
+  }
+  start();
+}
+boot();
