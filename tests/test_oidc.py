@@ -102,7 +102,9 @@ def _hs256_with_the_public_key(idp: LoopbackIdp) -> str:
         pytest.param(_alg_none, id="alg-none"),
         pytest.param(_hs256_with_the_public_key, id="hs256-with-public-key"),
         pytest.param(
-            lambda idp: jwt.encode({"sub": "x"}, "k", algorithm="HS256", headers={"kid": "nope"}),
+            lambda idp: jwt.encode(
+                {"sub": "x"}, idp.keys["ec-1"][0], algorithm="ES256", headers={"kid": "nope"}
+            ),
             id="unknown-kid",
         ),
     ],

@@ -29,9 +29,9 @@ def frame(event: str, data: dict[str, Any]) -> bytes:
 class EventHub:
     """Fan-out of metrics events to subscribers (an observer of the monitoring loop)."""
 
-    def __init__(self, queue_size: int = 20_000, yield_every: int = 200, max_chunk: int = 1000) -> None:
+    def __init__(self, queue_size: int = 20_000, work_per_slice: int = 2000, max_chunk: int = 1000) -> None:
         self._queue_size = queue_size
-        self._yield_every = yield_every
+        self._work_per_slice = work_per_slice
         self._max_chunk = max_chunk
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         self.dropped = 0
@@ -39,12 +39,14 @@ class EventHub:
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         """Observer of the monitoring loop: one `metrics` event per worker to every client.
 
-        It yields to the loop every few hundred events, so a region of thousands of workers
-        never holds up API requests (or the clients' own sending) while it fans out.
+        It yields to the loop after every slice of about `work_per_slice` queue writes (events
+        times clients), so thousands of workers and hundreds of clients never hold up an API
+        request for more than a few milliseconds while they fan out.
         """
+        every = max(1, min(200, self._work_per_slice // max(1, len(self._subscribers))))
         for index, event in enumerate(events, start=1):
             self.publish("metrics", event.to_json())
-            if index % self._yield_every == 0:
+            if index % every == 0:
                 await asyncio.sleep(0)
 
     @property

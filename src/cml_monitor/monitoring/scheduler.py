@@ -185,15 +185,18 @@ class WorkerMonitoringScheduler:
                 logger.error("Could not check the schedule against the database: %s", exc)
 
     async def stop_async(self, timeout: float = 30.0) -> None:
-        """Stop: no new runs, let the collection in flight finish (or cancel it), shut down."""
-        if not self._started:
-            return
-        self._started = False
+        """Stop: no new runs, let the collection in flight finish (or cancel it), shut down.
+
+        Also after a start that failed half-way (the job store was down): APScheduler's thread
+        may be running even though monitoring never started, and it must not outlive us.
+        """
+        was_started, self._started = self._started, False
         if self._keep_awake is not None:
             self._keep_awake.cancel()
             await asyncio.gather(self._keep_awake, return_exceptions=True)
             self._keep_awake = None
-        await asyncio.to_thread(self._scheduler.pause)
+        if self._scheduler.running:
+            await asyncio.to_thread(self._scheduler.pause)
         running = list(self._running)
         if running:
             _done, pending = await asyncio.wait(running, timeout=timeout)
@@ -202,9 +205,11 @@ class WorkerMonitoringScheduler:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-        await asyncio.to_thread(self._scheduler.shutdown, False)
+        if self._scheduler.running:
+            await asyncio.to_thread(self._scheduler.shutdown, False)
         RUNNERS.uninstall(self)
-        logger.info("Worker monitoring stopped")
+        if was_started:
+            logger.info("Worker monitoring stopped")
 
     # -- running ---------------------------------------------------------------------------
 
