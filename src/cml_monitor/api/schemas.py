@@ -90,9 +90,11 @@ class WorkerOut(BaseModel):
 
     @classmethod
     def from_worker(cls, worker: Worker, next_run_at: datetime | None) -> WorkerOut:
-        return cls(
+        # Our own stored data, already typed: built without a second validation (the response
+        # model still checks it on the way out).
+        return cls.model_construct(
             **worker.to_record(),
-            monitoring=Monitoring(active=next_run_at is not None, next_run_at=next_run_at),
+            monitoring=Monitoring.model_construct(active=next_run_at is not None, next_run_at=next_run_at),
         )
 
 

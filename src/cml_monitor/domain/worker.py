@@ -69,10 +69,10 @@ class Worker:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         """The persisted fields, in declaration order."""
-        return tuple(f.name for f in fields(cls))
+        return _FIELD_NAMES
 
     def to_record(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.field_names()}
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     @property
     def is_terminated(self) -> bool:
@@ -126,3 +126,7 @@ class Worker:
         for name, value in changes.items():
             setattr(self, name, value)
         self.updated_at = now
+
+
+# Read on every row the API lists: computed once, not by `dataclasses.fields` each time.
+_FIELD_NAMES = tuple(f.name for f in fields(Worker))

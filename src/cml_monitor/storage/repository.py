@@ -45,7 +45,8 @@ class DuplicateWorkerError(StorageError):
 
 
 def _to_worker(row: Any) -> Worker:
-    data = {name: row._mapping[name] for name in _WORKER_FIELDS}
+    mapping = row._mapping
+    data = {name: mapping[name] for name in _WORKER_FIELDS}
     data["status"] = WorkerStatus(data["status"])
     return Worker(**data)
 
