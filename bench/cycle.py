@@ -62,11 +62,12 @@ def _cpu_seconds() -> float:
 
 
 def start_simulator(
-    args: argparse.Namespace, workdir: Path
+    args: argparse.Namespace, workdir: Path, *, nice: int = 0
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     out = workdir / "fleet.json"
     process = subprocess.Popen(
         [
+            *(["nice", "-n", str(nice)] if nice else []),
             sys.executable,
             "-m",
             "cml_fleet_sim",

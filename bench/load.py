@@ -96,18 +96,19 @@ async def listen(base: str, clients: int, seconds: float) -> list[int]:
     return counts
 
 
-def start_listeners(base: str, clients: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+def start_listeners(base: str, clients: int, seconds: float, out: Path, nice: int) -> subprocess.Popen[bytes]:
     code = (
         "import asyncio, json, sys; from bench.load import listen; "
         f"counts = asyncio.run(listen({base!r}, {clients}, {seconds})); "
         f"open({str(out)!r}, 'w').write(json.dumps(counts))"
     )
-    return subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    command = [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-c", code]
+    return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
 
 
 async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     counts_file = workdir / "sse-counts.json"
-    listeners = start_listeners(base, args.sse_clients, args.seconds + 4, counts_file)
+    listeners = start_listeners(base, args.sse_clients, args.seconds + 4, counts_file, args.nice)
     await asyncio.sleep(2)  # let every stream connect before measuring
     latencies: list[tuple[float, float]] = []  # (sent at, milliseconds)
     errors = 0
@@ -161,12 +162,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--controllers", type=int, default=None, help="workers with a CML controller (all)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the simulator and the listeners at this nice level (19: they stand in for other "
+        "machines, so they yield the CPU to the service)",
+    )
     args = parser.parse_args()
     args.regions = 1
     args.controllers = args.workers if args.controllers is None else args.controllers
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        simulator, fleet = start_simulator(args, workdir)
+        simulator, fleet = start_simulator(args, workdir, nice=args.nice)
         port = free_port()
         service = start_service(fleet, workdir, port, args.interval)
         base = f"http://127.0.0.1:{port}"
