@@ -391,3 +391,22 @@ async def test_bytes_that_are_not_utf8_are_refused_not_a_500(api_factory) -> Non
     )
     assert response.status_code in (400, 422)
     assert (await api.client.get("/api/workers")).json()["total"] == 0
+
+
+def test_the_fast_worker_json_is_exactly_the_documented_worker() -> None:
+    from datetime import UTC, datetime
+
+    from cml_monitor.api.schemas import WorkerOut, worker_json
+    from cml_monitor.domain import Worker
+
+    at = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+    worker = Worker.register(
+        name="w", aws_region=REGION, aws_instance_id="i-0123456789abcdef0", cml_url="https://c", now=at
+    )
+    worker.update_ec2_state(instance_state="running", system_status="ok", instance_status="ok", now=at)
+    worker.update_telemetry(cpu_utilization=0.0, memory_utilization=61.5, active_labs_count=2, now=at)
+    worker.cpu_threshold = 80.0
+    for next_run in (None, at):
+        assert worker_json(worker, next_run) == WorkerOut.from_worker(worker, next_run).model_dump(
+            mode="json"
+        )

@@ -51,3 +51,44 @@ async def test_unreachable_and_wrong_password_raise_our_error(
             await client.get_active_labs_count("http://127.0.0.1:9")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("labs", "reason"),
+    [
+        ([None, 1, {}, []], "not lab ids"),
+        ({"labs": []}, "not lab ids"),
+        ("<html><body>Please log in</body></html>", "malformed JSON"),
+    ],
+)
+async def test_a_lab_list_that_is_not_a_list_of_ids_is_an_error_not_zero(
+    cml: CmlControllerClient, labs: object, reason: str
+) -> None:
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    from cml_fleet_sim.serving import ThreadedServer
+
+    async def authenticate(_request: object) -> Response:
+        return JSONResponse("token")
+
+    async def list_labs(_request: object) -> Response:
+        if isinstance(labs, str):
+            return HTMLResponse(labs)  # a login page where JSON was expected
+        return Response(json.dumps(labs), media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/api/v0/authenticate", authenticate, methods=["POST"]),
+            Route("/api/v0/labs", list_labs),
+        ]
+    )
+    server = ThreadedServer(app).start()
+    try:
+        with pytest.raises(CmlControllerError, match=reason):
+            await cml.get_active_labs_count(server.url)
+    finally:
+        server.stop()

@@ -115,3 +115,28 @@ def test_aligned_trigger_snaps_back_to_the_grid() -> None:
     assert trigger.get_next_fire_time(odd, odd) == datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
     on_grid = datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
     assert trigger.get_next_fire_time(on_grid, on_grid) == on_grid + timedelta(minutes=5)
+
+
+async def test_a_cloudwatch_failure_keeps_the_ec2_state_of_the_cycle(sqlite_repository: Any) -> None:
+    from cml_monitor.aws import InstanceStatus
+    from cml_monitor.domain import WorkerStatus
+    from cml_monitor.monitoring import FleetCollector
+
+    from .test_monitoring import register
+
+    worker = await register(sqlite_repository, "i-0123456789abcdef0")
+
+    class CloudWatchDown:
+        async def describe_instance_statuses(self, region: str, ids: Any) -> dict[str, InstanceStatus]:
+            return {i: InstanceStatus(i, "running", "ok", "impaired") for i in ids}
+
+        async def get_utilization(self, region: str, ids: Any) -> Any:
+            raise RuntimeError("cloudwatch GetMetricData in us-east-1 failed: throttled")
+
+    report = await FleetCollector(sqlite_repository, CloudWatchDown()).collect([worker.id])
+    assert not report.failed
+    (event,) = report.events
+    assert (event.status, event.instance_status) == (WorkerStatus.RUNNING, "impaired")
+    assert (event.cpu_utilization, event.memory_utilization) == (None, None)
+    stored = await sqlite_repository.get_by_id_async(worker.id)
+    assert stored.status is WorkerStatus.RUNNING and stored.ec2_instance_status_check == "impaired"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from cml_monitor.clock import isoformat
 from cml_monitor.domain import Worker, WorkerStatus
 
 from .validation import (
@@ -90,12 +91,24 @@ class WorkerOut(BaseModel):
 
     @classmethod
     def from_worker(cls, worker: Worker, next_run_at: datetime | None) -> WorkerOut:
-        # Our own stored data, already typed: built without a second validation (the response
-        # model still checks it on the way out).
-        return cls.model_construct(
+        return cls(
             **worker.to_record(),
-            monitoring=Monitoring.model_construct(active=next_run_at is not None, next_run_at=next_run_at),
+            monitoring=Monitoring(active=next_run_at is not None, next_run_at=next_run_at),
         )
+
+
+def worker_json(worker: Worker, next_run_at: datetime | None) -> dict[str, Any]:
+    """`WorkerOut` as JSON-ready data, built directly: the hot path of `GET /api/workers`.
+
+    A test checks it equals `WorkerOut.from_worker(...).model_dump(mode="json")`.
+    """
+    data: dict[str, Any] = worker.to_record()
+    for name, value in data.items():
+        if isinstance(value, datetime):
+            data[name] = isoformat(value)
+    data["status"] = worker.status.value
+    data["monitoring"] = {"active": next_run_at is not None, "next_run_at": isoformat(next_run_at)}
+    return data
 
 
 class WorkerList(BaseModel):
