@@ -20,8 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from cml_monitor.io_loop import IoLoop
+
 from .guard import BlockedAddress, GuardedResolver, Network, UrlGuard
-from .io_loop import IoLoop
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class CmlControllerClient:
         The whole read (token, lab list, each lab) has one deadline, so a hung or huge
         controller costs this worker's lab count for one cycle, never the region's cycle; a lab
         list that is not a list of ids is an error for this controller, not a count of 0. The
-        requests run on the client's own I/O loop (see `io_loop`).
+        requests run on the client's own I/O loop (`cml_monitor.io_loop`).
         """
         return await self._io.run(self._active_labs_count(cml_url))
 
