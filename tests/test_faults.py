@@ -132,14 +132,9 @@ async def test_redis_killed_and_back_empty_monitoring_resumes_by_itself(
 async def test_postgresql_stopped_answers_503_never_500_and_raises_no_unreachable(
     sim: FleetSimulator, private_postgres: PrivatePostgres, private_redis: PrivateRedis, monitor: Any
 ) -> None:
-    app = await monitor(
-        private_postgres.url,
-        background_job_store_url=private_redis.url,
-        worker_metrics_poll_interval=1,
-        database_timeout=3,
+    app, ids = await _collected_fleet(
+        monitor, sim, private_postgres, private_redis, 3, worker_metrics_poll_interval=1, database_timeout=3
     )
-    ids = await _register(app, sim, 3)
-    await eventually(lambda: _all_collected(app, ids))
     private_postgres.stop()
     statuses = set()
     outage_started = time.monotonic()
@@ -172,14 +167,9 @@ async def test_postgresql_stopped_answers_503_never_500_and_raises_no_unreachabl
 async def test_a_frozen_postgresql_costs_seconds_and_a_503_not_a_frozen_process(
     sim: FleetSimulator, private_postgres: PrivatePostgres, private_redis: PrivateRedis, monitor: Any
 ) -> None:
-    app = await monitor(
-        private_postgres.url,
-        background_job_store_url=private_redis.url,
-        worker_metrics_poll_interval=300,
-        database_timeout=2,
+    app, _ids = await _collected_fleet(
+        monitor, sim, private_postgres, private_redis, 2, worker_metrics_poll_interval=300, database_timeout=2
     )
-    ids = await _register(app, sim, 2)
-    await eventually(lambda: _all_collected(app, ids))
     private_postgres.freeze()
     try:
         started = time.monotonic()
@@ -197,6 +187,21 @@ async def test_a_frozen_postgresql_costs_seconds_and_a_503_not_a_frozen_process(
         private_postgres.thaw()
     await eventually(lambda: _ready(app), timeout=30)
     assert (await app.client.get("/api/workers")).json()["total"] == 2
+
+
+async def _collected_fleet(
+    monitor: Any,
+    sim: FleetSimulator,
+    postgres: PrivatePostgres,
+    redis: PrivateRedis,
+    count: int,
+    **settings: Any,
+) -> tuple[Monitor, list[str]]:
+    """A monitor on the private stores with `count` workers, each collected once."""
+    app = await monitor(postgres.url, background_job_store_url=redis.url, **settings)
+    ids = await _register(app, sim, count)
+    await eventually(lambda: _all_collected(app, ids))
+    return app, ids
 
 
 async def _all_collected(app: Monitor, ids: list[str]) -> bool:
