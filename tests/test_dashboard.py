@@ -206,3 +206,29 @@ async def test_the_dashboard_signs_in_with_the_idp_using_pkce(browser: Browser, 
         server.stop()
         sim.stop()
         idp.stop()
+
+
+async def test_the_api_docs_render_with_no_internet(browser: Browser, tmp_path: Path) -> None:
+    """Swagger UI comes from the package: with every non-loopback request refused, it still
+    renders the API (a CDN-hosted page would stay blank)."""
+    sim, server, _workers = await serve_fleet(tmp_path, 1)
+    try:
+        page = await browser.new_page()
+        refused: list[str] = []
+
+        async def loopback_only(route: Any) -> None:
+            if route.request.url.startswith(server.url):
+                await route.continue_()
+            else:
+                refused.append(route.request.url)
+                await route.abort()
+
+        await page.route("**/*", loopback_only)
+        await page.goto(f"{server.url}/docs")
+        await page.wait_for_selector(".swagger-ui .title", timeout=20_000)
+        assert "CML Worker Monitor" in await page.inner_text(".swagger-ui .title")
+        await page.wait_for_selector('.opblock-summary-path[data-path="/api/workers"]', timeout=20_000)
+        assert refused == []  # nothing was even attempted beyond loopback
+    finally:
+        server.stop()
+        sim.stop()

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from opentelemetry import trace
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -72,7 +73,10 @@ def create_app(
                 if oidc is not None:
                     await oidc.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs with Swagger UI served from the package, not a CDN. No /redoc: its
+    # bundle still loads a logo from the internet.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="CML Worker Monitor",
         version=__version__,
         description="Monitors Cisco Modeling Labs workers on AWS EC2.",
