@@ -64,3 +64,56 @@ def test_without_the_simulator_the_demo_says_how_to_install_it(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert "pip install 'cml-monitor[sim]'" in result.stderr
     assert "cbor2" in result.stderr
+
+
+def test_a_busy_port_fails_before_the_banner_with_a_hint(tmp_path: Path) -> None:
+    import socket as sockets
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (["serve", "--port", str(port)], ["demo", "--workers", "1", "--port", str(port)]):
+            result = subprocess.run(
+                [sys.executable, "-m", "cml_monitor.cli", *args],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]  # one line
+            assert "already in use" in result.stderr and "--port" in result.stderr
+            assert "Dashboard" not in result.stdout  # no banner first
+
+
+def test_the_demo_moves_to_a_free_port_when_8080_is_taken_and_says_so(tmp_path: Path) -> None:
+    from cml_monitor.cli import DEMO_PORT, _port_is_free
+
+    if _port_is_free("127.0.0.1", DEMO_PORT):
+        import socket as sockets
+
+        holder = sockets.socket()
+        holder.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", DEMO_PORT))
+        holder.listen()
+    else:
+        holder = None  # something else holds it already: the same situation
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "DATABASE_URL"))}
+    process = spawn_cli(["demo", "--workers", "1"], env, tmp_path)
+    try:
+        banner: list[str] = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            banner.append(line)
+            if "Dashboard:" in line:
+                break
+        moved = next(line for line in banner if "is busy" in line)
+        new_port = int(moved.split("port ")[-1].split()[0])
+        assert new_port != DEMO_PORT
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{new_port}/health").status_code == 200, timeout=60)
+    finally:
+        output = stop(process, signal.SIGINT)
+        if holder is not None:
+            holder.close()
+    assert process.returncode == 0, output

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections.abc import Sequence
 
 from cml_monitor import __version__
 from cml_monitor.settings import Settings, SettingsError, load_settings
+
+DEMO_PORT = 8080
 
 
 def _settings_or_exit() -> Settings:
@@ -45,17 +48,42 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether the server could listen there (as uvicorn binds: with SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from cml_monitor.api.app import create_app
     from cml_monitor.api.server import run_server
     from cml_monitor.telemetry import configure_logging, configure_tracing
 
     settings = _settings_or_exit()
+    host = args.host or settings.cml_monitor_host
+    port = args.port or settings.cml_monitor_port
+    if not _port_is_free(host, port):
+        print(
+            f"cml-monitor: {host}:{port} is already in use; choose another with --port (or CML_MONITOR_PORT)",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(settings.log_level, settings.log_file)
     configure_tracing()
     app = create_app(settings)
-    host = args.host or settings.cml_monitor_host
-    port = args.port or settings.cml_monitor_port
     return run_server(app, host, port, settings.log_level)
 
 
@@ -75,6 +103,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("cml-monitor: --speed must be positive", file=sys.stderr)
         return 2
+    port = args.port or DEMO_PORT
+    if not _port_is_free("127.0.0.1", port):
+        if args.port:  # asked for by name: say so rather than pick another
+            print(f"cml-monitor: port {port} is already in use; choose another with --port", file=sys.stderr)
+            return 2
+        port = _free_port("127.0.0.1")
+        print(f"Port {DEMO_PORT} is busy; the demo uses port {port} instead.", flush=True)
+    args.port = port
     return run_demo(workers=args.workers, port=args.port, speed=args.speed)
 
 
@@ -101,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "poll every 15 s), register the fleet and play a scenario. Ctrl-C stops everything.",
     )
     demo.add_argument("--workers", type=int, default=25, help="simulated workers (default 25)")
-    demo.add_argument("--port", type=int, default=8080, help="port of the monitor (default 8080)")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port of the monitor (default {DEMO_PORT}, or a free one if it is busy)",
+    )
     demo.add_argument(
         "--speed", type=float, default=1.0, help="scenario and EC2 transition speed-up (default 1)"
     )
