@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.cycle import start_simulator
+from bench.cycle import prepare_database, start_simulator
 from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
 from cml_fleet_sim.serving import free_port
 
@@ -41,7 +41,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(fraction * (len(ordered) - 1)))], 1)
 
 
-def start_service(fleet: dict[str, Any], workdir: Path, port: int, interval: int) -> subprocess.Popen[bytes]:
+def start_service(
+    fleet: dict[str, Any], workdir: Path, port: int, interval: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'monitor.db'}",
@@ -53,6 +55,7 @@ def start_service(fleet: dict[str, Any], workdir: Path, port: int, interval: int
         "CML_PASSWORD": PASSWORD,
         "LOG_LEVEL": "WARNING",
         "CML_URL_BLOCKED_NETWORKS": "169.254.0.0/16,fd00:ec2::/32",  # the simulator is on loopback
+        **(extra or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "cml_monitor.cli", "serve", "--port", str(port)],
@@ -61,19 +64,6 @@ def start_service(fleet: dict[str, Any], workdir: Path, port: int, interval: int
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-async def register(base: str, fleet: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        for number, instance in enumerate(fleet["instances"]):
-            body = {
-                "name": f"load-{number:04d}",
-                "aws_region": instance["region"],
-                "aws_instance_id": instance["instance_id"],
-                "cml_url": instance["cml_url"],
-            }
-            response = await client.post("/api/workers", json=body)
-            response.raise_for_status()
 
 
 async def listen(base: str, clients: int, seconds: float) -> list[int]:
@@ -163,6 +153,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--controllers", type=int, default=None, help="workers with a CML controller (all)")
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run the service as two replicas: CML_MONITOR_ROLE=api (measured) and =collector",
+    )
+    parser.add_argument("--event-bus", default="redis://127.0.0.1:6379/14", help="EVENT_BUS_URL with --split")
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -175,8 +171,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         simulator, fleet = start_simulator(args, workdir, nice=args.nice)
+        # Registered in the database before the service starts: registering through the API
+        # would make the service collect each new worker at once, in the middle of the measurement.
+        asyncio.run(prepare_database(f"sqlite+aiosqlite:///{workdir / 'monitor.db'}", fleet))
         port = free_port()
-        service = start_service(fleet, workdir, port, args.interval)
+        services = []
+        if args.split:  # an API replica and a collector replica, joined by the Redis event bus
+            bus = {"EVENT_BUS_URL": args.event_bus}
+            services.append(
+                start_service(fleet, workdir, port, args.interval, {**bus, "CML_MONITOR_ROLE": "api"})
+            )
+            collector_port = free_port()
+            services.append(
+                start_service(
+                    fleet, workdir, collector_port, args.interval, {**bus, "CML_MONITOR_ROLE": "collector"}
+                )
+            )
+        else:
+            services.append(start_service(fleet, workdir, port, args.interval))
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -189,12 +201,13 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the service did not become ready")
                 time.sleep(0.2)
-            asyncio.run(register(base, fleet))
             figures = asyncio.run(measure(base, args, workdir))
         finally:
-            service.terminate()
+            for service in services:
+                service.terminate()
             simulator.terminate()
-            service.wait(30)
+            for service in services:
+                service.wait(30)
             simulator.wait(30)
     cycles = args.seconds / args.interval
     print(
