@@ -52,3 +52,28 @@ def test_logs_go_to_the_log_file(tmp_path: Path) -> None:
         handler.flush()
     assert "📊 Collected metrics for worker w-1" in target.read_text(encoding="utf-8")
     configure_logging("INFO")  # back to stdout only for the other tests
+
+
+def test_log_format_json_writes_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    target = tmp_path / "monitor.jsonl"
+    configure_logging("INFO", target, "json")
+    try:
+        logging.getLogger("cml_monitor.test").warning("Collected %s: %d workers", "us-east-1", 3)
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("cml_monitor.test").exception("it failed")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    finally:
+        configure_logging("INFO")
+    first, second = (json.loads(line) for line in target.read_text(encoding="utf-8").splitlines())
+    assert (first["level"], first["logger"], first["message"]) == (
+        "WARNING",
+        "cml_monitor.test",
+        "Collected us-east-1: 3 workers",
+    )
+    assert first["time"].endswith("Z")
+    assert "RuntimeError: boom" in second["exception"]

@@ -81,7 +81,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(settings.log_level, settings.log_file)
+    configure_logging(settings.log_level, settings.log_file, settings.log_format)
     configure_tracing()
     app = create_app(settings)
     return run_server(app, host, port, settings.log_level)
