@@ -140,6 +140,8 @@ class MonitorRuntime:
             await asyncio.sleep(delay)
             try:
                 await self.scheduler.start_async()
+            except RuntimeError:
+                return  # stopped meanwhile
             except Exception as exc:
                 logger.error("Worker monitoring still cannot start: %s", exc)
                 continue

@@ -118,6 +118,7 @@ class WorkerMonitoringScheduler:
         if job_store is not None:
             self._scheduler.add_jobstore(job_store, alias="default")
         self._started = False
+        self._closed = False
         self._runs: dict[str, datetime | None] = {}
         self._runs_read_at = 0.0
         self._running: set[asyncio.Task[Any]] = set()
@@ -136,6 +137,8 @@ class WorkerMonitoringScheduler:
 
     async def start_async(self) -> None:
         """Start the scheduler and monitor every worker that is not terminated."""
+        if self._closed:
+            raise RuntimeError("monitoring was stopped; it does not start again")
         logger.info("Starting worker monitoring (every %d s)", self.poll_interval)
         RUNNERS.install(self, asyncio.get_running_loop())
         if not self._scheduler.running:
@@ -191,6 +194,7 @@ class WorkerMonitoringScheduler:
         may be running even though monitoring never started, and it must not outlive us.
         """
         was_started, self._started = self._started, False
+        self._closed = True  # a start retried in the background must not bring it back
         if self._keep_awake is not None:
             self._keep_awake.cancel()
             await asyncio.gather(self._keep_awake, return_exceptions=True)
