@@ -98,7 +98,12 @@ class AlertingApp:
         return response.json()
 
     async def poll(self, worker_id: str) -> None:
-        """One collection of the worker, alert evaluation included."""
+        """One collection of the worker, alert evaluation included.
+
+        Collections already in flight (the refresh a start/stop triggers) finish first: two
+        collections of one worker at once would leave only the newer one written and told.
+        """
+        await self.runtime.scheduler.drain()
         report = await self.runtime.scheduler.refresh_worker_async(worker_id)
         assert [e.worker_id for e in report.events] == [worker_id], report.failed
 

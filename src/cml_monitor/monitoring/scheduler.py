@@ -230,6 +230,11 @@ class WorkerMonitoringScheduler:
         """Collect one worker now, outside its schedule, and tell the observers."""
         return await self._tracked(self.monitor.collect([worker_id]))
 
+    async def drain(self) -> None:
+        """Wait for the collections in flight (a refresh after a start/stop, a region run)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
     async def _tracked(self, coroutine: Any) -> Any:
         task = asyncio.ensure_future(coroutine)
         self._running.add(task)
