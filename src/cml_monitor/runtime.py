@@ -45,7 +45,6 @@ from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, 
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import AlertOperations, WorkerOperations
-from cml_monitor.usecases.workers import background_spawner
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +303,6 @@ def build_runtime(
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
     )
-    background: set[asyncio.Task[Any]] = set()
     workers = WorkerOperations(
         repository,
         scheduler,
@@ -319,7 +317,6 @@ def build_runtime(
             if settings.cml_monitor_role == "api"
             else "schedule"
         ),
-        spawn=background_spawner(background),
         url_guard=UrlGuard(settings.blocked_networks),
     )
     return MonitorRuntime(
@@ -340,7 +337,6 @@ def build_runtime(
         workers=workers,
         alerting=AlertOperations(alerts, workers, clock=clock),
         bus=bus,
-        background=background,
     )
 
 

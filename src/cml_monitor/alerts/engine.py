@@ -1,23 +1,23 @@
 """`AlertEngine`: metrics events in, alert state and outbox rows out (one transaction a batch).
 
-A region's collection reaches it as one batch (through the notification handler, or directly
-as an observer): one query for the open alerts, one for the silences, one transaction for every
-change and every message, however many workers the region has.
+A region's collection reaches it as one batch, through the notification handler: one query
+for the open alerts, one for the silences, one transaction for every change and every message,
+however many workers the region has.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.domain import Silence, WorkerMetricsCollected
+from cml_monitor.domain import Silence
 
 from .outbox import Channel, alert_payload, notification_rows, status_payload
-from .rules import RuleSettings, samples_for
+from .rules import RuleSettings
 from .silences import is_silenced
 from .state import (
     Alert,
@@ -59,14 +59,6 @@ class AlertEngine:
         self._clock = clock
         self._on_outbox = on_outbox
         self._on_firing_count = on_firing_count
-
-    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
-        """Evaluate a region's events with the engine's own rules (as an observer of its own)."""
-        batch = []
-        for event in events:
-            data = event.to_json()
-            batch.append((data, samples_for(data, self.settings.rules)))
-        await self.evaluate(batch)
 
     async def evaluate(self, batch: list[tuple[dict[str, Any], list[Sample]]]) -> None:
         """Evaluate metrics events with their samples; status changes are notified too."""

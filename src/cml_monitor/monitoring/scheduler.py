@@ -219,29 +219,32 @@ class WorkerMonitoringScheduler:
 
     async def run_region(self, aws_region: str) -> RegionRun:
         """One region's collection (called by the region's job)."""
-        run = await self._tracked(self.monitor.run_region(aws_region))
+        run = await self._track(self.monitor.run_region(aws_region))
         if not run.skipped and aws_region not in self.monitored.regions():
             logger.info("No worker left to monitor in %s - removing its job", aws_region)
             await asyncio.to_thread(self._remove_region_job, aws_region)
         await self.refresh_view(force=True)  # the job's next run moved on
         return run
 
+    def collect_soon(self, worker_id: str) -> asyncio.Task[CollectionReport]:
+        """Start collecting one worker now, outside its schedule (tracked until it ends)."""
+        return self._track(self.monitor.collect([worker_id]))
+
     async def refresh_worker_async(self, worker_id: str) -> CollectionReport:
         """Collect one worker now, outside its schedule, and tell the observers."""
-        return await self._tracked(self.monitor.collect([worker_id]))
+        return await self.collect_soon(worker_id)
 
     async def drain(self) -> None:
         """Wait for the collections in flight (a refresh after a start/stop, a region run)."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    async def _tracked(self, coroutine: Any) -> Any:
+    def _track(self, coroutine: Any) -> asyncio.Task[Any]:
+        """A collection as a task the scheduler knows of: `drain()` and `stop_async()` wait for it."""
         task = asyncio.ensure_future(coroutine)
         self._running.add(task)
-        try:
-            return await task
-        finally:
-            self._running.discard(task)
+        task.add_done_callback(self._running.discard)
+        return task
 
     # -- per worker ------------------------------------------------------------------------
 
@@ -257,9 +260,7 @@ class WorkerMonitoringScheduler:
             await self._read_runs(force=True)
         logger.info("Started monitoring worker %s", worker_id)
         if run_now and self._started:
-            task = asyncio.get_running_loop().create_task(self.refresh_worker_async(worker_id))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self.collect_soon(worker_id)
 
     async def stop_monitoring_worker_async(self, worker_id: str) -> None:
         worker = await self.worker_repository.get_by_id_async(worker_id)

@@ -60,9 +60,6 @@ class AlertOperations:
         """Mute a worker, a kind, or a kind on a worker until `ends_at`."""
         now = self._clock()
         starts_at = starts_at or now
-        for name, value in (("starts_at", starts_at), ("ends_at", ends_at)):
-            if value.tzinfo is None:
-                raise InvalidInput(f"body.{name}", "needs a UTC offset (Z or +00:00)")
         if ends_at <= max(starts_at, now):
             raise InvalidInput("body.ends_at", "must be in the future and after starts_at")
         if worker_id is not None and not await self._workers.exists(worker_id):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -21,7 +19,6 @@ from cml_monitor.storage.history import HistoryStore, Point
 from .errors import Conflict, InvalidInput, NotFound, UpstreamFailed
 
 logger = logging.getLogger(__name__)
-Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +38,6 @@ class WorkerOperations:
         *,
         clock: Clock,
         monitoring: Literal["schedule", "collect_once", "off"],
-        spawn: Spawn,
         url_guard: UrlGuard,
     ) -> None:
         self._repository = repository
@@ -51,7 +47,6 @@ class WorkerOperations:
         self._metrics = metrics
         self._clock = clock
         self._monitoring = monitoring
-        self._spawn = spawn
         self._guard = url_guard
 
     def next_run_at(self, worker: Worker) -> datetime | None:
@@ -90,7 +85,7 @@ class WorkerOperations:
         if self._monitoring == "schedule":
             await self._scheduler.start_monitoring_worker_async(worker.id)
         elif self._monitoring == "collect_once":  # an API-only replica: collectors schedule it
-            self._spawn(self._scheduler.refresh_worker_async(worker.id))
+            self._scheduler.collect_soon(worker.id)
         logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
         return worker
 
@@ -151,7 +146,7 @@ class WorkerOperations:
     async def refresh(self, worker_id: str) -> Worker:
         """Collect the worker now, in the background; the result arrives as usual."""
         worker = await self.get(worker_id)
-        self._spawn(self._scheduler.refresh_worker_async(worker.id))
+        self._scheduler.collect_soon(worker.id)
         return worker
 
     async def power(self, worker_id: str, action: str, actor: str = "anonymous") -> tuple[Worker, str]:
@@ -170,7 +165,7 @@ class WorkerOperations:
         if action == "start":
             worker.stop_requested_at = None
             await self._repository.update_async(worker)
-        self._spawn(self._scheduler.refresh_worker_async(worker.id))
+        self._scheduler.collect_soon(worker.id)
         return worker, state
 
     async def history(
@@ -178,22 +173,8 @@ class WorkerOperations:
     ) -> tuple[int, str, list[Point]]:
         """The worker's history at the resolution the range deserves (default: the last 24 h)."""
         worker = await self.get(worker_id)
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise InvalidInput(f"query.{name}", "needs a UTC offset (Z or +00:00)")
         until = until or self._clock()
         since = since or until - timedelta(hours=24)
         if since > until:
             raise InvalidInput("query.since", "must not be after until")
         return await self._history.series(worker.id, since, until, step, limit)
-
-
-def background_spawner(tasks: set[asyncio.Task[Any]]) -> Spawn:
-    """Run work after the response (a refresh, say), keeping a reference until it ends."""
-
-    def spawn(coroutine: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    return spawn
