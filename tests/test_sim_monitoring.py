@@ -122,21 +122,35 @@ async def test_an_impaired_check_reaches_the_worker(
     assert stored.cpu_utilization is not None and stored.memory_utilization is not None
 
 
+class EmptyBucket(TokenBucket):
+    """A token bucket that refuses a fixed number of calls, then admits every one."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__(capacity=1, rate=0)
+        self.refusals = refusals
+
+    def take(self) -> bool:
+        if self.refusals > 0:
+            self.refusals -= 1
+            return False
+        return True
+
+
 async def test_throttling_is_retried_until_the_bucket_refills(
     sim: FleetSimulator, sqlite_repository: CMLWorkerRepository
 ) -> None:
     instances = sim.add_workers(250, with_controllers=False)
     workers = [await register(sqlite_repository, i.instance_id) for i in instances]
     sim.set_faults(throttling=True)
-    # An empty bucket refilling slowly (2/s): the first calls are refused, retries get through.
-    sim.fleet._buckets[(REGION, "ec2-describe")] = TokenBucket(100, 2)
-    sim.fleet._buckets[(REGION, "ec2-describe")]._tokens = 0
+    # A bucket that refuses its first three calls whatever the clock says (a slow refill raced
+    # with a slow machine: set up late, the bucket had refilled before the first call).
+    sim.fleet._buckets[(REGION, "ec2-describe")] = EmptyBucket(refusals=3)
     client = AwsEc2Client(endpoint_url=sim.url, max_attempts=8)
     try:
         report = await FleetCollector(sqlite_repository, client).collect([w.id for w in workers])
     finally:
         await client.close()
-    assert sim.fleet.throttled >= 1
+    assert sim.fleet.throttled == 3
     assert not report.failed and len(report.events) == len(workers)
     assert client.requests.snapshot()[("ec2", "DescribeInstanceStatus")] >= 3 + 1
     stored = await sqlite_repository.get_by_id_async(workers[-1].id)
