@@ -156,16 +156,16 @@ def instrument(
 
     repository.save_collection_async = timed_save  # type: ignore[method-assign]
     collector = scheduler.collector
-    original_labs = collector._read_labs
+    original_read = collector._read_controllers
 
-    async def timed_labs(workers: Any) -> Any:
+    async def timed_read(workers: Any, now: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await original_labs(workers)
+            return await original_read(workers, now)
         finally:
             counters.cml_seconds.append(time.perf_counter() - started)
 
-    collector._read_labs = timed_labs  # type: ignore[method-assign]
+    collector._read_controllers = timed_read  # type: ignore[method-assign]
     store = scheduler._scheduler._jobstores["default"]
     original_update = store.update_job
 
@@ -220,7 +220,8 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         counters.job_store_writes = 0
         counters.job_store_seconds = 0.0
         aws.requests.reset()
-        throttled_before = fetch_stats(fleet["url"])["throttled"]
+        stats_before = fetch_stats(fleet["url"])
+        throttled_before = stats_before["throttled"]
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         due_at = time.perf_counter()
         cpu_before = _cpu_seconds()
@@ -239,6 +240,7 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         "aws_calls_by_operation": requests,
         "throttled": stats["throttled"] - throttled_before,
         "cml_calls_total": stats["cml_requests"],
+        "cml_calls_cycle": stats["cml_requests"] - stats_before["cml_requests"],
         "cycle_seconds": round(cycle_seconds, 2),
         "cpu_seconds": round(cpu_seconds, 2),
         "db_write_seconds": round(sum(counters.db_write_seconds), 2),
@@ -406,7 +408,8 @@ def main() -> None:
     print(f"  CPU seconds (monitor process): {ours['cpu_seconds']}   peak RSS: {peak:.0f} MB")
     print(f"  DB write seconds (workers + history, one transaction): {ours['db_write_seconds']}")
     print(f"  CML controllers polled in: {ours['cml_seconds']} s", end="   ")
-    print(f"simulator CML requests so far: {ours['cml_calls_total']}")
+    per_controller = round(ours["cml_calls_cycle"] / args.controllers, 2) if args.controllers else 0.0
+    print(f"CML calls in the cycle: {ours['cml_calls_cycle']} ({per_controller} per controller)")
     print(f"  APScheduler job store writes: {ours['job_store_writes']} in {ours['job_store_seconds']} s")
     print(f"  GET /api/workers?limit=100 p95: {p95} ms")
     summary = {
@@ -422,6 +425,7 @@ def main() -> None:
         "api_p95_ms": p95,
         "cpu_seconds": ours["cpu_seconds"],
         "cml_seconds": ours["cml_seconds"],
+        "cml_calls_per_controller": per_controller,
         "job_store_writes": ours["job_store_writes"],
         "job_store_seconds": ours["job_store_seconds"],
         "database": args.database,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import httpx
@@ -180,3 +182,37 @@ async def api_factory(moto: Moto, sqlite_url: str):  # type: ignore[no-untyped-d
     yield factory
     for stack in reversed(stacks):
         await stack.aclose()
+
+
+class Monitor:
+    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+        self.runtime = app.state.runtime
+
+    async def worker(self, worker_id: str) -> dict[str, Any]:
+        return (await self.client.get(f"/api/workers/{worker_id}")).json()
+
+    async def ready(self) -> tuple[int, dict[str, str]]:
+        response = await self.client.get("/ready")
+        return response.status_code, response.json()["checks"]
+
+
+@pytest.fixture
+async def monitor(sim: Any) -> AsyncIterator[Any]:
+    """`await monitor(database_url, **settings)`: the whole app on the module's simulator."""
+    stack = AsyncExitStack()
+
+    async def start(database_url: str, **overrides: Any) -> Monitor:
+        from cml_monitor.api.app import create_app
+
+        settings = make_settings(database_url, sim.url, **overrides)
+        app = create_app(settings)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monitor")
+        )
+        return Monitor(app, client)
+
+    yield start
+    await stack.aclose()

@@ -371,7 +371,7 @@ async def test_silence_and_ack_validation(sim: FleetSimulator, make_app: Callabl
     for body, field in (
         ({"ends_at": past, "comment": "x"}, "ends_at"),
         ({"ends_at": future, "comment": ""}, "comment"),
-        ({"ends_at": future, "comment": "x", "kind": "disk"}, "kind"),
+        ({"ends_at": future, "comment": "x", "kind": "diskspace"}, "kind"),
         (
             {"ends_at": future, "comment": "x", "worker_id": "3f1b8a7e-0000-4000-8000-000000000000"},
             "worker_id",

@@ -232,3 +232,41 @@ async def test_the_api_docs_render_with_no_internet(browser: Browser, tmp_path: 
     finally:
         server.stop()
         sim.stop()
+
+
+async def test_controller_health_licence_and_scheduled_events_are_shown(
+    browser: Browser, tmp_path: Path
+) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 3)
+    unhealthy, unlicensed, retiring = workers
+    sim.set_controller(unhealthy.aws_instance_id, compute_admitted=False)
+    sim.set_controller(unlicensed.aws_instance_id, licensed=False)
+    sim.schedule_event(retiring.aws_instance_id, "instance-retirement", in_days=5)
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+
+        def cml_cell(worker: Worker) -> str:
+            return f"document.querySelector('tr[data-worker=\"{worker.id}\"] td.cml')?.textContent"
+
+        await until(page, f"{cml_cell(unhealthy)} === 'unhealthy'")
+        await until(page, f"{cml_cell(unlicensed)} === 'unlicensed'")
+        await until(page, f"{cml_cell(retiring)} === 'ok'")
+
+        await page.goto(f"{server.url}/#/workers/{unhealthy.id}")
+        await page.wait_for_selector("#controller")
+        text = await page.text_content("#controller")
+        assert text is not None and "cml-compute-1" in text and "REGISTERED" in text and "unhealthy" in text
+        assert "2.9.0" in text and "COMPLETED" in text
+
+        await page.goto(f"{server.url}/#/workers/{retiring.id}")
+        await page.wait_for_selector("#scheduled-events")
+        events = await page.text_content("#scheduled-events")
+        assert events is not None and "instance-retirement" in events and "degraded hardware" in events
+        await page.screenshot(path=str(tmp_path / "controller.png"), full_page=True)
+        assert (tmp_path / "controller.png").stat().st_size > 10_000
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from cml_fleet_sim.simulator import FleetSimulator
-from cml_monitor.api.app import create_app
 
-from .conftest import REGION, make_settings
+from .conftest import REGION, Monitor
 from .private_servers import PrivatePostgres, PrivateRedis
 from .test_monitoring import eventually
 
@@ -47,37 +43,6 @@ def private_postgres() -> Any:
         server.stop()
     finally:
         server.remove()
-
-
-class Monitor:
-    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
-        self.app = app
-        self.client = client
-        self.runtime = app.state.runtime
-
-    async def worker(self, worker_id: str) -> dict[str, Any]:
-        return (await self.client.get(f"/api/workers/{worker_id}")).json()
-
-    async def ready(self) -> tuple[int, dict[str, str]]:
-        response = await self.client.get("/ready")
-        return response.status_code, response.json()["checks"]
-
-
-@pytest.fixture
-async def monitor(sim: FleetSimulator) -> AsyncIterator[Any]:
-    stack = AsyncExitStack()
-
-    async def start(database_url: str, **overrides: Any) -> Monitor:
-        settings = make_settings(database_url, sim.url, **overrides)
-        app = create_app(settings)
-        await stack.enter_async_context(app.router.lifespan_context(app))
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monitor")
-        )
-        return Monitor(app, client)
-
-    yield start
-    await stack.aclose()
 
 
 async def _register(monitor: Monitor, sim: FleetSimulator, count: int) -> list[str]:
@@ -241,12 +206,15 @@ async def test_hung_and_huge_controllers_cost_their_own_lab_counts_not_the_regio
     assert time.monotonic() - started < 5.0  # not the 30 s of the hung controller
     assert run.report is not None and len(run.report.events) == 3 and not run.report.failed
     events = {e.worker_id: e for e in run.report.events}
-    assert events[ids[hung.instance_id]].cml_reachable is False
+    hung_cml, huge_cml, fine_cml = (events[ids[i.instance_id]].cml for i in (hung, huge, fine))
+    assert hung_cml is not None and hung_cml.reachable is False
     assert events[ids[hung.instance_id]].active_labs_count == labs_before  # kept, not zeroed
-    assert events[ids[huge.instance_id]].cml_reachable is False
-    assert sim.controllers.get(huge.instance_id).requests - requests_before <= 3  # no 3,000 lab reads
+    # The huge one answers everything but its lab list, which is refused unread: labs unknown.
+    assert huge_cml is not None and huge_cml.reachable is True and huge_cml.labs_started is None
+    assert any(e.startswith("labs: 3000 labs listed") for e in huge_cml.errors)
+    assert sim.controllers.get(huge.instance_id).requests - requests_before <= 4  # no 3,000 lab reads
     assert events[ids[fine.instance_id]].active_labs_count == 2
-    assert events[ids[fine.instance_id]].cml_reachable is True
+    assert fine_cml is not None and fine_cml.reachable is True and fine_cml.errors == ()
 
 
 async def test_a_replica_frozen_past_its_lease_does_not_write_or_tell_an_old_cycle(

@@ -205,6 +205,7 @@ class SimulatedAws:
                     "instanceState": _state(instance),
                     "systemStatus": {"status": system, "details": [self._detail(system)]},
                     "instanceStatus": {"status": own, "details": [self._detail(own)]},
+                    "eventsSet": [_scheduled_event(e) for e in instance.scheduled_events],
                 }
             )
         return {"instanceStatusSet": items, "nextToken": token}
@@ -502,3 +503,14 @@ def _aggregate(values: list[float], stat: str) -> float:
     if stat in ("Average", "p50", "p90", "p99"):
         return sum(values) / len(values)
     raise AwsApiError("InvalidParameterValue", f"The statistic {stat} is not supported.")
+
+
+def _scheduled_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An `InstanceStatusEvent` as EC2's query protocol writes it."""
+    return {
+        "instanceEventId": event["id"],
+        "code": event["code"],
+        "description": event["description"],
+        "notBefore": datetime.fromtimestamp(event["not_before"], UTC),
+        "notAfter": datetime.fromtimestamp(event["not_after"], UTC),
+    }

@@ -1,8 +1,12 @@
 """Simulated CML controllers: many on one HTTP server, one path prefix each.
 
-A controller named `w1` answers under `/controllers/w1/api/v0/...` with the endpoints the
-monitor uses (`authenticate`, `labs`, `labs/{id}`, `system_information`, `system_stats`).
-Scenarios make a controller unreachable (503) or slow, and start or stop its labs.
+A controller named `w1` answers under `/controllers/w1/api/v0/...` with the CML 2.9 shapes of
+the endpoints a monitor reads: `authenticate` (a JSON string token), `system_information` (no
+token; 502 while the controller is not ready), `system_health`, `system_stats`, `licensing`,
+`labs` (a list of lab UUIDs), `labs/{id}` and `labs/{id}/state` (a JSON string). Faults: a
+controller unreachable (503) or slow, not ready, a compute not admitted, unlicensed or about
+to expire, a full disk, many labs, or every endpoint answering 500, garbage JSON or an HTML
+login page.
 """
 
 from __future__ import annotations
@@ -10,34 +14,76 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 USERNAME = "admin"
 PASSWORD = "cml-sim"
+VERSION = "2.9.0+build.3"
+NODES_PER_LAB = 4
+GIB = 1024**3
+
+Answer = Literal["ok", "error", "garbage", "html"]
+
+
+@dataclass
+class SimulatedCompute:
+    hostname: str
+    is_controller: bool = False
+    admission_state: str = "READY"  # CML's ComputeStates: UNREGISTERED, REGISTERED, ONLINE, READY
+    valid: bool = True
+    compute_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass
 class SimulatedController:
     name: str
-    labs: dict[str, str] = field(default_factory=dict)  # lab id → state
+    labs: dict[str, str] = field(default_factory=dict)  # lab id (a UUID4) → state
     unreachable: bool = False
     latency: float = 0.0
     tokens: set[str] = field(default_factory=set)
     requests: int = 0
+    ready: bool = True
+    answer: Answer = "ok"
+    disk_used_percent: float = 35.0
+    cpu_count: int = 32
+    registration: str = "COMPLETED"
+    authorization: str = "IN_COMPLIANCE"
+    license_expires: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(days=300))
+    computes: list[SimulatedCompute] = field(
+        default_factory=lambda: [SimulatedCompute("cml-controller", is_controller=True)]
+    )
 
     def set_labs(self, running: int, stopped: int = 0) -> None:
-        self.labs = {f"lab-{i:04d}": "STARTED" for i in range(running)}
-        self.labs.update({f"lab-{running + i:04d}": "STOPPED" for i in range(stopped)})
+        self.labs = {str(uuid.uuid4()): "STARTED" for _ in range(running)}
+        self.labs.update({str(uuid.uuid4()): "STOPPED" for _ in range(stopped)})
 
     def running_labs(self) -> int:
         return sum(1 for state in self.labs.values() if state == "STARTED")
+
+    def set_license(self, *, licensed: bool = True, expires_in_days: float = 300) -> None:
+        self.registration = "COMPLETED" if licensed else "NOT_REGISTERED"
+        self.authorization = "IN_COMPLIANCE" if licensed else "EVAL"
+        self.license_expires = datetime.now(UTC) + timedelta(days=expires_in_days)
+
+    def set_compute_admitted(self, admitted: bool) -> None:
+        """A second compute host that is (or is not) admitted to the cluster."""
+        if len(self.computes) < 2:
+            self.computes.append(SimulatedCompute("cml-compute-1"))
+        self.computes[1].admission_state = "READY" if admitted else "REGISTERED"
+        self.computes[1].valid = admitted
+
+    @property
+    def licensed(self) -> bool:
+        return self.registration == "COMPLETED" and self.authorization == "IN_COMPLIANCE"
 
 
 class ControllerFleet:
@@ -50,12 +96,16 @@ class ControllerFleet:
         self._lock = threading.Lock()
         # Set by the fleet simulator: a controller answers only while its instance runs.
         self.is_up: Callable[[str], bool] = lambda _name: True
+        prefix = "/controllers/{name}/api/v0"
         self.routes = [
-            Route("/controllers/{name}/api/v0/authenticate", self._authenticate, methods=["POST"]),
-            Route("/controllers/{name}/api/v0/labs", self._labs),
-            Route("/controllers/{name}/api/v0/labs/{lab_id}", self._lab),
-            Route("/controllers/{name}/api/v0/system_information", self._system_information),
-            Route("/controllers/{name}/api/v0/system_stats", self._system_stats),
+            Route(f"{prefix}/authenticate", self._authenticate, methods=["POST"]),
+            Route(f"{prefix}/labs", self._labs),
+            Route(f"{prefix}/labs/{{lab_id}}", self._lab),
+            Route(f"{prefix}/labs/{{lab_id}}/state", self._lab_state),
+            Route(f"{prefix}/system_information", self._system_information),
+            Route(f"{prefix}/system_health", self._system_health),
+            Route(f"{prefix}/system_stats", self._system_stats),
+            Route(f"{prefix}/licensing", self._licensing),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -86,6 +136,12 @@ class ControllerFleet:
             await asyncio.sleep(controller.latency)
         if controller.unreachable or not self.is_up(controller.name):
             return JSONResponse({"description": "service unavailable"}, status_code=503)
+        if controller.answer == "error":
+            return JSONResponse({"description": "Internal Server Error"}, status_code=500)
+        if controller.answer == "garbage":
+            return Response(b'{"version": "2.9', media_type="application/json")
+        if controller.answer == "html":  # a proxy's login page where JSON was expected
+            return HTMLResponse("<html><body><form>Please log in</form></body></html>")
         return controller
 
     def _authorized(self, controller: SimulatedController, request: Request) -> bool:
@@ -125,23 +181,149 @@ class ControllerFleet:
         state = controller.labs.get(lab_id)
         if state is None:
             return JSONResponse({"description": "Lab not found"}, status_code=404)
-        return JSONResponse({"id": lab_id, "state": state, "lab_title": lab_id})
+        return JSONResponse(
+            {
+                "id": lab_id,
+                "state": state,
+                "lab_title": f"Lab {lab_id[:8]}",
+                "owner": "00000000-0000-4000-a000-000000000000",
+                "owner_username": USERNAME,
+                "node_count": NODES_PER_LAB,
+                "link_count": NODES_PER_LAB - 1,
+            }
+        )
+
+    async def _lab_state(self, request: Request) -> Response:
+        controller = await self._guarded(request)
+        if isinstance(controller, Response):
+            return controller
+        state = controller.labs.get(request.path_params["lab_id"])
+        if state is None:
+            return JSONResponse({"description": "Lab not found"}, status_code=404)
+        return JSONResponse(state)
 
     async def _system_information(self, request: Request) -> Response:
         controller = await self._enter(request)
         if isinstance(controller, Response):
             return controller
-        return JSONResponse({"version": "2.7.0+sim", "ready": True})
+        if not controller.ready:
+            return Response("Bad Gateway", status_code=502)  # what the controller's proxy answers
+        return JSONResponse(
+            {"version": VERSION, "ready": True, "allow_ssh_pubkey_auth": False, "oui": "52:54:00:00:00:00"}
+        )
+
+    async def _system_health(self, request: Request) -> Response:
+        controller = await self._guarded(request)
+        if isinstance(controller, Response):
+            return controller
+        computes = {
+            compute.compute_id: {
+                "kvm_vmx_enabled": True,
+                "enough_cpus": True,
+                "lld_connected": compute.valid,
+                "lld_synced": compute.valid,
+                "libvirt": True,
+                "fabric": compute.valid,
+                "device_mux": True,
+                "refplat_images_available": True,
+                "docker_shim": True,
+                "valid": compute.valid,
+                "admission_state": compute.admission_state,
+                "is_controller": compute.is_controller,
+                "hostname": compute.hostname,
+            }
+            for compute in controller.computes
+        }
+        valid = all(c.valid for c in controller.computes)
+        return JSONResponse(
+            {
+                "valid": valid,
+                "is_licensed": controller.licensed,
+                "is_enterprise": True,
+                "computes": computes,
+                "controller": {
+                    "core_connected": True,
+                    "nodes_loaded": True,
+                    "images_loaded": True,
+                    "valid": True,
+                },
+            }
+        )
 
     async def _system_stats(self, request: Request) -> Response:
         controller = await self._guarded(request)
         if isinstance(controller, Response):
             return controller
-        running = controller.running_labs()
-        stats: dict[str, Any] = {
-            "all": {
-                "cpu": {"percent": min(100.0, 5.0 + 10 * running)},
-                "dominfo": {"running_nodes": 4 * running},
+        running_nodes = NODES_PER_LAB * controller.running_labs()
+        total_nodes = NODES_PER_LAB * len(controller.labs)
+        cpu_percent = min(100.0, 3.0 + 2.5 * running_nodes)
+        memory_total = 256 * GIB
+        memory_used = min(memory_total, 8 * GIB + running_nodes * 4 * GIB)
+        disk_total = 500 * GIB
+        disk_used = disk_total * controller.disk_used_percent / 100
+        computes: dict[str, Any] = {}
+        for index, compute in enumerate(controller.computes):
+            first = index == 0  # the nodes run on the controller host in this simulation
+            computes[compute.compute_id] = {
+                "hostname": compute.hostname,
+                "is_controller": compute.is_controller,
+                "stats": {
+                    "cpu": {"count": controller.cpu_count, "percent": cpu_percent if first else 1.0},
+                    "memory": {
+                        "used": memory_used,
+                        "free": memory_total - memory_used,
+                        "total": memory_total,
+                    },
+                    "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total},
+                    "dominfo": {
+                        "total_nodes": total_nodes if first else 0,
+                        "total_orphans": 0,
+                        "running_nodes": running_nodes if first else 0,
+                        "running_orphans": 0,
+                        "allocated_cpus": 2 * running_nodes if first else 0,
+                        "allocated_memory": 4096 * running_nodes if first else 0,
+                    },
+                },
             }
-        }
-        return JSONResponse(stats)
+        count = controller.cpu_count * len(controller.computes)
+        return JSONResponse(
+            {
+                "computes": computes,
+                "all": {
+                    "cpu": {"count": count, "percent": cpu_percent / len(controller.computes)},
+                    "memory": {
+                        "used": memory_used,
+                        "free": memory_total - memory_used,
+                        "total": memory_total,
+                    },
+                    "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total},
+                },
+                "controller": {
+                    "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total}
+                },
+            }
+        )
+
+    async def _licensing(self, request: Request) -> Response:
+        controller = await self._guarded(request)
+        if isinstance(controller, Response):
+            return controller
+        expires = controller.license_expires.isoformat().replace("+00:00", "Z")
+        return JSONResponse(
+            {
+                "registration": {
+                    "status": controller.registration,
+                    "smart_account": "sim-account",
+                    "virtual_account": "sim-virtual",
+                    "expires": expires if controller.registration == "COMPLETED" else None,
+                },
+                "authorization": {
+                    "status": controller.authorization,
+                    "expires": expires if controller.authorization == "IN_COMPLIANCE" else None,
+                },
+                "reservation_mode": False,
+                "features": [],
+                "product_license": {"active": "CML_Enterprise", "is_enterprise": True},
+                "transport": {"ssms": "https://smartreceiver.cisco.com/licservice/license", "proxy": {}},
+            }
+        )

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 STATE_CODES = {
     "pending": 0,
@@ -96,6 +97,8 @@ class SimulatedInstance:
     agent_dimensions: str = "InstanceId"  # "InstanceId", "extended" (ImageId, InstanceType) or "none"
     running_labs: int = 0
     stopped_by_request: bool = False
+    # EC2 scheduled events, as `DescribeInstanceStatus` lists them (times are Unix seconds).
+    scheduled_events: list[dict[str, Any]] = field(default_factory=list)
 
     def memory_dimensions(self) -> list[dict[str, str]] | None:
         if self.agent_dimensions == "none":

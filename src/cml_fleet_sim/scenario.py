@@ -1,6 +1,7 @@
 """The demo's scenario: within two minutes a worker crosses 95 % CPU, one is stopped, one goes
-impaired, a controller drops out, and labs come and go; then everything recovers and the story
-repeats with other workers, so a demo left running keeps moving."""
+impaired, a controller drops out, another is not ready, loses a compute, fills its disk or
+its licence, AWS schedules a retirement, and labs come and go; then everything recovers and
+the story repeats with other workers, so a demo left running keeps moving."""
 
 from __future__ import annotations
 
@@ -79,9 +80,37 @@ class DemoScenario:
                     lambda: self.simulator.set_controller(silent, unreachable=False),
                 ),
             ]
+        steps += self._controller_steps(round_number)
         for at in range(8, int(CYCLE_SECONDS), 8):
             steps.append((float(at), "labs come and go", self._shuffle_labs))
         return sorted(steps, key=lambda step: step[0])
+
+    def _controller_steps(self, round_number: int) -> list[tuple[float, str, Callable[[], None]]]:
+        """One CML fault per worker, each undone a minute later, and an EC2 scheduled event."""
+        sim = self.simulator
+        faults: list[tuple[str, dict[str, object], dict[str, object]]] = [
+            ("controller not ready", {"ready": False}, {"ready": True}),
+            ("a compute not admitted", {"compute_admitted": False}, {"compute_admitted": True}),
+            ("licence expiring in 5 days", {"license_expires_in_days": 5}, {"license_expires_in_days": 300}),
+            ("controller disk 96 % full", {"disk_used_percent": 96.0}, {"disk_used_percent": 35.0}),
+        ]
+        steps: list[tuple[float, str, Callable[[], None]]] = []
+        for slot, (what, on, off) in enumerate(faults, start=5):
+            target = self._pick(round_number, slot)
+            if target is None:
+                continue
+            at = 15.0 + 8 * slot
+            steps += [
+                (at, f"{target}: {what}", lambda t=target, v=on: sim.set_controller(t, **v)),  # type: ignore[misc]
+                (at + 60, f"{target}: {what} — fixed", lambda t=target, v=off: sim.set_controller(t, **v)),  # type: ignore[misc]
+            ]
+        retiring = self._pick(round_number, 9)
+        if retiring is not None:
+            steps += [
+                (20.0, f"{retiring}: AWS schedules its retirement", lambda: sim.schedule_event(retiring)),
+                (95.0, f"{retiring}: scheduled event completed", lambda: sim.complete_events(retiring)),
+            ]
+        return steps
 
     def _shuffle_labs(self) -> None:
         instance_id = self._random.choice(self.instance_ids)

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import random
+import secrets
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .aws_server import SimulatedAws
-from .cml_controllers import PASSWORD, USERNAME, ControllerFleet
+from .cml_controllers import PASSWORD, USERNAME, Answer, ControllerFleet
 from .fleet import SimulatedFleet, SimulatedInstance
 from .serving import ThreadedServer
 
@@ -41,6 +43,11 @@ class FleetSimulator:
             routes=[
                 Route("/sim/instances", self._list_instances, methods=["GET"]),
                 Route("/sim/instances", self._create_instances, methods=["POST"]),
+                Route(
+                    "/sim/instances/{instance_id}/scheduled-events",
+                    self._scheduled_events,
+                    methods=["POST", "DELETE"],
+                ),
                 Route("/sim/instances/{instance_id}/{action}", self._instance_action, methods=["POST"]),
                 Route("/sim/instances/{instance_id}/metrics", self._set_metrics, methods=["PUT"]),
                 Route("/sim/instances/{instance_id}/status-checks", self._set_checks, methods=["PUT"]),
@@ -104,13 +111,70 @@ class FleetSimulator:
             instance.running_labs = running
 
     def set_controller(
-        self, instance_id: str, *, unreachable: bool | None = None, latency: float | None = None
+        self,
+        instance_id: str,
+        *,
+        unreachable: bool | None = None,
+        latency: float | None = None,
+        ready: bool | None = None,
+        answer: Answer | None = None,
+        disk_used_percent: float | None = None,
+        compute_admitted: bool | None = None,
+        licensed: bool | None = None,
+        license_expires_in_days: float | None = None,
     ) -> None:
+        """Change a controller's faults; arguments left `None` keep what it had."""
         controller = self.controllers.get(instance_id)
         if unreachable is not None:
             controller.unreachable = unreachable
         if latency is not None:
             controller.latency = latency
+        if ready is not None:
+            controller.ready = ready
+        if answer is not None:
+            controller.answer = answer
+        if disk_used_percent is not None:
+            controller.disk_used_percent = disk_used_percent
+        if compute_admitted is not None:
+            controller.set_compute_admitted(compute_admitted)
+        if licensed is not None or license_expires_in_days is not None:
+            controller.set_license(
+                licensed=controller.licensed if licensed is None else licensed,
+                expires_in_days=300 if license_expires_in_days is None else license_expires_in_days,
+            )
+
+    def schedule_event(
+        self, instance_id: str, code: str = "instance-retirement", *, in_days: float = 7.0
+    ) -> dict[str, Any]:
+        """An EC2 scheduled event, as AWS lists it in the instance's status until it is done."""
+        instance = self.fleet.get(instance_id)
+        if instance is None:
+            raise KeyError(instance_id)
+        not_before = time.time() + in_days * 86_400
+        event = {
+            "id": f"instance-event-{secrets.token_hex(8)}",
+            "code": code,
+            "description": {
+                "instance-retirement": "The instance is running on degraded hardware",
+                "instance-reboot": "The instance is scheduled for a reboot",
+                "system-reboot": "Scheduled reboot",
+                "system-maintenance": "Scheduled maintenance",
+                "instance-stop": "The instance is scheduled to be stopped",
+            }.get(code, "Scheduled event"),
+            "not_before": not_before,
+            "not_after": not_before + 2 * 3600,
+        }
+        instance.scheduled_events.append(event)
+        return event
+
+    def complete_events(self, instance_id: str) -> None:
+        """AWS marks an event done by prefixing its description; it stays listed a while."""
+        instance = self.fleet.get(instance_id)
+        if instance is None:
+            raise KeyError(instance_id)
+        for event in instance.scheduled_events:
+            if not event["description"].startswith("[Completed]"):
+                event["description"] = f"[Completed] {event['description']}"
 
     def set_faults(
         self, *, throttling: bool | None = None, latency: float | None = None, error_rate: float | None = None
@@ -166,6 +230,23 @@ class FleetSimulator:
             return JSONResponse({"detail": f"no instance {instance_id}"}, status_code=404)
         return JSONResponse({"instance_id": instance_id, "previous_state": previous, "state": current})
 
+    async def _scheduled_events(self, request: Request) -> Response:
+        """POST `{"code", "in_days"}` schedules an event; DELETE marks them all completed."""
+        instance_id = request.path_params["instance_id"]
+        try:
+            if request.method == "DELETE":
+                self.complete_events(instance_id)
+                return JSONResponse({"status": "ok"})
+            body = await request.json()
+            event = self.schedule_event(
+                instance_id,
+                str(body.get("code", "instance-retirement")),
+                in_days=float(body.get("in_days", 7)),
+            )
+        except KeyError:
+            return JSONResponse({"detail": "no such instance"}, status_code=404)
+        return JSONResponse(event, status_code=201)
+
     async def _set_metrics(self, request: Request) -> Response:
         body = await request.json()
         try:
@@ -189,8 +270,18 @@ class FleetSimulator:
     async def _set_controller(self, request: Request) -> Response:
         body = await request.json()
         name = request.path_params["name"]
+        known = (
+            "unreachable",
+            "latency",
+            "ready",
+            "answer",
+            "disk_used_percent",
+            "compute_admitted",
+            "licensed",
+            "license_expires_in_days",
+        )
         try:
-            self.set_controller(name, unreachable=body.get("unreachable"), latency=body.get("latency"))
+            self.set_controller(name, **{key: body[key] for key in known if key in body})
             if "running_labs" in body:
                 self.set_labs(name, int(body["running_labs"]))
         except KeyError:

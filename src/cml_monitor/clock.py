@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from cml_monitor.domain.times import to_iso
+
 Clock = Callable[[], datetime]
 
 
@@ -15,6 +17,4 @@ def utcnow() -> datetime:
 
 def isoformat(value: datetime | None) -> str | None:
     """ISO 8601 with a `Z` suffix: the format of every timestamp in our JSON contracts."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return to_iso(value)

@@ -18,24 +18,13 @@ WORKER_LABELS = ("worker_id", "worker_name")
 class PrometheusMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.cpu = Gauge(
-            "cml_monitor_worker_cpu_utilization",
-            "CPU utilisation of a worker, percent",
-            WORKER_LABELS,
-            registry=self.registry,
+        self.cpu = self._worker_gauge(
+            "cml_monitor_worker_cpu_utilization", "CPU utilisation of a worker, percent"
         )
-        self.memory = Gauge(
-            "cml_monitor_worker_memory_utilization",
-            "Memory utilisation of a worker, percent",
-            WORKER_LABELS,
-            registry=self.registry,
+        self.memory = self._worker_gauge(
+            "cml_monitor_worker_memory_utilization", "Memory utilisation of a worker, percent"
         )
-        self.up = Gauge(
-            "cml_monitor_worker_up",
-            "1 when the worker's instance is running",
-            WORKER_LABELS,
-            registry=self.registry,
-        )
+        self.up = self._worker_gauge("cml_monitor_worker_up", "1 when the worker's instance is running")
         self.aws_requests = Counter(
             "cml_monitor_aws_requests_total",
             "AWS HTTP requests, retries included",
@@ -63,7 +52,23 @@ class PrometheusMetrics:
             ("observer",),
             registry=self.registry,
         )
+        self.cml_up = self._worker_gauge("cml_monitor_cml_up", "1 when the worker's CML controller answered")
+        self.cml_healthy = self._worker_gauge(
+            "cml_monitor_cml_healthy", "1 when the controller is ready and every compute healthy and admitted"
+        )
+        self.license_expiry = self._worker_gauge(
+            "cml_monitor_cml_license_expiry_timestamp_seconds",
+            "When the controller's licence registration or authorization expires, Unix time",
+        )
+        self.labs_started = self._worker_gauge("cml_monitor_cml_labs_started", "Labs in state STARTED")
+        self.running_nodes = self._worker_gauge(
+            "cml_monitor_cml_running_nodes", "Nodes running on the cluster"
+        )
         self._names: dict[str, str] = {}
+        self._series: dict[str, set[Gauge]] = {}  # worker id → the gauges it has a series in
+
+    def _worker_gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, WORKER_LABELS, registry=self.registry)
 
     def on_aws_request(self, service: str, operation: str) -> None:
         self.aws_requests.labels(service, operation).inc()
@@ -79,23 +84,39 @@ class PrometheusMetrics:
         if old_name is not None and old_name != name:
             self.forget(worker_id)
         self._names[worker_id] = name
-        for gauge, value in ((self.cpu, event.cpu_utilization), (self.memory, event.memory_utilization)):
-            if value is None:
-                try:
-                    gauge.remove(worker_id, name)
-                except KeyError:
-                    pass
-            else:
+        cml = event.cml if event.status is WorkerStatus.RUNNING else None
+        expires = cml.license_expires_at if cml else None
+        values: dict[Gauge, float | None] = {
+            self.cpu: event.cpu_utilization,
+            self.memory: event.memory_utilization,
+            self.up: 1 if event.status is WorkerStatus.RUNNING else 0,
+            self.cml_up: None if cml is None else float(bool(cml.reachable)),
+            self.cml_healthy: None if cml is None or not cml.reachable else float(cml.health_problem is None),
+            self.license_expiry: None if expires is None else expires.timestamp(),
+            self.labs_started: None if cml is None else cml.labs_started,
+            self.running_nodes: None if cml is None else cml.running_nodes,
+        }
+        series = self._series.setdefault(worker_id, set())
+        for gauge, value in values.items():
+            if value is not None:
                 gauge.labels(worker_id, name).set(value)
-        self.up.labels(worker_id, name).set(1 if event.status is WorkerStatus.RUNNING else 0)
+                series.add(gauge)
+            elif gauge in series:
+                series.discard(gauge)
+                _remove(gauge, worker_id, name)
 
     def forget(self, worker_id: str) -> None:
         """Drop a removed worker's series."""
         name = self._names.pop(worker_id, None)
+        series = self._series.pop(worker_id, set())
         if name is None:
             return
-        for gauge in (self.cpu, self.memory, self.up):
-            try:
-                gauge.remove(worker_id, name)
-            except KeyError:
-                pass
+        for gauge in series:
+            _remove(gauge, worker_id, name)
+
+
+def _remove(gauge: Gauge, worker_id: str, name: str) -> None:
+    try:
+        gauge.remove(worker_id, name)
+    except KeyError:
+        pass

@@ -215,6 +215,16 @@ class MonitorRuntime:
         return None if problem is None else f"out of date: {problem}"
 
 
+def rule_settings(settings: Settings) -> RuleSettings:
+    return RuleSettings(
+        cpu_threshold=settings.worker_cpu_threshold,
+        memory_threshold=settings.worker_memory_threshold,
+        hysteresis=settings.worker_alert_hysteresis,
+        disk_threshold=settings.worker_disk_threshold,
+        license_warning_days=settings.cml_license_expiry_warning_days,
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -266,11 +276,7 @@ def build_runtime(
         alerts,
         channels,
         AlertSettings(
-            rules=RuleSettings(
-                settings.worker_cpu_threshold,
-                settings.worker_memory_threshold,
-                settings.worker_alert_hysteresis,
-            ),
+            rules=rule_settings(settings),
             for_samples=settings.worker_alert_for_samples,
             repeat_interval=timedelta(seconds=settings.worker_alert_repeat_interval),
             unreachable_after=timedelta(seconds=3 * settings.worker_metrics_poll_interval),
@@ -279,12 +285,7 @@ def build_runtime(
         on_outbox=dispatcher.wake,
         on_firing_count=metrics.alerts_firing.set,
     )
-    handler = WorkerNotificationHandler(
-        cpu_threshold=settings.worker_cpu_threshold,
-        memory_threshold=settings.worker_memory_threshold,
-        hysteresis=settings.worker_alert_hysteresis,
-        alert_engine=alert_engine,
-    )
+    handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
     events = EventHub()
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
     scheduler = WorkerMonitoringScheduler(
@@ -298,6 +299,7 @@ def build_runtime(
         clock=clock,
         tracer=tracer,
         cml_concurrency=settings.cml_concurrency,
+        licensing_interval=settings.cml_licensing_check_interval,
         observers=[bus] if bus is not None else [metrics, events],
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     worker_metrics_poll_interval: int = Field(300, ge=1, le=86_400)
     worker_cpu_threshold: float = Field(90.0, ge=0, le=100)
     worker_memory_threshold: float = Field(90.0, ge=0, le=100)
+    worker_disk_threshold: float = Field(90.0, ge=0, le=100)
     worker_observer_timeout: float = Field(60.0, gt=0, le=3600)
     worker_metrics_raw_retention_hours: int = Field(48, ge=1, le=24 * 90)
     worker_metrics_retention_days: int = Field(30, ge=1, le=3650)
@@ -115,6 +116,8 @@ class Settings(BaseSettings):
     cml_timeout: float = Field(10.0, gt=0, le=300)
     cml_max_labs: int = Field(1000, ge=1, le=100_000)
     cml_concurrency: int = Field(100, ge=1, le=10_000)
+    cml_licensing_check_interval: int = Field(3600, ge=1, le=7 * 86_400)
+    cml_license_expiry_warning_days: int = Field(14, ge=0, le=3650)
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

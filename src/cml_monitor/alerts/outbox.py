@@ -35,6 +35,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "severity": alert.severity,
         "value": alert.value,
         "threshold": alert.threshold,
+        "detail": alert.detail,
         "started_at": isoformat(alert.started_at),
         "fired_at": isoformat(alert.fired_at),
         "resolved_at": isoformat(alert.resolved_at),

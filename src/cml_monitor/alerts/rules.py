@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from cml_monitor.domain import CmlStatus, ScheduledEvent
+from cml_monitor.domain.cml import AUTHORIZATION_OK, REGISTRATION_OK
 
 from .inhibit import usage_alerts_inhibited
 from .state import AlertKind, Sample, Verdict, threshold_verdict
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
 STOPPED_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
 
 
@@ -16,6 +21,8 @@ class RuleSettings:
     cpu_threshold: float = 90.0
     memory_threshold: float = 90.0
     hysteresis: float = 5.0
+    disk_threshold: float = 90.0
+    license_warning_days: int = 14
 
 
 def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool = False) -> list[Sample]:
@@ -60,6 +67,84 @@ def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool
         cml_verdict = Verdict.CLEAR if reachable else Verdict.VIOLATING
     samples.append(Sample(AlertKind.CML_UNREACHABLE, cml_verdict))
 
+    cml_json = event.get("cml")
+    cml = CmlStatus.from_json(cml_json) if running and cml_json else None
+    samples += controller_samples(cml, rules, now=_event_time(event) if cml else _EPOCH)
+    samples.append(scheduled_event_sample(event.get("ec2_scheduled_events") or []))
+
     # A metrics event is a successful collection: the worker is reachable again.
     samples.append(Sample(AlertKind.UNREACHABLE, Verdict.CLEAR))
     return samples
+
+
+# Samples are values: the common "nothing to say" ones are made once, not per worker and cycle.
+_CONTROLLER_KINDS = (AlertKind.CML_UNHEALTHY, AlertKind.LICENSE, AlertKind.DISK)
+_NOTHING_TO_SAY = [Sample(kind, Verdict.CLEAR) for kind in _CONTROLLER_KINDS]
+_UNSEEN = [Sample(kind, Verdict.HOLD) for kind in _CONTROLLER_KINDS]
+_NO_EVENT = Sample(AlertKind.SCHEDULED_EVENT, Verdict.CLEAR)
+
+
+def controller_samples(cml: CmlStatus | None, rules: RuleSettings, *, now: datetime) -> list[Sample]:
+    """Health, licence and disk of a running worker's controller.
+
+    Nothing to say (stopped worker, no controller, or the controller unreachable, which
+    `cml_unreachable` covers) clears health and disk; the licence holds what it was, since a
+    licence does not get better because we cannot see it.
+    """
+    if cml is None or not cml.reachable:
+        clear = Verdict.CLEAR if cml is None else Verdict.HOLD
+        return [
+            Sample(AlertKind.CML_UNHEALTHY, clear),
+            Sample(AlertKind.LICENSE, clear),
+            Sample(AlertKind.DISK, clear),
+        ]
+    problem = cml.health_problem
+    health = Sample(AlertKind.CML_UNHEALTHY, Verdict.VIOLATING if problem else Verdict.CLEAR, detail=problem)
+    disk = Sample(
+        AlertKind.DISK,
+        threshold_verdict(cml.disk_used_percent, rules.disk_threshold, rules.hysteresis),
+        cml.disk_used_percent,
+        rules.disk_threshold,
+    )
+    return [health, license_sample(cml, rules, now), disk]
+
+
+def license_sample(cml: CmlStatus, rules: RuleSettings, now: datetime) -> Sample:
+    """Registration or authorization not in order, or expiring within the warning days."""
+    days_left = None
+    if cml.license_expires_at is not None:
+        days_left = round((cml.license_expires_at - now).total_seconds() / 86_400, 1)
+    problems = []
+    if cml.licensed is False:
+        problems.append("the controller reports itself unlicensed")
+    if cml.license_registration not in (None, REGISTRATION_OK):
+        problems.append(f"registration {cml.license_registration}")
+    if cml.license_authorization not in (None, AUTHORIZATION_OK):
+        problems.append(f"authorization {cml.license_authorization}")
+    if days_left is not None and days_left <= rules.license_warning_days:
+        problems.append(f"expires in {days_left:g} days" if days_left > 0 else "expired")
+    if problems:
+        return Sample(
+            AlertKind.LICENSE,
+            Verdict.VIOLATING,
+            days_left,
+            float(rules.license_warning_days),
+            "; ".join(problems),
+        )
+    known = cml.licensed is not None or cml.license_registration is not None
+    return Sample(AlertKind.LICENSE, Verdict.CLEAR if known else Verdict.HOLD, days_left)
+
+
+def scheduled_event_sample(events: list[dict[str, Any]]) -> Sample:
+    """Fires while AWS has an event scheduled for the instance; says what and when."""
+    if not events:
+        return _NO_EVENT
+    pending = [ScheduledEvent.from_json(e) for e in events]
+    return Sample(
+        AlertKind.SCHEDULED_EVENT, Verdict.VIOLATING, detail="; ".join(e.summary() for e in pending)
+    )
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    stamp = event.get("timestamp")
+    return datetime.fromisoformat(stamp) if stamp else datetime.now(UTC)

@@ -30,6 +30,7 @@ class Sample:
     verdict: Verdict
     value: float | None = None
     threshold: float | None = None
+    detail: str | None = None
 
 
 def threshold_verdict(value: float | None, threshold: float, hysteresis: float) -> Verdict:
@@ -55,6 +56,7 @@ def advance(
                 state=AlertState.PENDING,
                 value=sample.value,
                 threshold=sample.threshold,
+                detail=sample.detail,
                 violations=0,
                 started_at=now,
                 updated_at=now,
@@ -71,6 +73,7 @@ def advance(
             violations=violations,
             value=sample.value,
             threshold=sample.threshold,
+            detail=sample.detail,
             updated_at=now,
         )
     if current is None:

@@ -66,6 +66,45 @@ class Monitoring(BaseModel):
     next_run_at: datetime | None
 
 
+class ComputeOut(BaseModel):
+    hostname: str | None
+    healthy: bool | None
+    admission_state: str | None
+
+
+class CmlOut(BaseModel):
+    """The controller as last read; a field it did not give (or we could not read) is null."""
+
+    reachable: bool | None
+    version: str | None
+    ready: bool | None
+    healthy: bool | None
+    licensed: bool | None
+    license_registration: str | None
+    license_authorization: str | None
+    license_expires_at: datetime | None
+    labs_started: int | None
+    labs_total: int | None
+    running_nodes: int | None
+    total_nodes: int | None
+    cpu_percent: float | None
+    memory_used_percent: float | None
+    disk_used_percent: float | None
+    allocated_cpus: int | None
+    cpu_count: int | None
+    computes: list[ComputeOut] | None
+    collected_at: datetime | None
+    license_checked_at: datetime | None
+    errors: list[str] = Field(description="the endpoints that did not answer usably in the last cycle")
+
+
+class ScheduledEventOut(BaseModel):
+    code: str
+    description: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+
+
 class WorkerOut(BaseModel):
     id: str
     name: str
@@ -87,6 +126,8 @@ class WorkerOut(BaseModel):
     cpu_threshold: float | None
     memory_threshold: float | None
     stop_requested_at: datetime | None
+    cml: CmlOut | None
+    ec2_scheduled_events: list[ScheduledEventOut]
     monitoring: Monitoring
 
     @classmethod
@@ -132,6 +173,8 @@ class MetricPoint(BaseModel):
     cpu_utilization: float | None
     memory_utilization: float | None
     active_labs_count: float | None
+    running_nodes: float | None = None
+    disk_used_percent: float | None = None
     cpu_max: float | None = None
     memory_max: float | None = None
 
@@ -152,7 +195,18 @@ class MonitoringJobList(BaseModel):
     items: list[MonitoringJob]
 
 
-AlertKindName = Literal["cpu", "memory", "status_check", "unexpected_stop", "unreachable", "cml_unreachable"]
+AlertKindName = Literal[
+    "cpu",
+    "memory",
+    "status_check",
+    "unexpected_stop",
+    "unreachable",
+    "cml_unreachable",
+    "cml_unhealthy",
+    "license",
+    "disk",
+    "scheduled_event",
+]
 
 
 class AlertOut(BaseModel):
@@ -163,6 +217,7 @@ class AlertOut(BaseModel):
     severity: str
     value: float | None
     threshold: float | None
+    detail: str | None
     started_at: datetime
     fired_at: datetime | None
     resolved_at: datetime | None

@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cml_monitor.domain.scheduled_events import ScheduledEvent
+
 from .pool import AwsError, ClientPool
 
 DESCRIBE_BATCH = 100
@@ -34,6 +36,7 @@ class InstanceStatus:
     system_status: str | None
     instance_status: str | None
     found: bool = True
+    scheduled_events: tuple[ScheduledEvent, ...] = ()
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> InstanceStatus:
@@ -42,6 +45,15 @@ class InstanceStatus:
             instance_state=item.get("InstanceState", {}).get("Name"),
             system_status=item.get("SystemStatus", {}).get("Status"),
             instance_status=item.get("InstanceStatus", {}).get("Status"),
+            scheduled_events=tuple(
+                ScheduledEvent(
+                    code=event.get("Code", "unknown"),
+                    description=event.get("Description"),
+                    not_before=event.get("NotBefore"),
+                    not_after=event.get("NotAfter"),
+                )
+                for event in item.get("Events", [])
+            ),
         )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The CML controller API: running labs per worker."""
+"""The CML controller API: readiness, health, capacity, labs and licensing of each worker."""
 
 from .client import CmlControllerClient, CmlControllerError
 

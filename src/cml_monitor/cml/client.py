@@ -1,4 +1,4 @@
-"""The CML controller API client: how many labs are running on a worker.
+"""The CML controller API client: readiness, health, capacity, labs and licensing of a worker.
 
 One pooled `aiohttp.ClientSession` serves every controller (keep-alive connections are reused
 per host); the bearer token of each controller is cached and renewed once when the controller
@@ -15,18 +15,18 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 
+from cml_monitor.domain.cml import ControllerReading
 from cml_monitor.io_loop import IoLoop
 
+from . import shapes
 from .guard import BlockedAddress, GuardedResolver, Network, UrlGuard
 
 logger = logging.getLogger(__name__)
-
-RUNNING_LAB_STATE = "STARTED"
 
 
 class CmlControllerError(RuntimeError):
@@ -61,6 +61,9 @@ class CmlControllerClient:
         self._per_controller = per_controller_concurrency
         self._io = IoLoop("cml-controllers")
         self._guard = UrlGuard(blocked_networks)
+        # Per controller: (lab ids, running nodes, total nodes) when its labs were last counted.
+        self._lab_counts: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self.requests = 0  # HTTP requests sent, for the cost figures
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -93,6 +96,7 @@ class CmlControllerClient:
                 return token  # another task renewed it meanwhile
             url = f"{base}/api/v0/authenticate"
             self._guard.check_url_syntax(url)
+            self.requests += 1
             async with self._http().post(
                 url, json={"username": self._username, "password": self._password}, allow_redirects=False
             ) as response:
@@ -105,71 +109,182 @@ class CmlControllerClient:
             self._tokens[base] = token
             return token
 
-    async def _get_once(self, url: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
+    async def _get_once(self, url: str, token: str | None, params: dict[str, str]) -> tuple[int, Any]:
+        """The status and, for a 200, the JSON body (ValueError when it is not JSON)."""
         self._guard.check_url_syntax(url)
-        async with self._http().get(
-            url, params=params, headers={"Authorization": f"Bearer {token}"}, allow_redirects=False
-        ) as response:
+        self.requests += 1
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self._http().get(url, params=params, headers=headers, allow_redirects=False) as response:
             _refuse_redirect(url, response)
             if response.status != 200:
                 return response.status, None
             return 200, json.loads(await response.read())
 
-    async def _get(self, base: str, path: str, **params: str) -> Any:
+    async def _get(self, base: str, path: str, **params: str) -> tuple[int, Any]:
+        """A GET with the controller's token, renewed once on 401."""
         token = self._tokens.get(base) or await self._authenticate(base, None)
         status, body = await self._get_once(f"{base}{path}", token, params)
         if status == 401:
             token = await self._authenticate(base, token)
             status, body = await self._get_once(f"{base}{path}", token, params)
-        if status != 200:
-            raise CmlControllerError(f"GET {base}{path} answered HTTP {status}")
-        return body
+        return status, body
 
-    async def get_active_labs_count(self, cml_url: str) -> int:
-        """Labs in state STARTED on the controller at `cml_url`.
+    async def _get_public(self, base: str, path: str) -> tuple[int, Any]:
+        return await self._get_once(f"{base}{path}", None, {})
 
-        The whole read (token, lab list, each lab) has one deadline, so a hung or huge
-        controller costs this worker's lab count for one cycle, never the region's cycle; a lab
-        list that is not a list of ids is an error for this controller, not a count of 0. The
-        requests run on the client's own I/O loop (`cml_monitor.io_loop`).
+    async def read_controller(self, cml_url: str, *, licensing: bool = False) -> ControllerReading:
+        """Everything a cycle reads of one controller, each endpoint on its own.
+
+        `system_information` (no token; a 502 means "not ready yet"), `system_health`,
+        `system_stats` and the lab list go out together; lab states are read one by one only
+        when the lab list or the node counts changed since the last read (otherwise the
+        last count stands: in steady state a cycle costs those four calls); `licensing`
+        only when asked. The whole read has one deadline, so a hung controller costs its own
+        worker's figures for one cycle, never the region's cycle; what came back before the
+        deadline is kept. The requests run on the client's own I/O loop.
         """
-        return await self._io.run(self._active_labs_count(cml_url))
+        return await self._io.run(self._read(self._base(cml_url), licensing))
 
-    async def _active_labs_count(self, cml_url: str) -> int:
-        base = self._base(cml_url)
+    async def _read(self, base: str, licensing: bool) -> ControllerReading:
+        read = _Read(base)
         try:
             async with asyncio.timeout(self._deadline):
-                return await self._count_started_labs(base)
-        except TimeoutError as exc:
-            raise CmlControllerError(
-                f"controller {base} did not finish answering in {self._deadline:g} s"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise CmlControllerError(f"controller {base} unreachable: {exc!r}") from exc
-        except BlockedAddress as exc:  # before ValueError, which it is
-            raise CmlControllerError(f"controller {base} not contacted: {exc}") from exc
-        except ValueError as exc:  # a body that is not JSON
-            raise CmlControllerError(f"controller {base} answered malformed JSON") from exc
+                await self._read_endpoints(read, licensing)
+        except TimeoutError:
+            read.fail_missing(f"no answer within {self._deadline:g} s")
+        return read.reading()
 
-    async def _count_started_labs(self, base: str) -> int:
-        lab_ids = await self._get(base, "/api/v0/labs", show_all="true")
-        if not isinstance(lab_ids, list) or not all(isinstance(i, str) and i for i in lab_ids):
-            raise CmlControllerError(f"controller {base} listed labs as {_describe(lab_ids)}, not lab ids")
-        if len(lab_ids) > self._max_labs:
-            raise CmlControllerError(
-                f"controller {base} lists {len(lab_ids)} labs, more than the {self._max_labs} read per cycle"
+    async def _read_endpoints(self, read: _Read, licensing: bool) -> None:
+        base = read.base
+
+        async def information() -> None:
+            status, body = await read.fetch(
+                "system_information", self._get_public(base, "/api/v0/system_information")
             )
-        semaphore = asyncio.Semaphore(self._per_controller)
+            if status == 502:
+                read.values["ready"] = False  # the controller is starting (virl2-client's reading too)
+                read.answered.add("system_information")
+            elif status is not None:
+                read.parse("system_information", shapes.system_information, body, status)
 
-        async def lab_state(lab_id: str) -> Any:
-            async with semaphore:
-                lab = await self._get(base, f"/api/v0/labs/{lab_id}")
-            if not isinstance(lab, dict):
-                raise CmlControllerError(f"controller {base} described lab {lab_id} as {_describe(lab)}")
-            return lab.get("state")
+        async def guarded(name: str, parse: Callable[[Any], dict[str, Any]]) -> None:
+            status, body = await read.fetch(name, self._get(base, f"/api/v0/{name}"))
+            if status is not None:
+                read.parse(name, parse, body, status)
 
-        states = await asyncio.gather(*(lab_state(lab_id) for lab_id in lab_ids))
-        return sum(1 for state in states if state == RUNNING_LAB_STATE)
+        async def labs() -> None:
+            status, body = await read.fetch("labs", self._get(base, "/api/v0/labs", show_all="true"))
+            if status is None:
+                return
+            if status != 200:
+                read.errors["labs"] = f"HTTP {status}"
+                return
+            try:
+                ids = shapes.lab_ids(body)
+            except shapes.ShapeError as exc:
+                read.errors["labs"] = str(exc)
+                return
+            if len(ids) > self._max_labs:
+                read.errors["labs"] = f"{len(ids)} labs listed, more than the {self._max_labs} read per cycle"
+                return
+            read.lab_ids = ids
+
+        tasks = [
+            information(),
+            guarded("system_health", shapes.system_health),
+            guarded("system_stats", shapes.system_stats),
+            labs(),
+        ]
+        if licensing:
+            tasks.append(guarded("licensing", shapes.licensing))
+        await asyncio.gather(*tasks)
+        if read.lab_ids is not None:
+            await self._count_started_labs(read)
+
+    async def _count_started_labs(self, read: _Read) -> None:
+        """Started labs, reusing the last count while nothing that a lab start changes moved."""
+        assert read.lab_ids is not None
+        signature = read.lab_signature()
+        cached = self._lab_counts.get(read.base)
+        if signature is not None and cached is not None and cached[0] == signature:
+            started = cached[1]
+        else:
+            semaphore = asyncio.Semaphore(self._per_controller)
+
+            async def state(lab_id: str) -> str | None:
+                async with semaphore:
+                    status, body = await read.fetch(
+                        "labs", self._get(read.base, f"/api/v0/labs/{lab_id}/state")
+                    )
+                if status is None:
+                    raise shapes.ShapeError(read.errors["labs"])
+                if status != 200:
+                    raise shapes.ShapeError(f"lab {lab_id} state answered HTTP {status}")
+                return shapes.lab_state(body, lab_id)
+
+            try:
+                states = await asyncio.gather(*(state(i) for i in read.lab_ids))
+            except shapes.ShapeError as exc:
+                read.errors["labs"] = str(exc)
+                return
+            started = sum(1 for s in states if s == shapes.RUNNING_LAB_STATE)
+            if signature is not None:
+                self._lab_counts[read.base] = (signature, started)
+        read.values.update(labs_started=started, labs_total=len(read.lab_ids))
+        read.answered.add("labs")
+
+
+class _Read:
+    """One controller's read in progress: the values gathered, the endpoints that failed."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.values: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.asked: set[str] = set()
+        self.answered: set[str] = set()
+        self.lab_ids: list[str] | None = None
+
+    async def fetch(self, name: str, request: Awaitable[tuple[int, Any]]) -> tuple[int | None, Any]:
+        """The status and JSON body, or (None, None) with the reason recorded against `name`."""
+        self.asked.add(name)
+        try:
+            return await request
+        except CmlControllerError as exc:  # authentication, or a redirect we refuse
+            self.errors[name] = str(exc)
+        except BlockedAddress as exc:  # before OSError and ValueError: it may be wrapped as either
+            self.errors[name] = f"not contacted: {exc}"
+        except (aiohttp.ClientError, OSError) as exc:
+            self.errors[name] = f"unreachable: {exc!r}"
+        except ValueError:
+            self.errors[name] = "answered something that is not JSON"
+        return None, None
+
+    def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
+        if status != 200:
+            self.errors[name] = f"HTTP {status}"
+            return
+        try:
+            values = parse(body)
+        except shapes.ShapeError as exc:
+            self.errors[name] = str(exc)
+            return
+        self.values.update(values)
+        self.answered.add(name)
+
+    def fail_missing(self, reason: str) -> None:
+        for name in self.asked - self.answered:
+            self.errors.setdefault(name, reason)
+
+    def lab_signature(self) -> tuple[Any, ...] | None:
+        """What changes when a lab starts or stops: its nodes start or stop (None: unknown)."""
+        if "system_stats" not in self.answered or self.lab_ids is None:
+            return None
+        return (tuple(sorted(self.lab_ids)), self.values.get("running_nodes"), self.values.get("total_nodes"))
+
+    def reading(self) -> ControllerReading:
+        failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
+        return ControllerReading(reachable=bool(self.answered), values=dict(self.values), errors=failed)
 
 
 def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:
@@ -177,8 +292,3 @@ def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:
     if 300 <= response.status < 400:
         target = response.headers.get("Location", "?")
         raise CmlControllerError(f"{url} redirected (HTTP {response.status}) to {target}; not followed")
-
-
-def _describe(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -2,8 +2,10 @@
 and nothing of ours imported: every other part may depend on it."""
 
 from .alerts import Alert, AlertKind, AlertState, Silence
+from .cml import CmlStatus, ComputeHealth, ControllerReading
 from .events import WorkerMetricsCollected
 from .history import MetricSample
+from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus, map_ec2_state_to_status
 from .worker import Worker, looks_like_id
 
@@ -11,7 +13,11 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AlertState",
+    "CmlStatus",
+    "ComputeHealth",
+    "ControllerReading",
     "MetricSample",
+    "ScheduledEvent",
     "Silence",
     "Worker",
     "WorkerMetricsCollected",

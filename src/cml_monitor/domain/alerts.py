@@ -18,6 +18,10 @@ class AlertKind(StrEnum):
     UNEXPECTED_STOP = "unexpected_stop"
     UNREACHABLE = "unreachable"
     CML_UNREACHABLE = "cml_unreachable"
+    CML_UNHEALTHY = "cml_unhealthy"
+    LICENSE = "license"
+    DISK = "disk"
+    SCHEDULED_EVENT = "scheduled_event"
 
 
 class AlertState(StrEnum):
@@ -33,6 +37,10 @@ SEVERITY = {
     AlertKind.UNEXPECTED_STOP: "critical",
     AlertKind.UNREACHABLE: "critical",
     AlertKind.CML_UNREACHABLE: "error",
+    AlertKind.CML_UNHEALTHY: "error",
+    AlertKind.LICENSE: "warning",
+    AlertKind.DISK: "warning",
+    AlertKind.SCHEDULED_EVENT: "warning",
 }
 
 
@@ -52,6 +60,7 @@ class Alert:
     last_notified_at: datetime | None = None
     acknowledged_at: datetime | None = None
     acknowledged_comment: str | None = None
+    detail: str | None = None  # what the numbers do not say: which event, which compute
 
     @property
     def severity(self) -> str:

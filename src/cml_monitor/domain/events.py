@@ -8,14 +8,13 @@ plain-callable observers have always received, so that contract lives next to th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from .cml import CmlStatus
+from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+from .times import to_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,8 @@ class WorkerMetricsCollected:
     active_labs_count: int
     cpu_threshold: float | None = None
     memory_threshold: float | None = None
-    cml_reachable: bool | None = None
+    cml: CmlStatus | None = None
+    scheduled_events: tuple[ScheduledEvent, ...] = ()
     stop_requested: bool = False
 
     @property
@@ -53,7 +53,7 @@ class WorkerMetricsCollected:
             "aws_region": self.aws_region,
             "status": self.status.value,
             "previous_status": self.previous_status.value,
-            "timestamp": _iso(self.timestamp),
+            "timestamp": to_iso(self.timestamp),
             "metrics": {
                 "cpu_utilization": self.cpu_utilization,
                 "memory_utilization": self.memory_utilization,
@@ -65,7 +65,8 @@ class WorkerMetricsCollected:
             },
             "active_labs_count": self.active_labs_count,
             "thresholds": {"cpu": self.cpu_threshold, "memory": self.memory_threshold},
-            "cml": {"reachable": self.cml_reachable},
+            "cml": None if self.cml is None else self.cml.to_json(),
+            "ec2_scheduled_events": [e.to_json() for e in self.scheduled_events],
             "stop_requested": self.stop_requested,
         }
 
@@ -73,7 +74,7 @@ class WorkerMetricsCollected:
     def from_json(cls, data: dict[str, Any]) -> WorkerMetricsCollected:
         """The inverse of `to_json` (events crossing replicas travel as JSON)."""
         metrics, ec2 = data.get("metrics") or {}, data.get("ec2") or {}
-        thresholds, cml = data.get("thresholds") or {}, data.get("cml") or {}
+        thresholds, cml = data.get("thresholds") or {}, data.get("cml")
         return cls(
             worker_id=data["worker_id"],
             worker_name=data["worker_name"],
@@ -90,6 +91,9 @@ class WorkerMetricsCollected:
             active_labs_count=int(data.get("active_labs_count") or 0),
             cpu_threshold=thresholds.get("cpu"),
             memory_threshold=thresholds.get("memory"),
-            cml_reachable=cml.get("reachable"),
+            cml=None if cml is None else CmlStatus.from_json(cml),
+            scheduled_events=tuple(
+                ScheduledEvent.from_json(e) for e in data.get("ec2_scheduled_events") or ()
+            ),
             stop_requested=bool(data.get("stop_requested")),
         )

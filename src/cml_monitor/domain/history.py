@@ -15,6 +15,8 @@ class MetricSample:
     cpu_utilization: float | None
     memory_utilization: float | None
     active_labs_count: int | None
+    running_nodes: int | None = None
+    disk_used_percent: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)

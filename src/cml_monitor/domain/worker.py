@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from typing import Any
 
+from .cml import CmlStatus, ControllerReading
+from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus, map_ec2_state_to_status
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -44,6 +48,8 @@ class Worker:
     cpu_threshold: float | None = None
     memory_threshold: float | None = None
     stop_requested_at: datetime | None = None
+    cml: CmlStatus | None = None
+    ec2_scheduled_events: tuple[ScheduledEvent, ...] = ()
 
     @classmethod
     def register(
@@ -66,13 +72,23 @@ class Worker:
             updated_at=now,
         )
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """The persisted fields, in declaration order."""
-        return _FIELD_NAMES
-
     def to_record(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in _FIELD_NAMES}
+        """The fields as a database row: the controller status and scheduled events as JSON."""
+        record = {name: getattr(self, name) for name in _FIELD_NAMES}
+        record["status"] = self.status.value
+        record["cml"] = None if self.cml is None else self.cml.to_json()
+        record["ec2_scheduled_events"] = [e.to_json() for e in self.ec2_scheduled_events]
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Worker:
+        data = {name: record[name] for name in _FIELD_NAMES}
+        data["status"] = WorkerStatus(data["status"])
+        data["cml"] = None if data["cml"] is None else CmlStatus.from_json(data["cml"])
+        data["ec2_scheduled_events"] = tuple(
+            ScheduledEvent.from_json(e) for e in data["ec2_scheduled_events"] or ()
+        )
+        return cls(**data)
 
     @property
     def is_terminated(self) -> bool:
@@ -85,12 +101,14 @@ class Worker:
         system_status: str | None,
         instance_status: str | None,
         now: datetime,
+        scheduled_events: Sequence[ScheduledEvent] = (),
     ) -> WorkerStatus:
         """Apply what EC2 reported; returns the previous status."""
         previous = self.status
         self.ec2_instance_state = instance_state
         self.ec2_system_status_check = system_status
         self.ec2_instance_status_check = instance_status
+        self.ec2_scheduled_events = tuple(e for e in scheduled_events if e.pending)
         new_status = map_ec2_state_to_status(instance_state)
         if new_status is not previous:
             self.status = new_status
@@ -116,6 +134,22 @@ class Worker:
             self.last_activity_at = now
         self.updated_at = now
 
+    def update_cml(self, reading: ControllerReading, now: datetime) -> None:
+        """Apply one cycle's read of the controller; what it could not read stays as it was.
+
+        The started-labs count is the seed's `active_labs_count`, so both say the same.
+        """
+        self.cml = (self.cml or CmlStatus()).apply(reading, now)
+        if "labs_started" in reading.values and self.cml.labs_started is not None:
+            self.active_labs_count = self.cml.labs_started
+        self.updated_at = now
+
+    def controller_stopped(self, now: datetime) -> None:
+        """The instance is not running: its controller answers nothing and runs no lab."""
+        if self.cml is not None:
+            self.cml = replace(self.cml, reachable=None, labs_started=0, running_nodes=0, errors=())
+        self.updated_at = now
+
     EDITABLE = ("name", "cml_url", "cpu_threshold", "memory_threshold")
 
     def edit(self, *, now: datetime, **changes: object) -> None:
@@ -123,6 +157,8 @@ class Worker:
         unknown = set(changes) - set(self.EDITABLE)
         if unknown:
             raise ValueError(f"cannot edit {sorted(unknown)}")
+        if "cml_url" in changes and changes["cml_url"] != self.cml_url:
+            self.cml = None  # what we knew was about another controller
         for name, value in changes.items():
             setattr(self, name, value)
         self.updated_at = now

@@ -23,6 +23,7 @@ from opentelemetry import trace
 from cml_monitor.aws import InstanceStatus, Utilization
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain import MetricSample, Worker, WorkerMetricsCollected, WorkerStatus
+from cml_monitor.domain.cml import CmlStatus, ControllerReading
 
 from .ports import AwsClient, CmlClient, WorkerStore
 
@@ -77,9 +78,7 @@ def stop_was_requested(worker: Worker) -> bool:
     )
 
 
-def metrics_event(
-    worker: Worker, previous: WorkerStatus, cml_reachable: bool | None
-) -> WorkerMetricsCollected:
+def metrics_event(worker: Worker, previous: WorkerStatus) -> WorkerMetricsCollected:
     assert worker.last_collected_at is not None
     return WorkerMetricsCollected(
         worker_id=worker.id,
@@ -97,7 +96,8 @@ def metrics_event(
         active_labs_count=worker.active_labs_count,
         cpu_threshold=worker.cpu_threshold,
         memory_threshold=worker.memory_threshold,
-        cml_reachable=cml_reachable,
+        cml=worker.cml,
+        scheduled_events=worker.ec2_scheduled_events,
         stop_requested=stop_was_requested(worker),
     )
 
@@ -112,6 +112,7 @@ class FleetCollector:
         clock: Clock = utcnow,
         tracer: trace.Tracer | None = None,
         cml_concurrency: int = 100,
+        licensing_interval: float = 3600.0,
         cycle_observer: Callable[[float], None] | None = None,
     ) -> None:
         self._repository = repository
@@ -120,6 +121,7 @@ class FleetCollector:
         self._clock = clock
         self._tracer = tracer or trace.get_tracer("cml_monitor.monitoring")
         self._cml_limit = asyncio.Semaphore(cml_concurrency)
+        self._licensing_interval = licensing_interval
         self._cycle_observer = cycle_observer
 
     async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
@@ -145,10 +147,9 @@ class FleetCollector:
         report.missing = [i for i in worker_ids if i not in workers]
         observations = await self._read_aws(list(workers.values()), report)
         running = [o.worker for o in observations if o.running]
-        labs = await self._read_labs(running)
-        reachable = {w.id: w.id in labs for w in running if w.cml_url and self._cml is not None}
         now = self._clock()
-        previous = {o.worker.id: self._apply(o, labs.get(o.worker.id), now) for o in observations}
+        readings = await self._read_controllers(running, now)
+        previous = {o.worker.id: self._apply(o, readings.get(o.worker.id), now) for o in observations}
         updated = [o.worker for o in observations]
         try:
             written = await self._repository.save_collection_async(
@@ -163,7 +164,7 @@ class FleetCollector:
             if worker.id not in written:
                 continue  # deleted meanwhile, or a newer collection was saved first: not ours to tell
             self._trace_worker(worker, start_ns)
-            report.events.append(metrics_event(worker, previous[worker.id], reachable.get(worker.id)))
+            report.events.append(metrics_event(worker, previous[worker.id]))
         return report
 
     async def _read_aws(self, workers: list[Worker], report: CollectionReport) -> list[Observation]:
@@ -205,42 +206,50 @@ class FleetCollector:
             utilization = {}
         return RegionReading(statuses, utilization)
 
-    async def _read_labs(self, workers: list[Worker]) -> dict[str, int]:
-        """Running labs per worker; a controller that fails is logged and left out."""
+    async def _read_controllers(self, workers: list[Worker], now: datetime) -> dict[str, ControllerReading]:
+        """Each running worker's controller, concurrently and bounded; licensing when it is due."""
         if self._cml is None:
             return {}
         cml = self._cml
 
-        async def one(worker: Worker) -> tuple[str, int | None]:
+        async def one(worker: Worker) -> tuple[str, ControllerReading]:
+            licensing = (worker.cml or CmlStatus()).licensing_due(now, self._licensing_interval)
             async with self._cml_limit:
                 try:
-                    return worker.id, await cml.get_active_labs_count(worker.cml_url or "")
-                except Exception as exc:
-                    logger.warning(
-                        "CML controller of worker %s (%s) did not answer: %s", worker.id, worker.cml_url, exc
-                    )
-                    return worker.id, None
+                    reading = await cml.read_controller(worker.cml_url or "", licensing=licensing)
+                except Exception as exc:  # a bug of ours must not cost the region's cycle
+                    logger.exception("Reading the controller of worker %s failed", worker.id)
+                    reading = ControllerReading(reachable=False, errors=(f"client: {exc!r}",))
+            if reading.errors:
+                logger.debug(
+                    "CML controller of worker %s (%s): %s", worker.id, worker.cml_url, reading.errors
+                )
+            return worker.id, reading
 
-        pairs = await asyncio.gather(*(one(w) for w in workers if w.cml_url))
-        return {worker_id: count for worker_id, count in pairs if count is not None}
+        return dict(await asyncio.gather(*(one(w) for w in workers if w.cml_url)))
 
     @staticmethod
-    def _apply(observation: Observation, labs: int | None, now: datetime) -> WorkerStatus:
+    def _apply(observation: Observation, reading: ControllerReading | None, now: datetime) -> WorkerStatus:
         """Apply what was read to the worker; returns its status before."""
         worker, status, usage = observation.worker, observation.status, observation.usage
         previous = worker.update_ec2_state(
             instance_state=status.instance_state if status.found else "not-found",
             system_status=status.system_status,
             instance_status=status.instance_status,
+            scheduled_events=status.scheduled_events,
             now=now,
         )
         running = worker.status is WorkerStatus.RUNNING
         worker.update_telemetry(
             cpu_utilization=usage.avg_cpu_utilization if running and usage else None,
             memory_utilization=usage.avg_memory_utilization if running and usage else None,
-            active_labs_count=labs if running else 0,
+            active_labs_count=None if running else 0,
             now=now,
         )
+        if not running:
+            worker.controller_stopped(now)
+        elif reading is not None:
+            worker.update_cml(reading, now)
         return previous
 
     @staticmethod
@@ -252,6 +261,8 @@ class FleetCollector:
             cpu_utilization=worker.cpu_utilization,
             memory_utilization=worker.memory_utilization,
             active_labs_count=worker.active_labs_count,
+            running_nodes=worker.cml.running_nodes if worker.cml else None,
+            disk_used_percent=worker.cml.disk_used_percent if worker.cml else None,
         )
 
     def _trace_worker(self, worker: Worker, start_ns: int) -> None:

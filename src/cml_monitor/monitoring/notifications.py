@@ -29,10 +29,12 @@ class WorkerNotificationHandler:
         *,
         hysteresis: float = 5.0,
         alert_engine: AlertEngine | None = None,
+        rules: RuleSettings | None = None,
     ) -> None:
-        self.cpu_threshold = cpu_threshold
-        self.memory_threshold = memory_threshold
-        self.rules = RuleSettings(cpu_threshold, memory_threshold, hysteresis)
+        """The seed's thresholds, or every rule's settings at once (`rules` wins)."""
+        self.rules = rules or RuleSettings(cpu_threshold, memory_threshold, hysteresis)
+        self.cpu_threshold = self.rules.cpu_threshold
+        self.memory_threshold = self.rules.memory_threshold
         self.alert_engine = alert_engine
 
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:

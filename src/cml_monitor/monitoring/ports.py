@@ -13,6 +13,7 @@ from typing import Protocol
 
 from cml_monitor.aws import InstanceStatus, Utilization
 from cml_monitor.domain import MetricSample, Worker
+from cml_monitor.domain.cml import ControllerReading
 
 
 class WorkerStore(Protocol):
@@ -44,4 +45,4 @@ class AwsClient(Protocol):
 
 
 class CmlClient(Protocol):
-    async def get_active_labs_count(self, cml_url: str) -> int: ...
+    async def read_controller(self, cml_url: str, *, licensing: bool = False) -> ControllerReading: ...

@@ -78,6 +78,7 @@ class WorkerMonitoringScheduler:
         clock: Clock = utcnow,
         tracer: trace.Tracer | None = None,
         cml_concurrency: int = 100,
+        licensing_interval: float = 3600.0,
         observers: Sequence[EventObserver | SeedObserver] = (),
         observer_timeout: float = 60.0,
         on_observer_failure: Callable[[str], None] | None = None,
@@ -97,6 +98,7 @@ class WorkerMonitoringScheduler:
             clock=clock,
             tracer=tracer,
             cml_concurrency=cml_concurrency,
+            licensing_interval=licensing_interval,
             cycle_observer=cycle_observer,
         )
         publisher = ObserverPublisher(

@@ -35,6 +35,8 @@ class Point:
     active_labs_count: float | None
     cpu_max: float | None = None
     memory_max: float | None = None
+    running_nodes: float | None = None  # raw history only: the hourly rollup does not keep it
+    disk_used_percent: float | None = None
 
 
 def floor_hour(value: datetime) -> datetime:
@@ -164,7 +166,15 @@ class HistoryStore:
         async with self._engine.connect() as conn:
             rows = list(reversed((await conn.execute(query)).all()))
         points = [
-            Point(r.timestamp, r.status, r.cpu_utilization, r.memory_utilization, r.active_labs_count)
+            Point(
+                r.timestamp,
+                r.status,
+                r.cpu_utilization,
+                r.memory_utilization,
+                r.active_labs_count,
+                running_nodes=r.running_nodes,
+                disk_used_percent=r.disk_used_percent,
+            )
             for r in rows
         ]
         if resolution == 0:
@@ -202,6 +212,8 @@ def _bucket(points: list[Point], step: int) -> list[Point]:
         cpu = [p.cpu_utilization for p in members if p.cpu_utilization is not None]
         memory = [p.memory_utilization for p in members if p.memory_utilization is not None]
         labs = [p.active_labs_count for p in members if p.active_labs_count is not None]
+        nodes = [p.running_nodes for p in members if p.running_nodes is not None]
+        disk = [p.disk_used_percent for p in members if p.disk_used_percent is not None]
         cpu_max = [p.cpu_max if p.cpu_max is not None else p.cpu_utilization for p in members]
         memory_max = [p.memory_max if p.memory_max is not None else p.memory_utilization for p in members]
         result.append(
@@ -213,6 +225,8 @@ def _bucket(points: list[Point], step: int) -> list[Point]:
                 active_labs_count=_avg(labs),
                 cpu_max=max((v for v in cpu_max if v is not None), default=None),
                 memory_max=max((v for v in memory_max if v is not None), default=None),
+                running_nodes=_avg(nodes),
+                disk_used_percent=_avg(disk),
             )
         )
     return result

@@ -22,7 +22,6 @@ from .tables import worker_metrics, workers
 
 # SQLite allows 32,766 bound parameters per statement; stay far below it.
 _IN_CHUNK = 900
-_WORKER_FIELDS = Worker.field_names()
 # What a collection cycle owns: it never writes back name, URL or thresholds, so an API edit
 # made while a cycle runs is not undone by it.
 _COLLECTED_FIELDS = (
@@ -36,6 +35,8 @@ _COLLECTED_FIELDS = (
     "last_activity_at",
     "last_collected_at",
     "status_changed_at",
+    "cml",
+    "ec2_scheduled_events",
     "updated_at",
 )
 
@@ -45,10 +46,7 @@ class DuplicateWorkerError(StorageError):
 
 
 def _to_worker(row: Any) -> Worker:
-    mapping = row._mapping
-    data = {name: mapping[name] for name in _WORKER_FIELDS}
-    data["status"] = WorkerStatus(data["status"])
-    return Worker(**data)
+    return Worker.from_record(row._mapping)
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
@@ -167,7 +165,8 @@ class CMLWorkerRepository:
         )
         params = []
         for worker in updated:
-            record = {name: getattr(worker, name) for name in _COLLECTED_FIELDS}
+            full = worker.to_record()
+            record = {name: full[name] for name in _COLLECTED_FIELDS}
             record["_id"] = worker.id
             record["_fence"] = worker.last_collected_at
             params.append(record)
@@ -219,6 +218,8 @@ class CMLWorkerRepository:
                 cpu_utilization=row.cpu_utilization,
                 memory_utilization=row.memory_utilization,
                 active_labs_count=row.active_labs_count,
+                running_nodes=row.running_nodes,
+                disk_used_percent=row.disk_used_percent,
             )
             for row in reversed(rows)
         ]

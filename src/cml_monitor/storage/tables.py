@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -66,6 +67,8 @@ workers = Table(
     Column("cpu_threshold", Float, nullable=True),
     Column("memory_threshold", Float, nullable=True),
     Column("stop_requested_at", UTCDateTime, nullable=True),
+    Column("cml", JSON, nullable=True),
+    Column("ec2_scheduled_events", JSON, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_workers_status", "status"),
@@ -82,6 +85,8 @@ worker_metrics = Table(
     Column("cpu_utilization", Float, nullable=True),
     Column("memory_utilization", Float, nullable=True),
     Column("active_labs_count", Integer, nullable=True),
+    Column("running_nodes", Integer, nullable=True),
+    Column("disk_used_percent", Float, nullable=True),
     Index("ix_worker_metrics_worker_ts", "worker_id", "timestamp"),
 )
 
@@ -126,6 +131,7 @@ alerts = Table(
     Column("last_notified_at", UTCDateTime, nullable=True),
     Column("acknowledged_at", UTCDateTime, nullable=True),
     Column("acknowledged_comment", String(1024), nullable=True),
+    Column("detail", String(1024), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_alerts_state", "state"),
     Index("ix_alerts_worker", "worker_id"),

@@ -149,9 +149,22 @@ function bar(value, threshold) {
 const COLUMNS = [
   ["name", "Name"], ["aws_region", "Region", "hide-narrow"], ["aws_instance_id", "Instance", "hide-narrow"],
   ["status", "Status"], ["checks", "Checks", "hide-narrow"], ["cpu_utilization", "CPU"],
-  ["memory_utilization", "Memory"], ["active_labs_count", "Labs"], ["last_collected_at", "Collected", "hide-narrow"],
-  ["alerts", "Alerts"],
+  ["memory_utilization", "Memory"], ["active_labs_count", "Labs"], ["cml", "CML"],
+  ["last_collected_at", "Collected", "hide-narrow"], ["alerts", "Alerts"],
 ];
+
+// What the controller's state comes to, in one word (and the badge class that colours it).
+function cmlVerdict(worker) {
+  const cml = worker.cml;
+  if (!worker.cml_url) return ["n/a", "no controller"];
+  if (!cml || cml.reachable === null) return ["n/a", worker.status === "running" ? "not read yet" : "—"];
+  if (!cml.reachable) return ["error", "unreachable"];
+  if (cml.ready === false) return ["warning", "not ready"];
+  if (cml.healthy === false) return ["error", "unhealthy"];
+  if (cml.licensed === false || (cml.license_registration && cml.license_registration !== "COMPLETED")
+      || (cml.license_authorization && cml.license_authorization !== "IN_COMPLIANCE")) return ["error", "unlicensed"];
+  return ["ok", "ok"];
+}
 
 async function loadFiring() {
   const alerts = await api("/api/alerts?state=firing&limit=1000");
@@ -191,6 +204,7 @@ async function loadFleet() {
 function sortValue(worker, key) {
   if (key === "alerts") return (state.firing.get(worker.id) || []).length;
   if (key === "checks") return `${worker.ec2_system_status_check}/${worker.ec2_instance_status_check}`;
+  if (key === "cml") return cmlVerdict(worker)[1];
   const value = worker[key];
   return value === null || value === undefined ? -Infinity : value;
 }
@@ -220,6 +234,7 @@ function workerRow(worker) {
     el("td", {}, bar(worker.cpu_utilization, worker.cpu_threshold)),
     el("td", {}, bar(worker.memory_utilization, worker.memory_threshold)),
     el("td", { text: worker.active_labs_count }),
+    el("td", { class: "cml" }, badge(...cmlVerdict(worker))),
     el("td", { class: "hide-narrow muted", title: worker.last_collected_at || "", text: ago(worker.last_collected_at) }),
     el("td", {}, kinds.length ? kinds.map((k) => badge("firing", k)) : el("span", { class: "muted", text: "—" })),
   );
@@ -368,6 +383,8 @@ async function renderWorker(id) {
       fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
       fact("Next collection", worker.monitoring.next_run_at ? new Date(worker.monitoring.next_run_at).toLocaleTimeString() : "not monitored"),
     ),
+    controllerSection(worker),
+    scheduledEventsSection(worker),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
@@ -379,13 +396,64 @@ async function renderWorker(id) {
     el("h2", { text: "Alerts" }),
     alerts.items.length
       ? el("div", { class: "tablewrap" }, el("table", {},
-          el("thead", {}, el("tr", {}, ["Kind", "State", "Severity", "Value", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
+          el("thead", {}, el("tr", {}, ["Kind", "State", "Severity", "Value", "Detail", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
           el("tbody", {}, alerts.items.map((a) => el("tr", {},
             el("td", { text: a.kind }), el("td", {}, badge(a.state)), el("td", {}, badge(a.severity)),
             el("td", { text: a.value === null ? "—" : `${a.value.toFixed(1)}` }),
+            el("td", { class: "detail-text", text: a.detail || "" }),
             el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }),
           )))))
       : el("p", { class: "muted", text: "No alerts for this worker." }),
+  );
+}
+
+function controllerSection(worker) {
+  if (!worker.cml_url) return el("p", { class: "muted", text: "No CML controller registered for this worker." });
+  const cml = worker.cml;
+  if (!cml) return el("section", { "aria-label": "CML controller" }, el("h2", { text: "CML controller" }), el("p", { class: "muted", text: "Not read yet." }));
+  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
+  const show = (value) => (value === null || value === undefined ? "—" : String(value));
+  const pair = (a, b) => `${show(a)} of ${show(b)}`;
+  const [verdictClass, verdict] = cmlVerdict(worker);
+  const expires = cml.license_expires_at ? new Date(cml.license_expires_at) : null;
+  const computes = (cml.computes || []).map((c) =>
+    el("li", {}, `${c.hostname || "?"} `, badge(c.healthy === false ? "error" : c.healthy ? "ok" : "n/a", c.healthy === false ? "unhealthy" : c.healthy ? "healthy" : "unknown"),
+      " ", badge(c.admission_state === "READY" ? "ok" : "warning", c.admission_state || "n/a")));
+  return el(
+    "section",
+    { "aria-label": "CML controller", id: "controller" },
+    el("h2", {}, "CML controller ", badge(verdictClass, verdict)),
+    el(
+      "div",
+      { class: "detail" },
+      fact("Version", `${show(cml.version)}${cml.ready === false ? " (not ready)" : ""}`),
+      fact("Health", [badge(cml.healthy === false ? "error" : cml.healthy ? "ok" : "n/a", cml.healthy === false ? "unhealthy" : cml.healthy ? "healthy" : "unknown"), el("ul", { class: "computes" }, computes)]),
+      fact("Licence", [
+        el("div", { text: `registration ${show(cml.license_registration)}, authorization ${show(cml.license_authorization)}` }),
+        el("div", { class: "muted", text: expires ? `expires ${expires.toISOString().slice(0, 10)}` : "expiry unknown" }),
+      ]),
+      fact("Labs started", pair(cml.labs_started, cml.labs_total)),
+      fact("Nodes running", pair(cml.running_nodes, cml.total_nodes)),
+      fact("CPUs allocated", pair(cml.allocated_cpus, cml.cpu_count)),
+      fact("Controller CPU", bar(cml.cpu_percent, 90)),
+      fact("Controller memory", bar(cml.memory_used_percent, 90)),
+      fact("Controller disk", bar(cml.disk_used_percent, 90)),
+      fact("Read", `${ago(cml.collected_at)}${cml.reachable ? "" : " (unreachable now)"}`),
+    ),
+    cml.errors && cml.errors.length
+      ? el("ul", { class: "errors", "aria-label": "What could not be read" }, cml.errors.map((e) => el("li", { class: "error", text: e })))
+      : null,
+  );
+}
+
+function scheduledEventsSection(worker) {
+  const events = worker.ec2_scheduled_events || [];
+  if (!events.length) return document.createDocumentFragment();
+  return el(
+    "section",
+    { "aria-label": "EC2 scheduled events", id: "scheduled-events" },
+    el("h2", { text: "EC2 scheduled events" }),
+    el("ul", {}, events.map((e) => el("li", {}, badge("warning", e.code), ` ${e.description || ""} — from ${e.not_before ? new Date(e.not_before).toUTCString() : "?"}`))),
   );
 }
 
@@ -403,6 +471,8 @@ function applyEvent(event) {
     ec2_instance_status_check: event.ec2.instance_status,
     active_labs_count: event.active_labs_count,
     last_collected_at: event.timestamp,
+    cml: event.cml,
+    ec2_scheduled_events: event.ec2_scheduled_events || [],
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));

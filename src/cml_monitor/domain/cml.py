@@ -1,0 +1,140 @@
+"""What we know of a worker's CML controller: readiness, health, licence, capacity, labs.
+
+A `ControllerReading` is what one cycle managed to read; `CmlStatus` is what the worker keeps.
+They are separate because a controller can answer one endpoint and fail another: a reading
+carries only the fields of the endpoints that answered usably, and `CmlStatus.apply` keeps the
+last known value of everything else, so half a document never erases what was known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any
+
+from .times import to_iso
+
+# The registration and authorization states a controller in order reports (CML 2.x licensing).
+REGISTRATION_OK = "COMPLETED"
+AUTHORIZATION_OK = "IN_COMPLIANCE"
+ADMITTED = "READY"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeHealth:
+    """One compute host of the cluster (the controller host is a compute too)."""
+
+    hostname: str | None
+    healthy: bool | None
+    admission_state: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "healthy": self.healthy, "admission_state": self.admission_state}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ComputeHealth:
+        return cls(data.get("hostname"), data.get("healthy"), data.get("admission_state"))
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerReading:
+    """One cycle's read of a controller.
+
+    `values` holds the `CmlStatus` fields of the endpoints that answered usably (a field the
+    controller did not give is there as `None`); `errors` names the endpoints that did not;
+    `reachable` is False when nothing usable came back at all.
+    """
+
+    reachable: bool
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CmlStatus:
+    reachable: bool | None = None
+    version: str | None = None
+    ready: bool | None = None
+    healthy: bool | None = None
+    licensed: bool | None = None
+    license_registration: str | None = None
+    license_authorization: str | None = None
+    license_expires_at: datetime | None = None
+    labs_started: int | None = None
+    labs_total: int | None = None
+    running_nodes: int | None = None
+    total_nodes: int | None = None
+    cpu_percent: float | None = None
+    memory_used_percent: float | None = None
+    disk_used_percent: float | None = None
+    allocated_cpus: int | None = None
+    cpu_count: int | None = None
+    computes: tuple[ComputeHealth, ...] | None = None
+    collected_at: datetime | None = None
+    license_checked_at: datetime | None = None
+    errors: tuple[str, ...] = ()
+
+    def apply(self, reading: ControllerReading, now: datetime) -> CmlStatus:
+        """The status after this reading: read fields replaced, the rest kept as they were."""
+        changes: dict[str, Any] = {name: value for name, value in reading.values.items() if name in _NAMES}
+        if "license_registration" in reading.values:
+            changes["license_checked_at"] = now
+        if reading.reachable:
+            changes["collected_at"] = now
+        return replace(self, **changes, reachable=reading.reachable, errors=reading.errors)
+
+    def licensing_due(self, now: datetime, interval_seconds: float) -> bool:
+        """Licensing is read rarely (it changes on the scale of days)."""
+        checked = self.license_checked_at
+        return checked is None or (now - checked).total_seconds() >= interval_seconds
+
+    @property
+    def health_problem(self) -> str | None:
+        """Why the controller is not usable, in words; None when nothing says it is not."""
+        if self.ready is False:
+            return "not ready (no compute can start nodes yet)"
+        if self.healthy is False:
+            bad = [c.hostname or "?" for c in self.computes or () if c.healthy is False]
+            not_admitted = [
+                f"{c.hostname or '?'} {c.admission_state}"
+                for c in self.computes or ()
+                if c.admission_state not in (None, ADMITTED)
+            ]
+            parts = [f"unhealthy computes: {', '.join(bad)}"] if bad else []
+            parts += [f"not admitted: {', '.join(not_admitted)}"] if not_admitted else []
+            return "; ".join(parts) or "controller reports itself unhealthy"
+        failed = [e for e in self.errors if e.startswith("system_health:")]
+        if failed:
+            return f"health endpoint failed ({failed[0].removeprefix('system_health: ')})"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name in _NAMES:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = to_iso(value)
+            elif name == "computes" and value is not None:
+                value = [c.to_json() for c in value]
+            elif name == "errors":
+                value = list(value)
+            data[name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CmlStatus:
+        values: dict[str, Any] = {}
+        for name in _NAMES:
+            value = data.get(name)
+            if name in _TIMES and isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            elif name == "computes" and value is not None:
+                value = tuple(ComputeHealth.from_json(c) for c in value)
+            elif name == "errors":
+                value = tuple(value or ())
+            values[name] = value
+        return cls(**values)
+
+
+_NAMES = tuple(f.name for f in fields(CmlStatus))
+_TIMES = frozenset({"license_expires_at", "collected_at", "license_checked_at"})
