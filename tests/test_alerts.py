@@ -434,7 +434,9 @@ async def test_a_stop_behind_our_back_alerts_and_mutes_cpu_but_ours_does_not(
     assert [(a["kind"], a["worker_id"]) for a in firing] == [("unexpected_stop", worker["id"])]
 
     stopped = await app.client.post(f"/api/workers/{other['id']}/stop")
-    assert stopped.status_code == 200 and stopped.json()["ec2_instance_state"] == "stopped"
+    assert stopped.status_code == 202, stopped.text
+    assert stopped.json()["result"] == "ok" and stopped.json()["reason"] == "manual"
+    assert "stopped" in stopped.json()["detail"]
     await app.poll(other["id"])
     assert [a["worker_id"] for a in await app.alerts(state="firing")] == [worker["id"]]
 

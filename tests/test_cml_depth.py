@@ -42,9 +42,13 @@ async def _register(app: Monitor, sim: FleetSimulator, count: int) -> dict[str, 
     return ids
 
 
+CONTROLLER_KINDS = {"cml_unreachable", "cml_unhealthy", "license", "disk", "scheduled_event"}
+
+
 async def _firing(app: Monitor) -> dict[tuple[str, str], dict[str, Any]]:
+    """The firing alerts of the kinds this file is about (a simulated worker may run hot)."""
     items = (await app.client.get("/api/alerts", params={"state": "firing"})).json()["items"]
-    return {(a["worker_id"], a["kind"]): a for a in items}
+    return {(a["worker_id"], a["kind"]): a for a in items if a["kind"] in CONTROLLER_KINDS}
 
 
 async def _cycle(app: Monitor) -> None:
@@ -142,7 +146,7 @@ async def test_every_controller_alert_kind_fires_and_resolves(
 
     await eventually(all_resolved, timeout=15)
     resolved = (await app.client.get("/api/alerts", params={"state": "resolved"})).json()["items"]
-    assert {(a["worker_id"], a["kind"]) for a in resolved} == expected
+    assert {(a["worker_id"], a["kind"]) for a in resolved if a["kind"] in CONTROLLER_KINDS} == expected
     assert (await app.worker(ids[full]))["ec2_scheduled_events"] == []  # completed events are not pending
 
 

@@ -171,6 +171,10 @@ async def test_the_dashboard_asks_for_a_token_and_keeps_it(browser: Browser, tmp
         await page.reload()
         await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
         assert await page.locator("#login[open]").count() == 0  # kept for the browser session
+        await page.click("#fleet tbody tr a")
+        await page.wait_for_selector("#idle")
+        assert await page.locator("#action-stop").count() == 0  # a viewer sees no buttons that act
+        assert await page.is_disabled("#auto-pause")
         # The refused requests before sign-in are logged by the browser; nothing else may be.
         assert [e for e in errors if "401" not in e] == []
     finally:
@@ -267,6 +271,35 @@ async def test_controller_health_licence_and_scheduled_events_are_shown(
         await page.screenshot(path=str(tmp_path / "controller.png"), full_page=True)
         assert (tmp_path / "controller.png").stat().st_size > 10_000
         assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Browser, tmp_path: Path) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 2)
+    target = workers[0]
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+        assert "hours paused by auto-pause" in (await page.text_content(".summary") or "")
+        await page.goto(f"{server.url}/#/workers/{target.id}")
+        await page.wait_for_selector("#idle #action-reboot")
+        assert await page.is_checked("#auto-pause")
+        await page.uncheck("#auto-pause")
+        await until(page, "document.querySelector('#action-status').textContent.includes('auto-pause off')")
+        await page.click("#action-reboot")
+        await until(page, "document.querySelector('#action-status').textContent.startsWith('reboot: ok')")
+        await page.wait_for_selector("#actions tbody tr")
+        row = await page.text_content("#actions tbody tr")
+        assert row is not None and "reboot" in row and "manual" in row
+        assert sim.fleet.get(target.aws_instance_id).reboots == 1
+        await page.click("#action-start")  # a running worker cannot be started: refused, said
+        await until(page, "document.querySelector('#action-status').textContent.includes('start refused')")
+        await page.screenshot(path=str(tmp_path / "idle.png"), full_page=True)
+        assert [e for e in errors if "409" not in e] == []
     finally:
         server.stop()
         sim.stop()

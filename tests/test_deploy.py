@@ -55,6 +55,7 @@ def test_the_code_names_no_aws_operation_the_policy_lacks() -> None:
         "describe_instances": "ec2",
         "start_instances": "ec2",
         "stop_instances": "ec2",
+        "reboot_instances": "ec2",
         "get_metric_data": "cloudwatch",
         "list_metrics": "cloudwatch",
     }
@@ -76,6 +77,7 @@ async def test_every_operation_the_client_sends_is_allowed_by_the_policy() -> No
         await client.describe_instances_by_tags("us-east-1", {"Role": "cml"})
         await client.change_instance_state("us-east-1", instance.instance_id, "stop")
         await client.change_instance_state("us-east-1", instance.instance_id, "start")
+        await client.change_instance_state("us-east-1", instance.instance_id, "reboot")
     finally:
         await client.close()
         sim.stop()

@@ -11,7 +11,13 @@ from cml_monitor.storage import CMLWorkerRepository, MetricSample
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.storage.tables import worker_metrics, worker_metrics_hourly
 
-NOW = datetime(2026, 11, 25, 12, 30, tzinfo=UTC)
+# Half past the hour before the last one: recent enough that the running service's own history
+# maintenance (which prunes by the real clock) never touches the samples the tests seed.
+NOW = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=30, second=0, microsecond=0)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 async def _seed(repository: CMLWorkerRepository) -> Worker:
@@ -84,7 +90,7 @@ async def test_history_endpoint(api_factory) -> None:  # type: ignore[no-untyped
     await api.runtime.history.roll_up(NOW)
     url = f"/api/workers/{worker.id}/metrics"
     body = (
-        await api.client.get(url, params={"since": "2026-11-25T11:30:00Z", "until": "2026-11-25T12:30:00Z"})
+        await api.client.get(url, params={"since": _iso(NOW - timedelta(hours=1)), "until": _iso(NOW)})
     ).json()
     assert body["step"] == 0 and body["source"] == "raw" and len(body["items"]) == 12
     assert set(body["items"][0]) >= {
@@ -95,13 +101,13 @@ async def test_history_endpoint(api_factory) -> None:  # type: ignore[no-untyped
         "active_labs_count",
     }
     week = (
-        await api.client.get(url, params={"since": "2026-11-18T12:30:00Z", "until": "2026-11-25T12:30:00Z"})
+        await api.client.get(url, params={"since": _iso(NOW - timedelta(days=7)), "until": _iso(NOW)})
     ).json()
     assert week["source"] == "hourly" and week["step"] == 3600 and week["items"][0]["cpu_max"] == 30.0
     every = await api.client.get(
-        url, params={"since": "2026-11-25T00:00:00Z", "until": "2026-11-25T12:30:00Z", "step": 0}
+        url, params={"since": _iso(NOW - timedelta(hours=12, minutes=30)), "until": _iso(NOW), "step": 0}
     )
     assert every.json()["step"] == 0 and len(every.json()["items"]) == 150
-    bad = await api.client.get(url, params={"since": "2026-11-25T12:00:00Z", "until": "2026-11-25T11:00:00Z"})
+    bad = await api.client.get(url, params={"since": _iso(NOW), "until": _iso(NOW - timedelta(hours=1))})
     assert bad.status_code == 422
     assert (await api.client.get(url, params={"step": -5})).status_code == 422

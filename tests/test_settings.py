@@ -40,6 +40,11 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CML_MONITOR_PORT", "70000"),
         ("API_TOKENS", "root:abc"),
         ("LOG_LEVEL", "LOUD"),
+        ("WORKER_IDLE_TIMEOUT", "-5"),
+        ("CML_AUTOMATION_USERS", "^ok-bot,([unclosed"),
+        ("WORKER_AUTO_PAUSE_GRACE", "-1"),
+        ("CML_LICENSING_CHECK_INTERVAL", "0"),
+        ("WORKER_DISK_THRESHOLD", "101"),
     ],
 )
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -3,7 +3,8 @@
 A controller named `w1` answers under `/controllers/w1/api/v0/...` with the CML 2.9 shapes of
 the endpoints a monitor reads: `authenticate` (a JSON string token), `system_information` (no
 token; 502 while the controller is not ready), `system_health`, `system_stats`, `licensing`,
-`labs` (a list of lab UUIDs), `labs/{id}` and `labs/{id}/state` (a JSON string). Faults: a
+`labs` (a list of lab UUIDs), `labs/{id}` and `labs/{id}/state` (a JSON string),
+`telemetry/events` (the whole history: category, timestamp, data.user_id). Faults: a
 controller unreachable (503) or slow, not ready, a compute not admitted, unlicensed or about
 to expire, a full disk, many labs, or every endpoint answering 500, garbage JSON or an HTML
 login page.
@@ -61,6 +62,14 @@ class SimulatedController:
     computes: list[SimulatedCompute] = field(
         default_factory=lambda: [SimulatedCompute("cml-controller", is_controller=True)]
     )
+    telemetry: list[dict[str, Any]] = field(default_factory=list)  # CML's telemetry events, oldest first
+
+    def record_activity(
+        self, user_id: str, category: str = "user_activity", at: datetime | None = None
+    ) -> None:
+        """An event in the controller's telemetry, as CML writes it (UTC, no zone)."""
+        stamp = (at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+        self.telemetry.append({"category": category, "timestamp": stamp, "data": {"user_id": user_id}})
 
     def set_labs(self, running: int, stopped: int = 0) -> None:
         self.labs = {str(uuid.uuid4()): "STARTED" for _ in range(running)}
@@ -106,6 +115,7 @@ class ControllerFleet:
             Route(f"{prefix}/system_health", self._system_health),
             Route(f"{prefix}/system_stats", self._system_stats),
             Route(f"{prefix}/licensing", self._licensing),
+            Route(f"{prefix}/telemetry/events", self._telemetry_events),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -327,3 +337,9 @@ class ControllerFleet:
                 "transport": {"ssms": "https://smartreceiver.cisco.com/licservice/license", "proxy": {}},
             }
         )
+
+    async def _telemetry_events(self, request: Request) -> Response:
+        controller = await self._guarded(request)
+        if isinstance(controller, Response):
+            return controller
+        return JSONResponse(controller.telemetry)

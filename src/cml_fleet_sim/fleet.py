@@ -97,6 +97,8 @@ class SimulatedInstance:
     agent_dimensions: str = "InstanceId"  # "InstanceId", "extended" (ImageId, InstanceType) or "none"
     running_labs: int = 0
     stopped_by_request: bool = False
+    reboots: int = 0
+    reboot_heals: bool = True  # a reboot clears an impaired instance status check
     # EC2 scheduled events, as `DescribeInstanceStatus` lists them (times are Unix seconds).
     scheduled_events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -258,7 +260,10 @@ class SimulatedFleet:
         return instance.state, instance.state
 
     def reboot(self, instance_id: str) -> None:
-        self._require(instance_id)
+        instance = self._require(instance_id)
+        instance.reboots += 1
+        if instance.reboot_heals and instance.instance_check == "impaired":
+            instance.instance_check = "ok"
 
     def _require(self, instance_id: str) -> SimulatedInstance:
         instance = self.get(instance_id)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
+from cml_monitor.domain.actions import Action
 
 WORKER_LABELS = ("worker_id", "worker_name")
 
@@ -61,6 +62,13 @@ class PrometheusMetrics:
             "When the controller's licence registration or authorization expires, Unix time",
         )
         self.labs_started = self._worker_gauge("cml_monitor_cml_labs_started", "Labs in state STARTED")
+        self.idle = self._worker_gauge("cml_monitor_worker_idle", "1 when the worker is idle")
+        self.actions = Counter(
+            "cml_monitor_actions_total",
+            "Stops, starts and reboots by their outcome",
+            ("kind", "reason", "result"),
+            registry=self.registry,
+        )
         self.running_nodes = self._worker_gauge(
             "cml_monitor_cml_running_nodes", "Nodes running on the cluster"
         )
@@ -69,6 +77,9 @@ class PrometheusMetrics:
 
     def _worker_gauge(self, name: str, documentation: str) -> Gauge:
         return Gauge(name, documentation, WORKER_LABELS, registry=self.registry)
+
+    def on_action(self, action: Action) -> None:
+        self.actions.labels(action.kind.value, action.reason.value, action.result.value).inc()
 
     def on_aws_request(self, service: str, operation: str) -> None:
         self.aws_requests.labels(service, operation).inc()
@@ -95,6 +106,7 @@ class PrometheusMetrics:
             self.license_expiry: None if expires is None else expires.timestamp(),
             self.labs_started: None if cml is None else cml.labs_started,
             self.running_nodes: None if cml is None else cml.running_nodes,
+            self.idle: float(event.idle.idle),
         }
         series = self._series.setdefault(worker_id, set())
         for gauge, value in values.items():

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cml_monitor.actions import ActionExecutor, ActionSettings, AutomaticActions
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
 from cml_monitor.alerts.notifiers import (
@@ -30,21 +31,25 @@ from cml_monitor.alerts.notifiers import (
     SlackNotifier,
     WebhookNotifier,
 )
-from cml_monitor.alerts.outbox import Channel
+from cml_monitor.alerts.outbox import Channel, action_payload, notification_rows
 from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
+from cml_monitor.domain import Worker
+from cml_monitor.domain.actions import Action
+from cml_monitor.domain.idle import IdlePolicy
 from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
 from cml_monitor.settings import Settings
 from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
+from cml_monitor.storage.actions import ActionRepository
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.history import HistoryStore
-from cml_monitor.usecases import AlertOperations, WorkerOperations
+from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +81,12 @@ class MonitorRuntime:
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
     scheduler: WorkerMonitoringScheduler
+    actions: ActionRepository
+    executor: ActionExecutor
+    automatic: AutomaticActions
     workers: WorkerOperations
     alerting: AlertOperations
+    action_operations: ActionOperations
     bus: RedisEventBus | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -100,6 +109,7 @@ class MonitorRuntime:
                 return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
+            await self._reconcile_actions()
             self._loop(_every(600.0, self._maintain_history, "History maintenance"))
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
@@ -121,6 +131,16 @@ class MonitorRuntime:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+
+    async def _reconcile_actions(self) -> None:
+        """Actions a crash left between "recorded" and "done" are settled from what EC2 shows."""
+        try:
+            settled = await self.executor.reconcile()
+        except Exception as exc:
+            logger.error("Could not reconcile interrupted actions: %s", exc)
+            return
+        if settled:
+            logger.warning("Settled %d action(s) interrupted by the last stop", settled)
 
     async def _start_monitoring(self) -> None:
         period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
@@ -251,6 +271,7 @@ def build_runtime(
         timeout=settings.cml_timeout,
         max_labs=settings.cml_max_labs,
         blocked_networks=settings.blocked_networks,
+        automation_users=settings.cml_automation_users,
     )
     alerts = AlertRepository(engine)
     history = HistoryStore(
@@ -286,6 +307,48 @@ def build_runtime(
         on_firing_count=metrics.alerts_firing.set,
     )
     handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
+    idle_policy = IdlePolicy(
+        timeout=timedelta(seconds=settings.worker_idle_timeout),
+        cpu_threshold=settings.worker_idle_cpu_threshold,
+        grace=timedelta(seconds=settings.worker_auto_pause_grace),
+        snooze=timedelta(seconds=settings.worker_auto_pause_snooze),
+        auto_pause=settings.worker_auto_pause_enabled,
+        max_gap=timedelta(seconds=2 * settings.worker_metrics_poll_interval),
+    )
+    action_store = ActionRepository(engine)
+
+    async def notify_action(action: Action, worker: Worker) -> None:
+        now = clock()
+        payload = action_payload(action.to_json(), worker.to_record(), now)
+        rows = notification_rows(payload, channels, alert_id=None, worker_id=worker.id, now=now)
+        if rows:
+            await alerts.apply([], [], [], rows)
+            dispatcher.wake()
+
+    executor = ActionExecutor(
+        action_store,
+        repository,
+        aws,
+        idle_policy=idle_policy,
+        clock=clock,
+        notify=notify_action,
+        on_result=metrics.on_action,
+    )
+    automatic = AutomaticActions(
+        executor,
+        action_store,
+        alerts,
+        cml,
+        ActionSettings(
+            auto_pause=settings.worker_auto_pause_enabled,
+            dry_run=settings.worker_auto_pause_dry_run,
+            remediation=settings.worker_remediation_enabled,
+            remediation_after_samples=settings.worker_remediation_after_samples,
+            remediation_cooldown=timedelta(seconds=settings.worker_remediation_cooldown),
+            max_per_hour=settings.worker_actions_max_per_hour,
+        ),
+        clock=clock,
+    )
     events = EventHub()
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
     scheduler = WorkerMonitoringScheduler(
@@ -300,7 +363,9 @@ def build_runtime(
         tracer=tracer,
         cml_concurrency=settings.cml_concurrency,
         licensing_interval=settings.cml_licensing_check_interval,
-        observers=[bus] if bus is not None else [metrics, events],
+        activity_interval=settings.worker_idle_check_interval,
+        idle_policy=idle_policy,
+        observers=[automatic, *([bus] if bus is not None else [metrics, events])],
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
@@ -320,6 +385,7 @@ def build_runtime(
             else "schedule"
         ),
         url_guard=UrlGuard(settings.blocked_networks),
+        executor=executor,
     )
     return MonitorRuntime(
         settings=settings,
@@ -336,8 +402,12 @@ def build_runtime(
         alert_engine=alert_engine,
         dispatcher=dispatcher,
         scheduler=scheduler,
+        actions=action_store,
+        executor=executor,
+        automatic=automatic,
         workers=workers,
         alerting=AlertOperations(alerts, workers, clock=clock),
+        action_operations=ActionOperations(action_store, repository),
         bus=bus,
     )
 

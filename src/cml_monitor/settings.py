@@ -7,6 +7,7 @@ tests and the simulator can build any component without touching `os.environ`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -58,6 +59,20 @@ class Settings(BaseSettings):
     worker_observer_timeout: float = Field(60.0, gt=0, le=3600)
     worker_metrics_raw_retention_hours: int = Field(48, ge=1, le=24 * 90)
     worker_metrics_retention_days: int = Field(30, ge=1, le=3650)
+
+    # Idle workers and actions
+    worker_idle_timeout: int = Field(3600, ge=0, le=30 * 86_400)
+    worker_idle_cpu_threshold: float = Field(10.0, ge=0, le=100)
+    worker_idle_check_interval: int = Field(600, ge=1, le=86_400)
+    cml_automation_users: Annotated[list[str], NoDecode] = ["^00000000-0000-"]
+    worker_auto_pause_enabled: bool = False
+    worker_auto_pause_dry_run: bool = False
+    worker_auto_pause_grace: int = Field(600, ge=0, le=7 * 86_400)
+    worker_auto_pause_snooze: int = Field(3600, ge=0, le=30 * 86_400)
+    worker_remediation_enabled: bool = False
+    worker_remediation_after_samples: int = Field(3, ge=1, le=1000)
+    worker_remediation_cooldown: int = Field(3600, ge=0, le=30 * 86_400)
+    worker_actions_max_per_hour: int = Field(20, ge=0, le=10_000)
 
     # Alerts
     worker_alert_for_samples: int = Field(1, ge=1, le=100)
@@ -143,6 +158,21 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_roles(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("cml_automation_users", mode="before")
+    @classmethod
+    def _parse_automation_users(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("cml_automation_users")
+    @classmethod
+    def _check_automation_users(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
     @field_validator("oidc_issuer")
     @classmethod

@@ -60,6 +60,16 @@ def alert_payload(event_type: str, alert: Alert, worker: dict[str, Any], now: da
     }
 
 
+def action_payload(action: dict[str, Any], worker: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """`worker.action`: an automatic stop or reboot was taken (or dry-run)."""
+    return {
+        "type": "worker.action",
+        "action": action,
+        "worker": worker_json(worker),
+        "timestamp": isoformat(now),
+    }
+
+
 def status_payload(event: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "type": "worker.status_changed",

@@ -71,6 +71,7 @@ def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool
     cml = CmlStatus.from_json(cml_json) if running and cml_json else None
     samples += controller_samples(cml, rules, now=_event_time(event) if cml else _EPOCH)
     samples.append(scheduled_event_sample(event.get("ec2_scheduled_events") or []))
+    samples.append(idle_sample(event.get("idle") or {}))
 
     # A metrics event is a successful collection: the worker is reachable again.
     samples.append(Sample(AlertKind.UNREACHABLE, Verdict.CLEAR))
@@ -82,6 +83,7 @@ _CONTROLLER_KINDS = (AlertKind.CML_UNHEALTHY, AlertKind.LICENSE, AlertKind.DISK)
 _NOTHING_TO_SAY = [Sample(kind, Verdict.CLEAR) for kind in _CONTROLLER_KINDS]
 _UNSEEN = [Sample(kind, Verdict.HOLD) for kind in _CONTROLLER_KINDS]
 _NO_EVENT = Sample(AlertKind.SCHEDULED_EVENT, Verdict.CLEAR)
+_NOT_IDLE = Sample(AlertKind.IDLE, Verdict.CLEAR)
 
 
 def controller_samples(cml: CmlStatus | None, rules: RuleSettings, *, now: datetime) -> list[Sample]:
@@ -143,6 +145,15 @@ def scheduled_event_sample(events: list[dict[str, Any]]) -> Sample:
     return Sample(
         AlertKind.SCHEDULED_EVENT, Verdict.VIOLATING, detail="; ".join(e.summary() for e in pending)
     )
+
+
+def idle_sample(idle: dict[str, Any]) -> Sample:
+    """Fires while the worker is idle; says since when, and when it will be paused."""
+    if not idle.get("idle"):
+        return _NOT_IDLE
+    since, pause_at = idle.get("idle_since"), idle.get("pause_at")
+    detail = f"idle since {since}" + (f"; auto-pause at {pause_at}" if pause_at else "")
+    return Sample(AlertKind.IDLE, Verdict.VIOLATING, detail=detail)
 
 
 def _event_time(event: dict[str, Any]) -> datetime:

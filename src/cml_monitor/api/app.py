@@ -29,7 +29,7 @@ from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFaile
 from .auth import Authenticator
 from .limits import BodySizeLimitMiddleware
 from .oidc import OidcVerifier
-from .routes import alerts, events, health, monitoring, workers
+from .routes import actions, alerts, events, health, me, monitoring, workers
 from .security import SecurityHeadersMiddleware, dashboard_policy, origin_of
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,14 @@ def create_app(
             viewer_roles=settings.oidc_viewer_roles,
         )
         authenticate = Depends(authenticator)
-        for router in (workers.router, monitoring.router, alerts.router, events.router):
+        for router in (
+            workers.router,
+            monitoring.router,
+            alerts.router,
+            actions.router,
+            me.router,
+            events.router,
+        ):
             app.include_router(router, dependencies=[authenticate])
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

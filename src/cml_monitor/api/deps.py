@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from cml_monitor.runtime import MonitorRuntime
-from cml_monitor.usecases import AlertOperations, WorkerOperations
+from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
 
 def get_runtime(request: Request) -> MonitorRuntime:
@@ -22,6 +22,11 @@ def get_alerting(request: Request) -> AlertOperations:
     return get_runtime(request).alerting
 
 
+def get_actions(request: Request) -> ActionOperations:
+    return get_runtime(request).action_operations
+
+
 RuntimeDep = Annotated[MonitorRuntime, Depends(get_runtime)]
 WorkersDep = Annotated[WorkerOperations, Depends(get_workers)]
 AlertingDep = Annotated[AlertOperations, Depends(get_alerting)]
+ActionsDep = Annotated[ActionOperations, Depends(get_actions)]

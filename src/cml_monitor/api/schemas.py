@@ -52,6 +52,7 @@ class WorkerUpdate(_Strict):
     cml_url: Url | None = None
     cpu_threshold: Percent | None = None
     memory_threshold: Percent | None = None
+    auto_pause: bool | None = None
 
 
 class ImportRequest(_Strict):
@@ -95,6 +96,8 @@ class CmlOut(BaseModel):
     computes: list[ComputeOut] | None
     collected_at: datetime | None
     license_checked_at: datetime | None
+    last_user_activity_at: datetime | None
+    activity_checked_at: datetime | None
     errors: list[str] = Field(description="the endpoints that did not answer usably in the last cycle")
 
 
@@ -103,6 +106,20 @@ class ScheduledEventOut(BaseModel):
     description: str | None
     not_before: datetime | None
     not_after: datetime | None
+
+
+class IdleOut(BaseModel):
+    """Whether the worker is idle, when it will be auto-paused, and what it has cost."""
+
+    idle: bool
+    idle_since: datetime | None
+    last_user_activity_at: datetime | None
+    pause_at: datetime | None
+    snoozed_until: datetime | None
+    paused_by_us: bool
+    running_seconds: float
+    idle_seconds: float
+    paused_seconds: float
 
 
 class WorkerOut(BaseModel):
@@ -128,6 +145,9 @@ class WorkerOut(BaseModel):
     stop_requested_at: datetime | None
     cml: CmlOut | None
     ec2_scheduled_events: list[ScheduledEventOut]
+    auto_pause: bool
+    idle: IdleOut
+    impaired_samples: int
     monitoring: Monitoring
 
     @classmethod
@@ -206,6 +226,7 @@ AlertKindName = Literal[
     "license",
     "disk",
     "scheduled_event",
+    "idle",
 ]
 
 
@@ -275,11 +296,32 @@ class NotificationList(BaseModel):
     items: list[NotificationOut]
 
 
-class PowerResult(BaseModel):
-    worker_id: str
-    ec2_instance_state: str
-
-
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     worker_id: str
+
+
+class ActionOut(BaseModel):
+    id: str
+    worker_id: str
+    kind: Literal["stop", "start", "reboot"]
+    reason: Literal["idle", "status_check_impaired", "manual"]
+    actor: str
+    dry_run: bool
+    requested_at: datetime
+    finished_at: datetime | None
+    result: Literal["pending", "ok", "failed", "dry_run", "skipped"]
+    detail: str | None
+
+
+class ActionList(BaseModel):
+    items: list[ActionOut]
+
+
+class FleetSummaryOut(BaseModel):
+    workers: int
+    by_status: dict[str, int]
+    idle: int = Field(description="running workers idle now")
+    running_hours: float
+    idle_hours: float = Field(description="hours workers ran idle")
+    paused_hours: float = Field(description="hours workers stayed stopped after an auto-pause")

@@ -189,12 +189,17 @@ class Ec2Reader:
         return found
 
     async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
-        """`start` or `stop` one instance; returns the state EC2 reports right after."""
-        operation = {"start": "start_instances", "stop": "stop_instances"}[action]
-        key = {"start": "StartingInstances", "stop": "StoppingInstances"}[action]
+        """`start`, `stop` or `reboot` one instance; returns the state EC2 reports right after
+        (a reboot keeps the instance `running`: EC2 answers nothing more)."""
+        operation = {"start": "start_instances", "stop": "stop_instances", "reboot": "reboot_instances"}[
+            action
+        ]
+        key = {"start": "StartingInstances", "stop": "StoppingInstances", "reboot": ""}[action]
         try:
             response = await self._pool.call("ec2", aws_region, operation, InstanceIds=[instance_id])
         except ClientError as exc:
             raise AwsError(f"ec2 {operation} of {instance_id} in {aws_region} failed: {exc}") from exc
+        if action == "reboot":
+            return "running"
         changes = response.get(key) or [{}]
         return str(changes[0].get("CurrentState", {}).get("Name", "unknown"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -47,6 +48,7 @@ class CmlControllerClient:
         max_connections: int = 200,
         per_controller_concurrency: int = 8,
         blocked_networks: Sequence[Network] = (),
+        automation_users: Sequence[str] = (),
     ) -> None:
         self._username = username
         self._password = password
@@ -61,6 +63,7 @@ class CmlControllerClient:
         self._per_controller = per_controller_concurrency
         self._io = IoLoop("cml-controllers")
         self._guard = UrlGuard(blocked_networks)
+        self._automation = [re.compile(p) for p in automation_users]
         # Per controller: (lab ids, running nodes, total nodes) when its labs were last counted.
         self._lab_counts: dict[str, tuple[tuple[Any, ...], int]] = {}
         self.requests = 0  # HTTP requests sent, for the cost figures
@@ -132,29 +135,36 @@ class CmlControllerClient:
     async def _get_public(self, base: str, path: str) -> tuple[int, Any]:
         return await self._get_once(f"{base}{path}", None, {})
 
-    async def read_controller(self, cml_url: str, *, licensing: bool = False) -> ControllerReading:
+    async def read_controller(
+        self, cml_url: str, *, licensing: bool = False, activity: bool = False, fresh_labs: bool = False
+    ) -> ControllerReading:
         """Everything a cycle reads of one controller, each endpoint on its own.
 
         `system_information` (no token; a 502 means "not ready yet"), `system_health`,
         `system_stats` and the lab list go out together; lab states are read one by one only
         when the lab list or the node counts changed since the last read (otherwise the
         last count stands: in steady state a cycle costs those four calls); `licensing`
-        only when asked. The whole read has one deadline, so a hung controller costs its own
+        only when asked, and so is users' activity (`telemetry/events`, the controller's whole
+        event history). The whole read has one deadline, so a hung controller costs its own
         worker's figures for one cycle, never the region's cycle; what came back before the
-        deadline is kept. The requests run on the client's own I/O loop.
+        deadline is kept. `fresh_labs` reads every lab's state whatever the cache says. The
+        requests run on the client's own I/O loop.
         """
-        return await self._io.run(self._read(self._base(cml_url), licensing))
+        base = self._base(cml_url)
+        if fresh_labs:  # right before acting on the worker: no count from an earlier cycle
+            self._lab_counts.pop(base, None)
+        return await self._io.run(self._read(base, licensing, activity))
 
-    async def _read(self, base: str, licensing: bool) -> ControllerReading:
+    async def _read(self, base: str, licensing: bool, activity: bool) -> ControllerReading:
         read = _Read(base)
         try:
             async with asyncio.timeout(self._deadline):
-                await self._read_endpoints(read, licensing)
+                await self._read_endpoints(read, licensing, activity)
         except TimeoutError:
             read.fail_missing(f"no answer within {self._deadline:g} s")
         return read.reading()
 
-    async def _read_endpoints(self, read: _Read, licensing: bool) -> None:
+    async def _read_endpoints(self, read: _Read, licensing: bool, activity: bool) -> None:
         base = read.base
 
         async def information() -> None:
@@ -197,6 +207,10 @@ class CmlControllerClient:
         ]
         if licensing:
             tasks.append(guarded("licensing", shapes.licensing))
+        if activity:
+            tasks.append(
+                guarded("telemetry/events", lambda body: shapes.user_activity(body, self._automation))
+            )
         await asyncio.gather(*tasks)
         if read.lab_ids is not None:
             await self._count_started_labs(read)

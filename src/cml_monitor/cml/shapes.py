@@ -9,12 +9,30 @@ body is not what that endpoint returns, so a garbled answer changes nothing.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cml_monitor.domain.cml import ADMITTED, ComputeHealth
 
 RUNNING_LAB_STATE = "STARTED"
+# Telemetry categories that mean somebody used the controller (CML's TelemetryEventCategory).
+ACTIVITY_CATEGORIES = frozenset(
+    {
+        "start_lab",
+        "stop_lab",
+        "wipe_lab",
+        "import_lab",
+        "export_lab",
+        "start_node",
+        "stop_node",
+        "queue_node",
+        "boot_node",
+        "wipe_node",
+        "user_activity",
+    }
+)
 
 
 class ShapeError(ValueError):
@@ -167,3 +185,34 @@ def _timestamp(value: Any, what: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise ShapeError(f"{what} {value} has no time zone")
     return parsed
+
+
+def user_activity(body: Any, automation: Sequence[re.Pattern[str]]) -> dict[str, Any]:
+    """The latest user activity in the controller's telemetry (`GET telemetry/events`).
+
+    Events of the activity categories count, unless their user id or name matches one of
+    the automation patterns (the monitor's own account, provisioning scripts). Timestamps
+    without a zone are UTC, as the controller writes them. An event that is not an object
+    with a category and a timestamp is skipped, not fatal: the history is long and mixed.
+    """
+    if not isinstance(body, list):
+        raise ShapeError(f"telemetry events are {describe(body)}, not a list")
+    latest: datetime | None = None
+    for event in body:
+        if not isinstance(event, dict) or event.get("category") not in ACTIVITY_CATEGORIES:
+            continue
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        who = [str(data[key]) for key in ("user_id", "username", "user") if data.get(key)]
+        if any(p.search(name) for p in automation for name in who):
+            continue
+        stamp = event.get("timestamp")
+        if not isinstance(stamp, str):
+            continue
+        try:
+            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if latest is None or at > latest:
+            latest = at
+    return {"last_user_activity_at": latest}

@@ -22,6 +22,7 @@ class AlertKind(StrEnum):
     LICENSE = "license"
     DISK = "disk"
     SCHEDULED_EVENT = "scheduled_event"
+    IDLE = "idle"
 
 
 class AlertState(StrEnum):
@@ -41,6 +42,7 @@ SEVERITY = {
     AlertKind.LICENSE: "warning",
     AlertKind.DISK: "warning",
     AlertKind.SCHEDULED_EVENT: "warning",
+    AlertKind.IDLE: "info",
 }
 
 

@@ -72,6 +72,8 @@ class CmlStatus:
     computes: tuple[ComputeHealth, ...] | None = None
     collected_at: datetime | None = None
     license_checked_at: datetime | None = None
+    last_user_activity_at: datetime | None = None
+    activity_checked_at: datetime | None = None
     errors: tuple[str, ...] = ()
 
     def apply(self, reading: ControllerReading, now: datetime) -> CmlStatus:
@@ -79,14 +81,21 @@ class CmlStatus:
         changes: dict[str, Any] = {name: value for name, value in reading.values.items() if name in _NAMES}
         if "license_registration" in reading.values:
             changes["license_checked_at"] = now
+        if "last_user_activity_at" in reading.values:
+            changes["activity_checked_at"] = now
+            if reading.values["last_user_activity_at"] is None:  # no event: keep what we knew
+                changes["last_user_activity_at"] = self.last_user_activity_at
         if reading.reachable:
             changes["collected_at"] = now
         return replace(self, **changes, reachable=reading.reachable, errors=reading.errors)
 
     def licensing_due(self, now: datetime, interval_seconds: float) -> bool:
         """Licensing is read rarely (it changes on the scale of days)."""
-        checked = self.license_checked_at
-        return checked is None or (now - checked).total_seconds() >= interval_seconds
+        return _due(self.license_checked_at, now, interval_seconds)
+
+    def activity_due(self, now: datetime, interval_seconds: float) -> bool:
+        """Users' activity is the controller's whole event history: read it sparingly."""
+        return _due(self.activity_checked_at, now, interval_seconds)
 
     @property
     def health_problem(self) -> str | None:
@@ -137,4 +146,16 @@ class CmlStatus:
 
 
 _NAMES = tuple(f.name for f in fields(CmlStatus))
-_TIMES = frozenset({"license_expires_at", "collected_at", "license_checked_at"})
+_TIMES = frozenset(
+    {
+        "license_expires_at",
+        "collected_at",
+        "license_checked_at",
+        "last_user_activity_at",
+        "activity_checked_at",
+    }
+)
+
+
+def _due(checked: datetime | None, now: datetime, interval_seconds: float) -> bool:
+    return checked is None or (now - checked).total_seconds() >= interval_seconds

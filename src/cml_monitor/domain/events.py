@@ -7,11 +7,12 @@ plain-callable observers have always received, so that contract lives next to th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .cml import CmlStatus
+from .idle import IdleState
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus
 from .times import to_iso
@@ -38,6 +39,9 @@ class WorkerMetricsCollected:
     memory_threshold: float | None = None
     cml: CmlStatus | None = None
     scheduled_events: tuple[ScheduledEvent, ...] = ()
+    idle: IdleState = field(default_factory=IdleState)
+    auto_pause: bool = True
+    impaired_samples: int = 0
     stop_requested: bool = False
 
     @property
@@ -67,6 +71,9 @@ class WorkerMetricsCollected:
             "thresholds": {"cpu": self.cpu_threshold, "memory": self.memory_threshold},
             "cml": None if self.cml is None else self.cml.to_json(),
             "ec2_scheduled_events": [e.to_json() for e in self.scheduled_events],
+            "idle": self.idle.to_json(),
+            "auto_pause": self.auto_pause,
+            "impaired_samples": self.impaired_samples,
             "stop_requested": self.stop_requested,
         }
 
@@ -95,5 +102,8 @@ class WorkerMetricsCollected:
             scheduled_events=tuple(
                 ScheduledEvent.from_json(e) for e in data.get("ec2_scheduled_events") or ()
             ),
+            idle=IdleState.from_json(data.get("idle")),
+            auto_pause=bool(data.get("auto_pause", True)),
+            impaired_samples=int(data.get("impaired_samples") or 0),
             stop_requested=bool(data.get("stop_requested")),
         )

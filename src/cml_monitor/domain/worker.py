@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from .cml import CmlStatus, ControllerReading
+from .idle import IdleFacts, IdlePolicy, IdleState, next_idle_state
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus, map_ec2_state_to_status
 
@@ -50,6 +51,9 @@ class Worker:
     stop_requested_at: datetime | None = None
     cml: CmlStatus | None = None
     ec2_scheduled_events: tuple[ScheduledEvent, ...] = ()
+    auto_pause: bool = True
+    idle: IdleState = field(default_factory=IdleState)
+    impaired_samples: int = 0  # consecutive collections with a status check impaired
 
     @classmethod
     def register(
@@ -78,6 +82,7 @@ class Worker:
         record["status"] = self.status.value
         record["cml"] = None if self.cml is None else self.cml.to_json()
         record["ec2_scheduled_events"] = [e.to_json() for e in self.ec2_scheduled_events]
+        record["idle"] = self.idle.to_json()
         return record
 
     @classmethod
@@ -88,6 +93,9 @@ class Worker:
         data["ec2_scheduled_events"] = tuple(
             ScheduledEvent.from_json(e) for e in data["ec2_scheduled_events"] or ()
         )
+        data["idle"] = IdleState.from_json(data["idle"])
+        data["auto_pause"] = True if data["auto_pause"] is None else bool(data["auto_pause"])
+        data["impaired_samples"] = data["impaired_samples"] or 0
         return cls(**data)
 
     @property
@@ -109,6 +117,8 @@ class Worker:
         self.ec2_system_status_check = system_status
         self.ec2_instance_status_check = instance_status
         self.ec2_scheduled_events = tuple(e for e in scheduled_events if e.pending)
+        impaired = "impaired" in (system_status, instance_status)
+        self.impaired_samples = self.impaired_samples + 1 if impaired else 0
         new_status = map_ec2_state_to_status(instance_state)
         if new_status is not previous:
             self.status = new_status
@@ -150,7 +160,30 @@ class Worker:
             self.cml = replace(self.cml, reachable=None, labs_started=0, running_nodes=0, errors=())
         self.updated_at = now
 
-    EDITABLE = ("name", "cml_url", "cpu_threshold", "memory_threshold")
+    def update_idle(self, now: datetime, previous_collection: datetime | None, policy: IdlePolicy) -> None:
+        """Decide whether the worker is idle now, and account the time since the last look."""
+        cml = self.cml
+        running = self.status is WorkerStatus.RUNNING
+        facts = IdleFacts(
+            running=running,
+            has_controller=bool(self.cml_url),
+            controller_reachable=bool(cml and cml.reachable),
+            labs_started=cml.labs_started if cml else None,
+            cpu_utilization=self.cpu_utilization,
+            last_user_activity_at=cml.last_user_activity_at if cml else None,
+            started_at=self.status_changed_at if running else None,
+            monitored_since=self.created_at,
+        )
+        self.idle = next_idle_state(
+            self.idle,
+            facts,
+            now=now,
+            previous_collection=previous_collection,
+            policy=policy,
+            auto_pause=self.auto_pause,
+        )
+
+    EDITABLE = ("name", "cml_url", "cpu_threshold", "memory_threshold", "auto_pause")
 
     def edit(self, *, now: datetime, **changes: object) -> None:
         """Change what an operator may change (name, controller URL, threshold overrides)."""

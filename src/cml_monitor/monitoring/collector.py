@@ -24,6 +24,7 @@ from cml_monitor.aws import InstanceStatus, Utilization
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain import MetricSample, Worker, WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.cml import CmlStatus, ControllerReading
+from cml_monitor.domain.idle import IdlePolicy
 
 from .ports import AwsClient, CmlClient, WorkerStore
 
@@ -98,6 +99,9 @@ def metrics_event(worker: Worker, previous: WorkerStatus) -> WorkerMetricsCollec
         memory_threshold=worker.memory_threshold,
         cml=worker.cml,
         scheduled_events=worker.ec2_scheduled_events,
+        idle=worker.idle,
+        auto_pause=worker.auto_pause,
+        impaired_samples=worker.impaired_samples,
         stop_requested=stop_was_requested(worker),
     )
 
@@ -113,6 +117,8 @@ class FleetCollector:
         tracer: trace.Tracer | None = None,
         cml_concurrency: int = 100,
         licensing_interval: float = 3600.0,
+        activity_interval: float = 600.0,
+        idle_policy: IdlePolicy | None = None,
         cycle_observer: Callable[[float], None] | None = None,
     ) -> None:
         self._repository = repository
@@ -122,6 +128,8 @@ class FleetCollector:
         self._tracer = tracer or trace.get_tracer("cml_monitor.monitoring")
         self._cml_limit = asyncio.Semaphore(cml_concurrency)
         self._licensing_interval = licensing_interval
+        self._activity_interval = activity_interval
+        self._idle_policy = idle_policy or IdlePolicy()
         self._cycle_observer = cycle_observer
 
     async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
@@ -213,10 +221,14 @@ class FleetCollector:
         cml = self._cml
 
         async def one(worker: Worker) -> tuple[str, ControllerReading]:
-            licensing = (worker.cml or CmlStatus()).licensing_due(now, self._licensing_interval)
+            known = worker.cml or CmlStatus()
+            licensing = known.licensing_due(now, self._licensing_interval)
+            activity = known.activity_due(now, self._activity_interval)
             async with self._cml_limit:
                 try:
-                    reading = await cml.read_controller(worker.cml_url or "", licensing=licensing)
+                    reading = await cml.read_controller(
+                        worker.cml_url or "", licensing=licensing, activity=activity
+                    )
                 except Exception as exc:  # a bug of ours must not cost the region's cycle
                     logger.exception("Reading the controller of worker %s failed", worker.id)
                     reading = ControllerReading(reachable=False, errors=(f"client: {exc!r}",))
@@ -228,10 +240,12 @@ class FleetCollector:
 
         return dict(await asyncio.gather(*(one(w) for w in workers if w.cml_url)))
 
-    @staticmethod
-    def _apply(observation: Observation, reading: ControllerReading | None, now: datetime) -> WorkerStatus:
+    def _apply(
+        self, observation: Observation, reading: ControllerReading | None, now: datetime
+    ) -> WorkerStatus:
         """Apply what was read to the worker; returns its status before."""
         worker, status, usage = observation.worker, observation.status, observation.usage
+        previous_collection = worker.last_collected_at
         previous = worker.update_ec2_state(
             instance_state=status.instance_state if status.found else "not-found",
             system_status=status.system_status,
@@ -250,6 +264,7 @@ class FleetCollector:
             worker.controller_stopped(now)
         elif reading is not None:
             worker.update_cml(reading, now)
+        worker.update_idle(now, previous_collection, self._idle_policy)
         return previous
 
     @staticmethod

@@ -45,4 +45,6 @@ class AwsClient(Protocol):
 
 
 class CmlClient(Protocol):
-    async def read_controller(self, cml_url: str, *, licensing: bool = False) -> ControllerReading: ...
+    async def read_controller(
+        self, cml_url: str, *, licensing: bool = False, activity: bool = False
+    ) -> ControllerReading: ...

@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry import trace
 
 from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.idle import IdlePolicy
 
 from .collector import CollectionReport, FleetCollector
 from .job import RUNNERS, run_region_collection
@@ -79,6 +80,8 @@ class WorkerMonitoringScheduler:
         tracer: trace.Tracer | None = None,
         cml_concurrency: int = 100,
         licensing_interval: float = 3600.0,
+        activity_interval: float = 600.0,
+        idle_policy: IdlePolicy | None = None,
         observers: Sequence[EventObserver | SeedObserver] = (),
         observer_timeout: float = 60.0,
         on_observer_failure: Callable[[str], None] | None = None,
@@ -99,6 +102,8 @@ class WorkerMonitoringScheduler:
             tracer=tracer,
             cml_concurrency=cml_concurrency,
             licensing_interval=licensing_interval,
+            activity_interval=activity_interval,
+            idle_policy=idle_policy,
             cycle_observer=cycle_observer,
         )
         publisher = ObserverPublisher(

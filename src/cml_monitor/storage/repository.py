@@ -37,6 +37,8 @@ _COLLECTED_FIELDS = (
     "status_changed_at",
     "cml",
     "ec2_scheduled_events",
+    "idle",
+    "impaired_samples",
     "updated_at",
 )
 

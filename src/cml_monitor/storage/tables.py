@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -21,6 +22,8 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
+    true,
 )
 
 
@@ -69,6 +72,9 @@ workers = Table(
     Column("stop_requested_at", UTCDateTime, nullable=True),
     Column("cml", JSON, nullable=True),
     Column("ec2_scheduled_events", JSON, nullable=True),
+    Column("auto_pause", Boolean, nullable=False, server_default=true()),
+    Column("idle", JSON, nullable=True),
+    Column("impaired_samples", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_workers_status", "status"),
@@ -169,4 +175,32 @@ silences = Table(
     Column("ends_at", UTCDateTime, nullable=False),
     Column("comment", String(1024), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+PENDING_ACTION = "result = 'pending'"
+
+# Every stop, start and reboot, by hand or automatic: written before it is attempted.
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("worker_id", String(36), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("result", String(16), nullable=False),
+    Column("detail", String(1024), nullable=True),
+    Index("ix_actions_worker", "worker_id", "requested_at"),
+    Index("ix_actions_requested", "requested_at"),
+    # One action in flight per worker, whatever the number of replicas.
+    Index(
+        "ux_actions_pending",
+        "worker_id",
+        unique=True,
+        sqlite_where=text(PENDING_ACTION),
+        postgresql_where=text(PENDING_ACTION),
+    ),
 )

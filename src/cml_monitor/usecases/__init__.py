@@ -5,8 +5,18 @@ checks) live here rather than in HTTP routes, so the CLI, tests and the web app 
 Errors are our own types (`errors`), which the API maps to HTTP status codes.
 """
 
+from .actions import ActionOperations, FleetSummary
 from .alerts import AlertOperations
 from .errors import Conflict, InvalidInput, NotFound, UpstreamFailed
 from .workers import WorkerOperations
 
-__all__ = ["AlertOperations", "Conflict", "InvalidInput", "NotFound", "UpstreamFailed", "WorkerOperations"]
+__all__ = [
+    "ActionOperations",
+    "AlertOperations",
+    "Conflict",
+    "FleetSummary",
+    "InvalidInput",
+    "NotFound",
+    "UpstreamFailed",
+    "WorkerOperations",
+]

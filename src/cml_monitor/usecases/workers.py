@@ -1,4 +1,4 @@
-"""Worker use cases: register, import, edit, remove, refresh, start/stop, read history."""
+"""Worker use cases: register, import, edit, remove, refresh, stop/start/reboot, read history."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from cml_monitor.actions import ActionExecutor, ActionInFlight, ActionNotAllowed
 from cml_monitor.aws import AwsEc2Client, AwsError
 from cml_monitor.clock import Clock
 from cml_monitor.cml.guard import BlockedAddress, UrlGuard
 from cml_monitor.domain import Worker, looks_like_id
+from cml_monitor.domain.actions import Action, ActionKind, ActionReason, ActionResult
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler
 from cml_monitor.storage import CMLWorkerRepository, DuplicateWorkerError
@@ -39,6 +41,7 @@ class WorkerOperations:
         clock: Clock,
         monitoring: Literal["schedule", "collect_once", "off"],
         url_guard: UrlGuard,
+        executor: ActionExecutor,
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
@@ -48,6 +51,7 @@ class WorkerOperations:
         self._clock = clock
         self._monitoring = monitoring
         self._guard = url_guard
+        self._executor = executor
 
     def next_run_at(self, worker: Worker) -> datetime | None:
         return None if worker.is_terminated else self._scheduler.next_run_at(worker.id, worker.aws_region)
@@ -125,8 +129,9 @@ class WorkerOperations:
 
     async def edit(self, worker_id: str, changes: dict[str, Any]) -> Worker:
         """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""
-        if "name" in changes and changes["name"] is None:
-            raise InvalidInput("body.name", "name cannot be null")
+        for name in ("name", "auto_pause"):
+            if name in changes and changes[name] is None:
+                raise InvalidInput(f"body.{name}", f"{name} cannot be null")
         worker = await self.get(worker_id)
         if changes.get("cml_url") is not None:
             await self._check_cml_url(changes["cml_url"])
@@ -149,24 +154,22 @@ class WorkerOperations:
         self._scheduler.collect_soon(worker.id)
         return worker
 
-    async def power(self, worker_id: str, action: str, actor: str = "anonymous") -> tuple[Worker, str]:
-        """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
+    async def act(self, worker_id: str, kind: str, actor: str = "anonymous") -> Action:
+        """Stop, start or reboot the worker's instance by hand, through the audited path.
+
+        A stop asked for here raises no `unexpected_stop`; a start snoozes auto-pause. `Conflict`
+        when the worker's state does not allow it or another action is in flight;
+        `UpstreamFailed` when AWS refused (the action is recorded `failed` either way).
+        """
         worker = await self.get(worker_id)
-        logger.info(
-            "%s of worker %s (%s) asked by %s", action.capitalize(), worker.id, worker.aws_instance_id, actor
-        )
-        if action == "stop":
-            worker.stop_requested_at = self._clock()
-            await self._repository.update_async(worker)
         try:
-            state = await self._aws.change_instance_state(worker.aws_region, worker.aws_instance_id, action)
-        except AwsError as exc:
-            raise UpstreamFailed(f"AWS refused to {action} {worker.aws_instance_id}: {exc}") from None
-        if action == "start":
-            worker.stop_requested_at = None
-            await self._repository.update_async(worker)
+            action = await self._executor.run(worker, ActionKind(kind), ActionReason.MANUAL, actor)
+        except (ActionNotAllowed, ActionInFlight) as exc:
+            raise Conflict(str(exc)) from None
         self._scheduler.collect_soon(worker.id)
-        return worker, state
+        if action.result is ActionResult.FAILED:
+            raise UpstreamFailed(f"AWS refused to {kind} {worker.aws_instance_id}: {action.detail}")
+        return action
 
     async def history(
         self, worker_id: str, since: datetime | None, until: datetime | None, step: int | None, limit: int

@@ -14,11 +14,11 @@ from cml_monitor.usecases import WorkerOperations
 from ..deps import WorkersDep
 from ..schemas import (
     Accepted,
+    ActionOut,
     ImportRequest,
     ImportResult,
     MetricList,
     MetricPoint,
-    PowerResult,
     SkippedInstance,
     Timestamp,
     WorkerCreate,
@@ -102,16 +102,23 @@ async def refresh_worker(worker_id: str, workers: WorkersDep) -> Accepted:
 
 @router.post(
     "/{worker_id}/{action}",
-    response_model=PowerResult,
-    responses={**NOT_FOUND, 502: {"description": "AWS refused"}},
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ActionOut,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "the worker's state does not allow it, or another action is in flight"},
+        502: {"description": "AWS refused (the action is recorded as failed)"},
+    },
 )
-async def power_worker(
-    worker_id: str, action: Literal["start", "stop"], workers: WorkersDep, request: Request
-) -> PowerResult:
-    """Start or stop the worker's instance. A stop asked for here raises no `unexpected_stop`."""
+async def act_on_worker(
+    worker_id: str, action: Literal["start", "stop", "reboot"], workers: WorkersDep, request: Request
+) -> ActionOut:
+    """Stop, start or reboot the worker's instance (admin). The action is recorded before it is
+    attempted (`GET /api/actions`); a stop asked here raises no `unexpected_stop`, a start
+    snoozes auto-pause for `WORKER_AUTO_PAUSE_SNOOZE`."""
     principal = getattr(request.state, "principal", None)
-    worker, state = await workers.power(worker_id, action, principal.subject if principal else "anonymous")
-    return PowerResult(worker_id=worker.id, ec2_instance_state=state)
+    done = await workers.act(worker_id, action, principal.subject if principal else "anonymous")
+    return ActionOut(**done.to_json())
 
 
 @router.get("/{worker_id}/metrics", response_model=MetricList, responses=NOT_FOUND)

@@ -10,6 +10,8 @@ const state = {
   statusFilter: "",
   range: "1h",
   refreshTimer: null,
+  role: "viewer",
+  summary: null,
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -40,6 +42,16 @@ async function api(path) {
   if (response.status === 401) throw new Unauthorized();
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
+}
+
+async function send(path, method, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401) throw new Unauthorized();
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : `HTTP ${response.status}`);
+  return answer;
 }
 
 function askForToken(message) {
@@ -198,7 +210,9 @@ async function loadFleet() {
     if (workers.length >= page.total || page.items.length === 0) break;
   }
   state.workers = new Map(workers.map((w) => [w.id, w]));
-  await loadFiring();
+  const [me, summary] = await Promise.all([api("/api/me"), api("/api/fleet/summary"), loadFiring()]);
+  state.role = me.role;
+  state.summary = summary;
 }
 
 function sortValue(worker, key) {
@@ -245,12 +259,19 @@ function summaryCards() {
   for (const worker of state.workers.values()) counts[worker.status] = (counts[worker.status] || 0) + 1;
   const firing = [...state.firing.values()].reduce((n, kinds) => n + kinds.length, 0);
   const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
+  const shown = ["running", "stopped"];
+  const other = state.workers.size - shown.reduce((n, s) => n + (counts[s] || 0), 0);
+  const summary = state.summary;
   return el(
     "section",
     { class: "summary", "aria-label": "Fleet summary" },
     card(state.workers.size, "workers"),
-    ...["running", "stopped", "pending", "unknown"].map((s) => card(counts[s] || 0, s)),
+    ...shown.map((s) => card(counts[s] || 0, s)),
+    card(other, "other states (pending, stopping…)"),
     card(firing, "firing alerts", firing ? "alerting" : ""),
+    summary ? card(summary.idle, "idle now", summary.idle ? "idle-now" : "") : null,
+    summary ? card(summary.idle_hours.toFixed(1), "hours run idle") : null,
+    summary ? card(summary.paused_hours.toFixed(1), "hours paused by auto-pause") : null,
   );
 }
 
@@ -348,14 +369,15 @@ function chart(items) {
 }
 
 async function renderWorker(id) {
-  let worker, history, alerts;
+  let worker, history, alerts, actions;
   try {
     const until = new Date();
     const since = new Date(until - RANGES[state.range]);
-    [worker, history, alerts] = await Promise.all([
+    [worker, history, alerts, actions] = await Promise.all([
       api(`/api/workers/${id}`),
       api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
       api(`/api/alerts?worker_id=${id}&limit=100`),
+      api(`/api/actions?worker_id=${id}&limit=20`),
     ]);
   } catch (error) {
     if (error instanceof Unauthorized) return askForToken();
@@ -385,6 +407,7 @@ async function renderWorker(id) {
     ),
     controllerSection(worker),
     scheduledEventsSection(worker),
+    idleSection(worker, actions.items),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
@@ -446,6 +469,66 @@ function controllerSection(worker) {
   );
 }
 
+function idleSection(worker, actions) {
+  const idle = worker.idle;
+  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
+  const when = (iso) => (iso ? `${new Date(iso).toLocaleString()} (${ago(iso)})` : "—");
+  const hours = (seconds) => `${(seconds / 3600).toFixed(1)} h`;
+  const status = el("p", { id: "action-status", role: "status", class: "muted" });
+  const admin = state.role === "admin";
+  const act = (kind) => el("button", {
+    type: "button", class: "plain", id: `action-${kind}`, text: kind[0].toUpperCase() + kind.slice(1),
+    onclick: async () => {
+      status.textContent = `${kind}…`;
+      try {
+        const done = await send(`/api/workers/${worker.id}/${kind}`, "POST");
+        status.textContent = `${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`;
+        setTimeout(() => renderWorker(worker.id), 1500);
+      } catch (error) {
+        status.textContent = `${kind} refused: ${error.message}`;
+      }
+    },
+  });
+  const toggle = el("input", {
+    type: "checkbox", id: "auto-pause", checked: worker.auto_pause, disabled: !admin,
+    onchange: async (event) => {
+      try {
+        await send(`/api/workers/${worker.id}`, "PATCH", { auto_pause: event.target.checked });
+        status.textContent = `auto-pause ${event.target.checked ? "on" : "off"} for this worker`;
+      } catch (error) {
+        event.target.checked = !event.target.checked;
+        status.textContent = `could not change auto-pause: ${error.message}`;
+      }
+    },
+  });
+  return el(
+    "section",
+    { "aria-label": "Idle and actions", id: "idle" },
+    el("h2", {}, "Idle and actions ", badge(idle.idle ? "warning" : "ok", idle.idle ? "idle" : "in use")),
+    el(
+      "div",
+      { class: "detail" },
+      fact("Idle since", when(idle.idle_since)),
+      fact("Last user activity", when(idle.last_user_activity_at)),
+      fact("Auto-pause at", when(idle.pause_at)),
+      fact("Snoozed until", when(idle.snoozed_until)),
+      fact("Hours running / idle / paused", `${hours(idle.running_seconds)} / ${hours(idle.idle_seconds)} / ${hours(idle.paused_seconds)}`),
+      fact("Auto-pause", el("label", {}, toggle, " this worker may be paused when idle")),
+    ),
+    admin ? el("p", { class: "actions" }, act("stop"), " ", act("start"), " ", act("reboot")) : null,
+    status,
+    actions.length
+      ? el("div", { class: "tablewrap" }, el("table", { id: "actions" },
+          el("thead", {}, el("tr", {}, ["Action", "Reason", "By", "Result", "Detail", "Asked"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, actions.map((a) => el("tr", {},
+            el("td", { text: a.kind }), el("td", { text: a.reason }), el("td", { text: a.actor }),
+            el("td", {}, badge(a.result === "ok" ? "ok" : a.result === "failed" ? "error" : "warning", a.result)),
+            el("td", { class: "detail-text", text: a.detail || "" }), el("td", { text: ago(a.requested_at) }),
+          )))))
+      : el("p", { class: "muted", text: "No stop, start or reboot recorded for this worker." }),
+  );
+}
+
 function scheduledEventsSection(worker) {
   const events = worker.ec2_scheduled_events || [];
   if (!events.length) return document.createDocumentFragment();
@@ -473,6 +556,8 @@ function applyEvent(event) {
     last_collected_at: event.timestamp,
     cml: event.cml,
     ec2_scheduled_events: event.ec2_scheduled_events || [],
+    idle: event.idle || worker.idle,
+    auto_pause: event.auto_pause,
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));

@@ -1,0 +1,86 @@
+"""An action on a customer's instance (stop, start, reboot), as the audit trail keeps it.
+
+Written `pending` before it is attempted and finished with its result, so a crash in between
+leaves a trace that the next start reconciles with what EC2 shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .times import to_iso
+
+
+class ActionKind(StrEnum):
+    STOP = "stop"
+    START = "start"
+    REBOOT = "reboot"
+
+
+class ActionReason(StrEnum):
+    IDLE = "idle"
+    STATUS_CHECK_IMPAIRED = "status_check_impaired"
+    MANUAL = "manual"
+
+
+class ActionResult(StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    SKIPPED = "skipped"
+
+
+AUTO = "auto"  # the actor of automatic actions
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: str
+    worker_id: str
+    kind: ActionKind
+    reason: ActionReason
+    actor: str
+    dry_run: bool
+    requested_at: datetime
+    finished_at: datetime | None = None
+    result: ActionResult = ActionResult.PENDING
+    detail: str | None = None
+
+    @classmethod
+    def request(
+        cls,
+        worker_id: str,
+        kind: ActionKind,
+        reason: ActionReason,
+        actor: str,
+        *,
+        dry_run: bool,
+        now: datetime,
+    ) -> Action:
+        return cls(str(uuid.uuid4()), worker_id, kind, reason, actor, dry_run, now)
+
+    @property
+    def automatic(self) -> bool:
+        return self.actor == AUTO
+
+    def finish(self, result: ActionResult, detail: str | None, now: datetime) -> Action:
+        return replace(self, result=result, detail=detail, finished_at=now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "worker_id": self.worker_id,
+            "kind": self.kind.value,
+            "reason": self.reason.value,
+            "actor": self.actor,
+            "dry_run": self.dry_run,
+            "requested_at": to_iso(self.requested_at),
+            "finished_at": to_iso(self.finished_at),
+            "result": self.result.value,
+            "detail": self.detail,
+        }
