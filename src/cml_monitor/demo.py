@@ -80,6 +80,12 @@ def run_demo(workers: int = 25, port: int = 8080, speed: float = 1.0, host: str 
         cml_url_blocked_networks="::1/128,169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8",
         cml_monitor_host=host,
         cml_monitor_port=port,
+        # Idle workers show within minutes; auto-pause is on but dry-run: recorded, never done.
+        worker_idle_timeout=120,
+        worker_idle_check_interval=30,
+        worker_auto_pause_enabled=True,
+        worker_auto_pause_dry_run=True,
+        worker_auto_pause_grace=60,
     )
     app = create_app(settings)
     scenario = DemoScenario(simulator, [i.instance_id for i in instances], speed=speed)
