@@ -97,6 +97,14 @@ async def test_controller_fields_reach_the_worker_json_history_and_metrics(
     ):
         assert f'{name}{{worker_id="{worker_id}",worker_name="{instance_id[-6:]}"}} {value}' in text, name
     assert "cml_monitor_cml_license_expiry_timestamp_seconds{" in text
+    # What CloudWatch bills: CPU and memory of each running worker, per collection.
+    billed = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("cml_monitor_cloudwatch_metrics_requested_total")
+    )
+    requested = float(billed.split()[-1])
+    assert requested >= 2 and requested % 2 == 0
 
 
 async def test_every_controller_alert_kind_fires_and_resolves(

@@ -14,6 +14,7 @@ import pytest
 
 from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.aws import AwsEc2Client
+from cml_monitor.aws.events_queue import EventQueueConsumer
 from cml_monitor.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def test_the_production_settings_example_is_valid() -> None:
 def test_the_code_names_no_aws_operation_the_policy_lacks() -> None:
     """Every botocore operation written in `aws/` is in the policy (and nothing else is)."""
     source = "\n".join(path.read_text() for path in (ROOT / "src/cml_monitor/aws").glob("*.py"))
-    operations = set(re.findall(r'"((?:describe|get|list|start|stop|reboot|put)_[a-z_]+)"', source))
+    operations = set(
+        re.findall(r'"((?:describe|get|list|start|stop|reboot|put|receive|delete|send)_[a-z_]+)"', source)
+    )
     service = {
         "describe_instance_status": "ec2",
         "describe_instances": "ec2",
@@ -58,10 +61,56 @@ def test_the_code_names_no_aws_operation_the_policy_lacks() -> None:
         "reboot_instances": "ec2",
         "get_metric_data": "cloudwatch",
         "list_metrics": "cloudwatch",
+        "receive_message": "sqs",
+        "delete_message_batch": "sqs",
     }
     assert operations <= set(service), f"new AWS operations: {operations - set(service)}"
-    needed = {f"{service[op]}:{''.join(part.title() for part in op.split('_'))}" for op in operations}
+    needed = {iam_action(service[op], "".join(part.title() for part in op.split("_"))) for op in operations}
     assert needed == policy_actions()
+
+
+def iam_action(service: str, operation: str) -> str:
+    """The IAM action an API operation needs (a batch delete is allowed by `DeleteMessage`)."""
+    return f"{service}:{'DeleteMessage' if operation == 'DeleteMessageBatch' else operation}"
+
+
+def test_the_shipped_policy_is_the_one_aws_setup_prints() -> None:
+    from cml_monitor.aws_setup import iam_policy
+
+    shipped = json.loads((DEPLOY / "iam-policy.json").read_text())
+    assert shipped == iam_policy("arn:aws:sqs:*:*:cml-monitor-events")
+
+
+def test_aws_setup_prints_the_rule_the_queue_policy_and_the_iam_policy() -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cml-monitor")),
+            "aws-setup",
+            "--region",
+            "eu-west-1",
+            "--queue-name",
+            "q1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "EC2 Instance State-change Notification" in out and '"scheduledChange"' in out
+    assert "arn:aws:sqs:eu-west-1:<ACCOUNT_ID>:q1" in out and "events.amazonaws.com" in out
+    assert "WORKER_EVENTS_QUEUE_URL=https://sqs.eu-west-1.amazonaws.com/<ACCOUNT_ID>/q1" in out
+    bad = subprocess.run(
+        [str(Path(sys.executable).with_name("cml-monitor")), "aws-setup", "--region", "mars"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--region" in bad.stderr and bad.stdout == ""
+
+
+async def _ignore(_change: object) -> str:
+    return "stale"
 
 
 async def test_every_operation_the_client_sends_is_allowed_by_the_policy() -> None:
@@ -75,14 +124,17 @@ async def test_every_operation_the_client_sends_is_allowed_by_the_policy() -> No
         await client.describe_instance_statuses("us-east-1", ids)
         await client.get_utilization("us-east-1", ids)
         await client.describe_instances_by_tags("us-east-1", {"Role": "cml"})
+        queue = sim.enable_events()  # from here, every state change is sent to the queue
         await client.change_instance_state("us-east-1", instance.instance_id, "stop")
         await client.change_instance_state("us-east-1", instance.instance_id, "start")
         await client.change_instance_state("us-east-1", instance.instance_id, "reboot")
+        consumer = EventQueueConsumer(queue.url, _ignore, region="us-east-1", endpoint_url=sim.url)
+        messages = await consumer._receive()
+        await consumer._process(messages)
+        assert messages and queue.deleted == len(messages)
+        await consumer._pool.close()
     finally:
         await client.close()
         sim.stop()
-    sent = {
-        f"{'cloudwatch' if svc.lower().startswith('cloudwatch') or svc == 'monitoring' else 'ec2'}:{op}"
-        for svc, op in sim.fleet.requests
-    }
+    sent = {iam_action(svc, op) for svc, op in sim.fleet.requests}
     assert sent == policy_actions()

@@ -30,6 +30,7 @@ from .protocols import (
     ec2_response,
     to_epoch,
 )
+from .sqs import SimulatedQueue, sqs_response
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class SimulatedAws:
 
     def __init__(self, fleet: SimulatedFleet) -> None:
         self.fleet = fleet
+        self.queue: SimulatedQueue | None = None  # EventBridge → SQS, when events are on
         self._listings: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
         self._ec2: dict[str, Callable[[AwsRequest], dict[str, Any]]] = {
             "DescribeInstanceStatus": self.describe_instance_status,
@@ -88,6 +90,13 @@ class SimulatedAws:
         }
 
     async def handle(self, request: Request) -> Response:
+        target = request.headers.get("x-amz-target", "")
+        if target.startswith("AmazonSQS."):
+            operation = target.split(".", 1)[1]
+            self.fleet.requests[("sqs", operation)] += 1
+            if self.queue is None:
+                return Response('{"__type":"com.amazonaws.sqs#QueueDoesNotExist"}', status_code=400)
+            return await sqs_response(self.queue, request, operation)
         try:
             call = await decode(request)
         except AwsApiError as error:

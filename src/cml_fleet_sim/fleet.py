@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,6 +172,7 @@ class SimulatedFleet:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self.requests: dict[tuple[str, str], int] = defaultdict(int)
         self.throttled = 0
+        self.on_transition: Callable[[str, str, str, float], None] | None = None
 
     # -- instances -------------------------------------------------------------------------
 
@@ -231,13 +232,20 @@ class SimulatedFleet:
         if time.time() - instance.state_since >= duration:
             instance.state = target
             instance.state_since = instance.state_since + duration
+            self._emit(instance)
 
     def _transition(self, instance: SimulatedInstance, state: str) -> tuple[str, str]:
         previous = instance.state
         instance.state = state
         instance.state_since = time.time()
+        self._emit(instance)
         self._advance(instance)
         return previous, instance.state
+
+    def _emit(self, instance: SimulatedInstance) -> None:
+        """Tell whoever listens (the simulated EventBridge → SQS) about a state change."""
+        if self.on_transition is not None:
+            self.on_transition(instance.instance_id, instance.region, instance.state, instance.state_since)
 
     def start(self, instance_id: str) -> tuple[str, str]:
         instance = self._require(instance_id)

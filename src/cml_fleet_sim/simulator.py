@@ -21,6 +21,7 @@ from .aws_server import SimulatedAws
 from .cml_controllers import PASSWORD, USERNAME, Answer, ControllerFleet
 from .fleet import SimulatedFleet, SimulatedInstance
 from .serving import ThreadedServer
+from .sqs import SimulatedQueue
 
 
 class FleetSimulator:
@@ -142,6 +143,14 @@ class FleetSimulator:
                 licensed=controller.licensed if licensed is None else licensed,
                 expires_in_days=300 if license_expires_in_days is None else license_expires_in_days,
             )
+
+    def enable_events(self) -> SimulatedQueue:
+        """EventBridge → SQS on: every state change the fleet makes is sent to one queue."""
+        if self.aws.queue is None:
+            queue = SimulatedQueue(self.url)
+            self.aws.queue = queue
+            self.fleet.on_transition = queue.state_change
+        return self.aws.queue
 
     def schedule_event(
         self, instance_id: str, code: str = "instance-retirement", *, in_days: float = 7.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -28,6 +30,22 @@ def _cmd_check_config(_args: argparse.Namespace) -> int:
         f"settings are valid (database {settings.database_url.split('://', 1)[0]}, "
         f"poll every {settings.worker_metrics_poll_interval} s)"
     )
+    return 0
+
+
+def _cmd_aws_setup(args: argparse.Namespace) -> int:
+    from cml_monitor.aws_setup import render
+
+    region = (
+        args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    )
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        print(f"cml-monitor: --region {region!r} is not an AWS region name (like eu-west-1)", file=sys.stderr)
+        return 2
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", args.queue_name):
+        print("cml-monitor: --queue-name must be 1-80 letters, digits, '-' or '_'", file=sys.stderr)
+        return 2
+    print(render(region, args.queue_name))
     return 0
 
 
@@ -151,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_check_config)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema and exit")
     migrate.set_defaults(handler=_cmd_migrate)
+    setup = commands.add_parser(
+        "aws-setup",
+        help="print the AWS side to create: EventBridge rule, SQS queue and policy, IAM policy",
+        description="Print (never apply) what to create so EC2 state changes reach the monitor in seconds.",
+    )
+    setup.add_argument("--region", help="AWS region (default AWS_REGION, us-east-1)")
+    setup.add_argument(
+        "--queue-name", default="cml-monitor-events", help="SQS queue name (default cml-monitor-events)"
+    )
+    setup.set_defaults(handler=_cmd_aws_setup)
     return parser
 
 

@@ -69,6 +69,17 @@ class PrometheusMetrics:
             ("kind", "reason", "result"),
             registry=self.registry,
         )
+        self.cloudwatch_metrics = Counter(
+            "cml_monitor_cloudwatch_metrics_requested",
+            "Metrics requested from CloudWatch GetMetricData (what CloudWatch bills, per 1,000)",
+            registry=self.registry,
+        )
+        self.aws_events = Counter(
+            "cml_monitor_aws_events_total",
+            "EventBridge messages from the events queue, by type and what became of them",
+            ("type", "result"),
+            registry=self.registry,
+        )
         self.running_nodes = self._worker_gauge(
             "cml_monitor_cml_running_nodes", "Nodes running on the cluster"
         )

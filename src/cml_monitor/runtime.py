@@ -34,6 +34,7 @@ from cml_monitor.alerts.notifiers import (
 from cml_monitor.alerts.outbox import Channel, action_payload, notification_rows
 from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
+from cml_monitor.aws.events_queue import EventQueueConsumer
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
@@ -44,6 +45,7 @@ from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
+from cml_monitor.monitoring.state_changes import StateChangeApplier
 from cml_monitor.settings import Settings
 from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
 from cml_monitor.storage.actions import ActionRepository
@@ -84,6 +86,7 @@ class MonitorRuntime:
     actions: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
+    events_queue: EventQueueConsumer | None
     workers: WorkerOperations
     alerting: AlertOperations
     action_operations: ActionOperations
@@ -113,6 +116,8 @@ class MonitorRuntime:
             self._loop(_every(600.0, self._maintain_history, "History maintenance"))
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
+                if self.events_queue is not None:
+                    self._loop(self.events_queue.run())
             else:
                 logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
         except BaseException:
@@ -218,6 +223,9 @@ class MonitorRuntime:
                 await conn.execute(text("SELECT 1"))
 
         await check("database", database)
+        if self.events_queue is not None and self.collects:
+            problem = self.events_queue.problem
+            checks["events_queue"] = "ok" if problem is None else f"degraded (polling goes on): {problem}"
         if self.bus is not None:
             checks["event_bus"] = self.bus.problem or "ok"
         if not self.collects or not self.settings.worker_monitoring_enabled:
@@ -264,6 +272,7 @@ def build_runtime(
         clock=clock,
     )
     aws.requests.add_listener(metrics.on_aws_request)
+    aws.requests.add_metrics_listener(metrics.cloudwatch_metrics.inc)
     cml = cml_client or CmlControllerClient(
         username=settings.cml_username,
         password=settings.cml_password.get_secret_value(),
@@ -370,6 +379,15 @@ def build_runtime(
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
     )
+    events_queue = None
+    if settings.worker_events_queue_url:
+        events_queue = EventQueueConsumer(
+            settings.worker_events_queue_url,
+            StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon),
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            on_result=lambda kind, result: metrics.aws_events.labels(kind, result).inc(),
+        )
     workers = WorkerOperations(
         repository,
         scheduler,
@@ -405,6 +423,7 @@ def build_runtime(
         actions=action_store,
         executor=executor,
         automatic=automatic,
+        events_queue=events_queue,
         workers=workers,
         alerting=AlertOperations(alerts, workers, clock=clock),
         action_operations=ActionOperations(action_store, repository),

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     aws_max_attempts: int = Field(5, ge=1, le=20)
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    worker_events_queue_url: str = ""
 
     # CML controllers
     cml_username: str = "admin"
@@ -235,6 +236,11 @@ class Settings(BaseSettings):
             _check_http_url(value.get_secret_value())
             return value
         return None
+
+    @field_validator("worker_events_queue_url")
+    @classmethod
+    def _check_queue_url(cls, value: str) -> str:
+        return _check_http_url(value) if value else ""
 
     @field_validator("aws_endpoint_url")
     @classmethod

@@ -156,6 +156,7 @@ class CloudWatchReader:
             ScanBy="TimestampDescending",
         )
         async for response in pages:
+            self._pool.requests.count_metrics(len(queries))
             for result in response.get("MetricDataResults", []):
                 entry = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
                 entry["Timestamps"].extend(result.get("Timestamps", []))

@@ -19,6 +19,8 @@ class RequestCounter:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._metric_listeners: list[Callable[[int], None]] = []
+        self.metrics_requested = 0  # what CloudWatch bills GetMetricData by
 
     def add_listener(self, listener: Listener) -> None:
         """Also tell `listener(service, operation)` of each request (e.g. a Prometheus counter)."""
@@ -36,6 +38,16 @@ class RequestCounter:
             self._counts[(service, operation)] += 1
         for listener in self._listeners:
             listener(service, operation)
+
+    def add_metrics_listener(self, listener: Callable[[int], None]) -> None:
+        self._metric_listeners.append(listener)
+
+    def count_metrics(self, count: int) -> None:
+        """`count` metrics requested from `GetMetricData` (billed per 1,000 metrics)."""
+        with self._lock:
+            self.metrics_requested += count
+        for listener in self._metric_listeners:
+            listener(count)
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         with self._lock:

@@ -153,6 +153,9 @@ class FleetCollector:
             report.store_failed = True
             return report
         report.missing = [i for i in worker_ids if i not in workers]
+        # What the workers looked like when loaded: an EC2 event may change them meanwhile.
+        seen = {w.id: w.status.value for w in workers.values()}
+        collected_before = {w.id: w.last_collected_at for w in workers.values()}
         observations = await self._read_aws(list(workers.values()), report)
         running = [o.worker for o in observations if o.running]
         now = self._clock()
@@ -161,7 +164,7 @@ class FleetCollector:
         updated = [o.worker for o in observations]
         try:
             written = await self._repository.save_collection_async(
-                updated, [self._sample(w, now) for w in updated]
+                updated, [self._sample(w, now) for w in updated], seen, collected_before
             )
         except Exception as exc:
             logger.error("Could not save the collection of %d workers: %s", len(updated), exc)

@@ -118,6 +118,7 @@ class FleetMonitor:
         self._workers = workers
         self._collector = collector
         self._publisher = publisher
+        self.publish = publisher.publish  # for events that do not come from a collection
         self._monitored = monitored
         self._leases = leases
         self._holder = holder

@@ -7,7 +7,7 @@ run are written against these protocols only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -24,8 +24,12 @@ class WorkerStore(Protocol):
     async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]: ...
 
     async def save_collection_async(
-        self, updated: Sequence[Worker], samples: Sequence[MetricSample]
-    ) -> None: ...
+        self,
+        updated: Sequence[Worker],
+        samples: Sequence[MetricSample],
+        seen: Mapping[str, str] | None = None,
+        collected_before: Mapping[str, datetime | None] | None = None,
+    ) -> set[str]: ...
 
 
 class RegionLeases(Protocol):

@@ -7,19 +7,20 @@ every worker of the fleet at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Boolean, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.domain import MetricSample, Worker, WorkerStatus
 
 from .database import StorageError
-from .tables import worker_metrics, workers
+from .tables import UTCDateTime, worker_metrics, workers
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # SQLite allows 32,766 bound parameters per statement; stay far below it.
 _IN_CHUNK = 900
 # What a collection cycle owns: it never writes back name, URL or thresholds, so an API edit
@@ -145,15 +146,22 @@ class CMLWorkerRepository:
         return bool(result.rowcount)
 
     async def save_collection_async(
-        self, updated: Sequence[Worker], samples: Sequence[MetricSample]
+        self,
+        updated: Sequence[Worker],
+        samples: Sequence[MetricSample],
+        seen: Mapping[str, str] | None = None,
+        collected_before: Mapping[str, datetime | None] | None = None,
     ) -> set[str]:
         """Write a whole collection cycle (worker rows and history) in one transaction.
 
         Returns the ids actually written. The UPDATE is an executemany keyed by id and fenced
         by time: a worker deleted while the cycle ran is not written back, and neither is one
         that a newer collection already saved (a replica that was frozen past its lease and
-        wakes up must not write its old cycle over a newer one). History rows follow the
-        workers that were written.
+        wakes up must not write its old cycle over a newer one). With `seen` and
+        `collected_before` (each worker's status and `last_collected_at` when the cycle loaded
+        it), neither is one whose status an EC2 event changed meanwhile: that change was told
+        already, and the next cycle reconciles. History
+        rows follow the workers that were written.
         """
         if not updated and not samples:
             return set()
@@ -162,15 +170,27 @@ class CMLWorkerRepository:
             .where(
                 workers.c.id == bindparam("_id"),
                 or_(workers.c.last_collected_at.is_(None), workers.c.last_collected_at < bindparam("_fence")),
+                # Refused only when the status moved while no collection was saved: an EC2 event
+                # did it, and told it; a newer collection's write is judged by the time fence.
+                or_(
+                    bindparam("_any_status", type_=Boolean),
+                    workers.c.status == bindparam("_seen"),
+                    func.coalesce(workers.c.last_collected_at, _EPOCH)
+                    != func.coalesce(bindparam("_seen_collected", type_=UTCDateTime), _EPOCH),
+                ),
             )
             .values({name: bindparam(name) for name in _COLLECTED_FIELDS})
         )
         params = []
+        loaded_at = dict(collected_before or {})
         for worker in updated:
             full = worker.to_record()
             record = {name: full[name] for name in _COLLECTED_FIELDS}
             record["_id"] = worker.id
             record["_fence"] = worker.last_collected_at
+            record["_any_status"] = seen is None or worker.id not in seen
+            record["_seen"] = None if seen is None else seen.get(worker.id)
+            record["_seen_collected"] = loaded_at.get(worker.id)
             params.append(record)
         expected = {w.id: w.last_collected_at for w in updated}
         try:
@@ -192,6 +212,33 @@ class CMLWorkerRepository:
         except SQLAlchemyError as exc:
             raise StorageError(f"could not save the collection cycle: {exc}") from exc
         return written
+
+    async def apply_state_change_async(self, worker: Worker, fence: datetime, expected_status: str) -> bool:
+        """Write a state change EC2 announced, unless the worker already shows something newer.
+
+        Fenced in the database: nothing is written when a collection or another event at or
+        after `fence` is already recorded, or when the status is no longer `expected_status` (a
+        collection or a replica wrote meanwhile), so a stale event changes nothing and nothing
+        is told twice, whatever the number of replicas.
+        """
+        statement = (
+            update(workers)
+            .where(
+                workers.c.id == worker.id,
+                workers.c.status == expected_status,
+                or_(workers.c.last_collected_at.is_(None), workers.c.last_collected_at < fence),
+                or_(workers.c.status_changed_at.is_(None), workers.c.status_changed_at < fence),
+            )
+            .values(
+                status=worker.status.value,
+                ec2_instance_state=worker.ec2_instance_state,
+                status_changed_at=worker.status_changed_at,
+                updated_at=worker.updated_at,
+            )
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount)
 
     async def list_metrics_async(
         self,
