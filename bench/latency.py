@@ -102,10 +102,11 @@ async def run(args: argparse.Namespace, events: bool, directory: Path) -> dict[s
             sim.fleet.stop(instance_id, requested=False)
             stopped_at[ids[instance_id]] = time.monotonic()
 
+        rng = random.Random(7)
         spacing = (
             [0.5 * n for n in range(len(ids))]
             if events
-            else sorted(random.Random(7).uniform(0, args.interval) for _ in ids)
+            else sorted(rng.uniform(0, args.interval) for _ in ids)
         )
         stoppers = [asyncio.create_task(stop_later(i, d)) for i, d in zip(ids, spacing, strict=True)]
         deadline = time.monotonic() + spacing[-1] + 2 * args.interval + 30

@@ -116,7 +116,7 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)
         await until(
             page,
-            f"document.querySelector('tr[data-worker=\"{hot.id}\"]')?.textContent.includes('cpu')",
+            f"document.querySelector('tr[data-worker=\"{hot.id}\"]')?.textContent.includes('CPU high')",
             timeout=(2 * POLL + 5) * 1000,
         )
 
@@ -300,6 +300,45 @@ async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Brow
         await until(page, "document.querySelector('#action-status').textContent.includes('start refused')")
         await page.screenshot(path=str(tmp_path / "idle.png"), full_page=True)
         assert [e for e in errors if "409" not in e] == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Browser, tmp_path: Path) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 2)
+    hot = workers[1]
+    sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+        await page.click("nav a[href='#/alerts']")
+        await page.wait_for_selector("#alert-state")
+
+        async def has_row() -> None:
+            while not await page.locator("#alerts tbody tr", has_text="CPU high").count():
+                await page.select_option("#alert-state", "firing")  # re-reads the alerts
+                await asyncio.sleep(0.5)
+
+        await asyncio.wait_for(has_row(), 20)
+        row = page.locator("#alerts tbody tr", has_text="CPU high")
+        assert "lab-01" in (await row.text_content() or "")
+        await page.fill("#alert-comment", "looking into it")
+        await row.locator("button.ack").click()
+        await until(page, "document.querySelector('#alert-status').textContent === 'ack: done'")
+        row = page.locator("#alerts tbody tr", has_text="CPU high")
+        text = await row.text_content() or ""
+        assert "acknowledged" in text and "ack: looking into it" in text
+        await row.locator("button.silence-worker").click()
+        await page.wait_for_selector("#silences tbody tr")
+        assert "lab-01" in (await page.text_content("#silences tbody tr") or "")
+        await page.click("#silences button.end-silence")
+        await until(page, "document.querySelector('#alert-status').textContent === 'end silence: done'")
+        await until(page, "!document.querySelector('#silences')")
+        await page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
+        assert errors == []
     finally:
         server.stop()
         sim.stop()
