@@ -131,6 +131,13 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         await asyncio.sleep(POLL)  # let the history hold a few samples
         await page.click(".ranges button:has-text('1h')")
         await until(page, "document.querySelectorAll('#chart circle.point').length >= 4", timeout=20_000)
+        # The chosen hour on the x-axis (ticks every 10 minutes), both thresholds, values on hover.
+        assert await page.locator("#chart text.tick").count() >= 5
+        assert await page.locator("#chart line.threshold").count() == 2
+        hover = await page.text_content("#chart circle.point.cpu title")
+        assert hover is not None and "CPU" in hover and "%" in hover
+        await page.goto(f"{server.url}/#/workers/{victim.id}")  # stopped since: shaded, not a line
+        await page.wait_for_selector("#chart rect.stopped")
         await page.screenshot(path=str(tmp_path / "worker.png"), full_page=True)
         assert (tmp_path / "fleet.png").stat().st_size > 10_000
         assert (tmp_path / "worker.png").stat().st_size > 10_000

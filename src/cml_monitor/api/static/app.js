@@ -346,48 +346,80 @@ function renderFleet() {
 
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 
-function chart(items) {
-  const width = 800, height = 220, pad = 30;
+const TICK_STEPS = [5, 10, 15, 30, 60, 180, 360, 720, 1440].map((m) => m * 60e3);
+
+// The chosen range on the x-axis (not just the data's), threshold lines, gaps and stopped
+// periods drawn as such, each point's value on hover.
+function chart(items, since, until, thresholds) {
+  const width = 800, height = 230, pad = 30;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", "CPU and memory utilisation over time");
-  const add = (name, attrs) => {
+  const add = (name, attrs, parent = svg) => {
     const node = document.createElementNS("http://www.w3.org/2000/svg", name);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    svg.append(node);
+    parent.append(node);
     return node;
   };
+  const t0 = since, t1 = Math.max(until, since + 1);
+  const x = (t) => pad + ((t - t0) / (t1 - t0)) * (width - pad - 10);
+  const y = (v) => height - pad - (v / 100) * (height - 2 * pad);
   for (const level of [0, 25, 50, 75, 100]) {
-    const y = height - pad - (level / 100) * (height - 2 * pad);
-    add("line", { x1: pad, x2: width - 5, y1: y, y2: y, stroke: "#e4e7ec" });
-    add("text", { x: 2, y: y + 4, "font-size": 10, fill: "#667085" }).textContent = level;
+    add("line", { x1: pad, x2: width - 5, y1: y(level), y2: y(level), stroke: "#e4e7ec" });
+    add("text", { x: 2, y: y(level) + 4, "font-size": 10, fill: "#667085" }).textContent = level;
+  }
+  const tick = TICK_STEPS.find((step) => (t1 - t0) / step <= 8) || 86400e3;
+  const long = t1 - t0 > 2 * 86400e3;
+  for (let t = Math.ceil(t0 / tick) * tick; t <= t1; t += tick) {
+    add("line", { x1: x(t), x2: x(t), y1: pad, y2: height - pad, stroke: "#f1f3f5", class: "tickline" });
+    add("text", { x: x(t), y: height - 10, "font-size": 10, fill: "#667085", "text-anchor": "middle", class: "tick" }).textContent =
+      new Date(t).toLocaleString([], long ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
+  }
+  for (const [value, color, name] of [[thresholds.cpu, "#2563eb", "CPU"], [thresholds.memory, "#9333ea", "memory"]]) {
+    add("line", { x1: pad, x2: width - 5, y1: y(value), y2: y(value), stroke: color, "stroke-dasharray": "4 4", opacity: 0.6, class: "threshold" });
+    add("text", { x: width - 8, y: y(value) - 3, "font-size": 9, fill: color, "text-anchor": "end" }).textContent = `${name} threshold ${value} %`;
   }
   if (!items.length) {
     add("text", { x: width / 2 - 60, y: height / 2, fill: "#667085" }).textContent = "No data in this range yet";
     return svg;
   }
   const times = items.map((p) => Date.parse(p.timestamp));
-  const t0 = Math.min(...times), t1 = Math.max(...times, t0 + 1);
-  const x = (t) => pad + ((t - t0) / (t1 - t0)) * (width - pad - 10);
-  const label = (t) => new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-  add("text", { x: pad, y: height - 8, "font-size": 10, fill: "#667085" }).textContent = label(t0);
-  add("text", { x: width - 10, y: height - 8, "font-size": 10, fill: "#667085", "text-anchor": "end" }).textContent = label(t1);
-  const y = (v) => height - pad - (v / 100) * (height - 2 * pad);
-  for (const [key, color, cls] of [["cpu_utilization", "#2563eb", "cpu"], ["memory_utilization", "#9333ea", "mem"]]) {
-    const points = items.map((p, i) => [times[i], p[key]]).filter(([, v]) => v !== null && v !== undefined);
-    if (!points.length) continue;
-    add("polyline", { points: points.map(([t, v]) => `${x(t)},${y(v)}`).join(" "), fill: "none", stroke: color, "stroke-width": 2, class: `line ${cls}` });
-    for (const [t, v] of points.length <= 200 ? points : []) add("circle", { cx: x(t), cy: y(v), r: 2.5, fill: color, class: `point ${cls}` });
+  const spacings = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+  const usual = spacings.length ? spacings[Math.floor(spacings.length / 2)] : 0;
+  const gap = Math.max(usual * 2.5, 1);
+  // Stopped periods: shaded, from a sample that was not running to the next sample.
+  items.forEach((p, i) => {
+    if (p.status && p.status !== "running") {
+      const end = i + 1 < times.length ? times[i + 1] : Math.min(t1, times[i] + usual);
+      add("rect", { x: x(times[i]), y: pad, width: Math.max(1, x(end) - x(times[i])), height: height - 2 * pad, fill: "#eef0f3", class: "stopped" });
+    }
+  });
+  for (const [key, color, cls, name] of [["cpu_utilization", "#2563eb", "cpu", "CPU"], ["memory_utilization", "#9333ea", "mem", "memory"]]) {
+    let segment = [];
+    const segments = [segment];
+    items.forEach((p, i) => {
+      const v = p[key];
+      const broken = v === null || v === undefined || (segment.length && times[i] - segment[segment.length - 1][0] > gap);
+      if (broken && segment.length) segments.push((segment = []));
+      if (v !== null && v !== undefined) segment.push([times[i], v]);
+    });
+    for (const part of segments.filter((points) => points.length)) {
+      add("polyline", { points: part.map(([t, v]) => `${x(t)},${y(v)}`).join(" "), fill: "none", stroke: color, "stroke-width": 2, class: `line ${cls}` });
+      for (const [t, v] of items.length <= 300 ? part : []) {
+        const dot = add("circle", { cx: x(t), cy: y(v), r: 2.5, fill: color, class: `point ${cls}` });
+        add("title", {}, dot).textContent = `${new Date(t).toLocaleString()}: ${name} ${v.toFixed(1)} %`;
+      }
+    }
   }
   return svg;
 }
 
 async function renderWorker(id) {
   let worker, history, alerts, actions;
+  const until = new Date();
+  const since = new Date(until - RANGES[state.range]);
   try {
-    const until = new Date();
-    const since = new Date(until - RANGES[state.range]);
     [worker, history, alerts, actions] = await Promise.all([
       api(`/api/workers/${id}`),
       api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
@@ -427,7 +459,7 @@ async function renderWorker(id) {
     el(
       "div",
       { class: "chart", id: "chart" },
-      chart(history.items),
+      chart(history.items, since.getTime(), until.getTime(), { cpu: worker.cpu_threshold ?? 90, memory: worker.memory_threshold ?? 90 }),
       el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
         ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
     ),
