@@ -349,3 +349,27 @@ async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Brow
     finally:
         server.stop()
         sim.stop()
+
+
+async def test_problems_come_first_and_an_unknown_instance_id_is_explained(
+    browser: Browser, tmp_path: Path
+) -> None:
+    import httpx
+
+    sim, server, _workers = await serve_fleet(tmp_path, 3)
+    try:
+        body = {"name": "zz-typo", "aws_region": "us-east-1", "aws_instance_id": "i-0123456789abcdef0"}
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.post("/api/workers", json=body)).status_code == 201
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        first = "document.querySelector('#fleet tbody tr')"
+        await until(page, f"{first}?.textContent.includes('not found in EC2')")
+        assert "zz-typo" in (await page.text_content("#fleet tbody tr") or "")  # a problem: first row
+        title = await page.get_attribute("#fleet tbody tr td.status", "title")
+        assert title is not None and "instance id" in title
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()

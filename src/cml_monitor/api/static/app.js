@@ -5,7 +5,7 @@ const state = {
   token: sessionStorage.getItem("cml-monitor-token") || "",
   workers: new Map(),
   firing: new Map(), // worker id -> [kinds]
-  sort: { key: "name", dir: 1 },
+  sort: { key: "problems", dir: 1 }, // problems first until a column is chosen
   filter: "",
   statusFilter: "",
   range: "1h",
@@ -230,6 +230,10 @@ async function loadFleet() {
 
 function sortValue(worker, key) {
   if (key === "alerts") return (state.firing.get(worker.id) || []).length;
+  if (key === "problems") {
+    const trouble = 10 * (state.firing.get(worker.id) || []).length + (worker.status === "running" ? 0 : 5);
+    return `${String(1000 - trouble).padStart(4, "0")} ${worker.name}`;
+  }
   if (key === "checks") return `${worker.ec2_system_status_check}/${worker.ec2_instance_status_check}`;
   if (key === "cml") return cmlVerdict(worker)[1];
   const value = worker[key];
@@ -256,7 +260,8 @@ function workerRow(worker) {
     el("td", {}, el("a", { href: `#/workers/${worker.id}`, text: worker.name })),
     el("td", { class: "hide-narrow", text: worker.aws_region }),
     el("td", { class: "hide-narrow muted", text: worker.aws_instance_id }),
-    el("td", { class: "status" }, badge(worker.status)),
+    el("td", { class: "status", title: worker.ec2_instance_state === "not-found" ? "EC2 does not know this instance id in this region: check the id and the region" : "" },
+      worker.ec2_instance_state === "not-found" ? badge("error", "not found in EC2") : badge(worker.status)),
     el("td", { class: "hide-narrow" },
       badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ",
       badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)),
