@@ -34,6 +34,8 @@ class ThreadedServer:
                 lifespan=lifespan,
                 log_config=None,
                 access_log=False,
+                # A request held open on purpose (a "hung" controller) must not hold the stop.
+                timeout_graceful_shutdown=1,
             )
         )
         self._thread: threading.Thread | None = None
