@@ -328,7 +328,8 @@ def build_runtime(
 
     async def notify_action(action: Action, worker: Worker) -> None:
         now = clock()
-        payload = action_payload(action.to_json(), worker.to_record(), now)
+        who = {"id": worker.id, "name": worker.name, "aws_instance_id": worker.aws_instance_id}
+        payload = action_payload(action.to_json(), {**who, "aws_region": worker.aws_region}, now)
         rows = notification_rows(payload, channels, alert_id=None, worker_id=worker.id, now=now)
         if rows:
             await alerts.apply([], [], [], rows)

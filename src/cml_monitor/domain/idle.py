@@ -46,11 +46,8 @@ class IdleState:
         return replace(self, snoozed_until=now + policy.snooze, paused_by_us=False, pause_at=None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            name: to_iso(value) if isinstance(value, datetime) else value
-            for name in _NAMES
-            if (value := getattr(self, name)) is not None or name in _TIMES
-        }
+        values = ((name, getattr(self, name)) for name in _NAMES)
+        return {name: to_iso(value) if isinstance(value, datetime) else value for name, value in values}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> IdleState:
