@@ -88,6 +88,13 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type
 
 
 @pytest.fixture
+async def postgresql_url() -> str:
+    """An empty PostgreSQL database, for what only PostgreSQL has (partitioned history)."""
+    await _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
 

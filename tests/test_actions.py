@@ -88,6 +88,12 @@ async def test_an_idle_worker_is_stopped_once_and_the_others_never(
     assert sorted((a["worker_id"], a["kind"], a["reason"], a["result"]) for a in automatic) == sorted(
         [(ids[idle], "stop", "idle", "ok"), (ids[automated], "stop", "idle", "ok")]
     )
+    succeeded = await actions(app, result="ok")
+    assert all(a["result"] == "ok" for a in succeeded)
+    assert len([a for a in succeeded if a["actor"] == AUTO]) == 2 and len(succeeded) == 4  # + stop, start
+    assert [a["kind"] for a in await actions(app, kind="start")] == ["start"]
+    refused = await app.client.get("/api/actions", params={"result": "done"})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "result"]
     assert sim.fleet.get(idle).state in ("stopping", "stopped")
     assert sim.fleet.get(automated).state in ("stopping", "stopped")
     for kept in (lab, active, busy, switched_off, started_by_hand):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select, text
 
 from cml_monitor.domain import Worker
-from cml_monitor.storage import CMLWorkerRepository, MetricSample
+from cml_monitor.storage import CMLWorkerRepository, MetricSample, partitions
+from cml_monitor.storage.database import MIGRATIONS, create_engine, migrate
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.storage.tables import worker_metrics, worker_metrics_hourly
 
@@ -67,10 +70,18 @@ async def test_roll_up_prune_and_resolution(repository: CMLWorkerRepository) -> 
     assert await history.roll_up(NOW) == 3  # idempotent: only the last hours are recomputed
     assert await _count(repository, worker_metrics_hourly) == 3 * 24
 
-    raw_pruned, hourly_pruned = await history.prune(NOW)
-    assert raw_pruned == raw_before - 48 * 12
-    assert hourly_pruned == 13  # hours before NOW - 60 h: 12:00 three days ago … 00:00 two days ago
-    assert await _count(repository, worker_metrics) == 48 * 12
+    await history.ensure_partitions(NOW)
+    pruned = await history.prune(NOW)
+    cutoff = NOW - timedelta(hours=48)
+    if repository.engine.dialect.name == "postgresql":
+        # Whole days go: the samples of the cutoff's day stay until that day has passed.
+        start_of_day = cutoff.replace(hour=0, minute=0)
+        kept = 48 * 12 + int((cutoff - start_of_day) / timedelta(minutes=5))
+    else:
+        kept = 48 * 12
+    assert pruned.raw_rows == raw_before - kept
+    assert pruned.hourly_rows == 13  # hours before NOW - 60 h: 12:00 three days ago … 00:00 two days ago
+    assert await _count(repository, worker_metrics) == kept
 
     step, source, points = await history.series(worker.id, NOW - timedelta(hours=1), NOW, None, 1000)
     assert (step, source, len(points)) == (0, "raw", 12)
@@ -111,3 +122,87 @@ async def test_history_endpoint(api_factory) -> None:  # type: ignore[no-untyped
     bad = await api.client.get(url, params={"since": _iso(NOW), "until": _iso(NOW - timedelta(hours=1))})
     assert bad.status_code == 422
     assert (await api.client.get(url, params={"step": -5})).status_code == 422
+
+
+async def _partition_counts(repository: CMLWorkerRepository) -> dict[str, int]:
+    async with repository.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT tableoid::regclass::text AS part, count(*) FROM worker_metrics GROUP BY 1")
+        )
+        return {part: count for part, count in rows.all()}
+
+
+async def test_postgresql_history_is_partitioned_by_day(postgresql_url: str) -> None:
+    """Samples land in their day's partition; one whose day has none waits in the default
+    partition and moves when the day's partition is made; retention drops whole days."""
+    engine = create_engine(postgresql_url)
+    try:
+        await migrate(engine)
+        repository = CMLWorkerRepository(engine)
+        worker = await _seed(repository)
+        stray = datetime(2001, 1, 1, 12, tzinfo=UTC)
+        await repository.save_collection_async([], [MetricSample(worker.id, stray, "running", 1.0, 1.0, 0)])
+        history = HistoryStore(engine, raw_retention=timedelta(days=4), retention=timedelta(days=30))
+        created = await history.ensure_partitions(NOW)
+        assert created >= 3  # the seeded days before today (today's was made by the migration)
+        counts = await _partition_counts(repository)
+        assert counts[partitions.DEFAULT] == 1  # only the stray sample: no partition for 2001
+        assert sum(counts.values()) == 3 * 24 * 12 + 1
+        for day in {(NOW - timedelta(days=d)).date() for d in range(4)}:
+            at = [NOW - timedelta(days=3) + timedelta(minutes=5 * i) for i in range(3 * 24 * 12)]
+            assert counts.get(partitions.partition_name(day), 0) == sum(1 for t in at if t.date() == day)
+        assert await history.ensure_partitions(NOW) == 0  # idempotent
+
+        # A later partition for the stray day takes its row out of the default partition.
+        async with engine.begin() as conn:
+            await conn.run_sync(partitions.ensure, stray.date(), stray.date())
+        counts = await _partition_counts(repository)
+        assert partitions.DEFAULT not in counts and counts[partitions.partition_name(stray.date())] == 1
+
+        # A year later every day is past retention: all dropped, nothing deleted row by row.
+        pruned = await history.prune(NOW + timedelta(days=365))
+        assert pruned.raw_rows == 0 and pruned.raw_partitions >= 5
+        assert await _count(repository, worker_metrics) == 0
+        async with engine.connect() as conn:
+            days = await conn.run_sync(partitions.existing_days)
+        assert days == []
+    finally:
+        await engine.dispose()
+
+
+async def test_postgresql_partitioning_migration_keeps_stored_samples(postgresql_url: str) -> None:
+    """Upgrading a database with plain history keeps every sample, with its id, in its day."""
+
+    def upgrade_to(revision: str):  # type: ignore[no-untyped-def]
+        def run(connection) -> None:  # type: ignore[no-untyped-def]
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+        return run
+
+    engine = create_engine(postgresql_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("0007"))
+        repository = CMLWorkerRepository(engine)
+        worker = await _seed(repository)
+        async with engine.connect() as conn:
+            before = (await conn.execute(text("SELECT id, timestamp FROM worker_metrics ORDER BY id"))).all()
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("head"))
+        async with engine.connect() as conn:
+            after = (await conn.execute(text("SELECT id, timestamp FROM worker_metrics ORDER BY id"))).all()
+            days = await conn.run_sync(partitions.existing_days)
+        assert after == before and len(after) == 3 * 24 * 12
+        counts = await _partition_counts(repository)
+        assert partitions.DEFAULT not in counts  # every seeded day got its partition
+        assert min(days) == (NOW - timedelta(days=3)).date()
+        # New samples still get fresh ids from the sequence the old table used.
+        await repository.save_collection_async([], [MetricSample(worker.id, NOW, "running", 1.0, 1.0, 0)])
+        async with engine.connect() as conn:
+            newest = (await conn.execute(text("SELECT max(id) FROM worker_metrics"))).scalar_one()
+        assert newest > before[-1].id
+    finally:
+        await engine.dispose()

@@ -53,13 +53,20 @@ class ActionRepository:
             )
 
     async def list(
-        self, *, worker_id: str | None = None, kind: str | None = None, limit: int = 100
+        self,
+        *,
+        worker_id: str | None = None,
+        kind: str | None = None,
+        result: str | None = None,
+        limit: int = 100,
     ) -> list[Action]:
         conditions = []
         if worker_id is not None:
             conditions.append(actions.c.worker_id == worker_id)
         if kind is not None:
             conditions.append(actions.c.kind == kind)
+        if result is not None:
+            conditions.append(actions.c.result == result)
         query = select(actions).where(*conditions).order_by(actions.c.requested_at.desc()).limit(limit)
         async with self._engine.connect() as conn:
             return [_to_action(row) for row in await conn.execute(query)]

@@ -1,9 +1,11 @@
 """Metric history over time: raw samples for a while, then hourly averages and maxima.
 
 `roll_up` aggregates every complete hour into `worker_metrics_hourly` (recomputing the last
-few hours, so late samples count) with one INSERT … SELECT … GROUP BY; `prune` deletes raw
-samples older than the raw retention and hourly rows older than the long retention, each
-with one DELETE. `series` answers a time range at the resolution it deserves.
+few hours, so late samples count) with one INSERT … SELECT … GROUP BY; `prune` removes raw
+samples older than the raw retention and hourly rows older than the long retention. On
+PostgreSQL the raw table is partitioned by day, so pruning it drops whole days' partitions
+(and `maintain` creates the coming days' first); on SQLite it is one DELETE. `series` answers a
+time range at the resolution it deserves.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import partitions
 from .tables import worker_metrics, worker_metrics_hourly
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,16 @@ RAW_UP_TO = timedelta(hours=6)  # ranges up to this are answered point by point
 FIVE_MINUTES = 300
 HOUR = 3600
 RECOMPUTE = timedelta(hours=3)
+PARTITIONS_AHEAD = timedelta(days=3)  # maintenance runs every few minutes: days of slack
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What a retention run removed (on PostgreSQL raw days go as partitions, not counted rows)."""
+
+    raw_rows: int
+    raw_partitions: int
+    hourly_rows: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +124,51 @@ class HistoryStore:
             result = await conn.execute(insert(worker_metrics_hourly).from_select(columns, aggregate))
         return max(0, result.rowcount or 0)
 
-    async def prune(self, now: datetime) -> tuple[int, int]:
-        """Delete raw samples past the raw retention and hourly rows past the long retention."""
+    async def _partitioned(self) -> bool:
+        if self._engine.dialect.name != "postgresql":
+            return False
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(partitions.partitioned)
+
+    async def ensure_partitions(self, now: datetime) -> int:
+        """Create the raw table's partitions from the oldest retained day to a few days ahead."""
+        if not await self._partitioned():
+            return 0
+        first, last = (now - self.raw_retention).date(), (now + PARTITIONS_AHEAD).date()
         async with self._engine.begin() as conn:
-            raw = await conn.execute(
-                delete(worker_metrics).where(worker_metrics.c.timestamp < now - self.raw_retention)
-            )
+            await conn.run_sync(partitions.lock)
+            return await conn.run_sync(partitions.ensure, first, last)
+
+    async def prune(self, now: datetime) -> Pruned:
+        """Remove raw samples past the raw retention and hourly rows past the long retention."""
+        partitioned = await self._partitioned()
+        async with self._engine.begin() as conn:
+            if partitioned:
+                await conn.run_sync(partitions.lock)
+                dropped, raw = await conn.run_sync(partitions.drop_before, now - self.raw_retention)
+            else:
+                result = await conn.execute(
+                    delete(worker_metrics).where(worker_metrics.c.timestamp < now - self.raw_retention)
+                )
+                dropped, raw = 0, result.rowcount or 0
             hourly = await conn.execute(
                 delete(worker_metrics_hourly).where(worker_metrics_hourly.c.hour < now - self.retention)
             )
-        return raw.rowcount or 0, hourly.rowcount or 0
+        return Pruned(raw, dropped, hourly.rowcount or 0)
 
     async def maintain(self, now: datetime) -> None:
+        created = await self.ensure_partitions(now)
         rolled = await self.roll_up(now)
-        raw, hourly = await self.prune(now)
-        if rolled or raw or hourly:
+        pruned = await self.prune(now)
+        if created or rolled or pruned.raw_rows or pruned.raw_partitions or pruned.hourly_rows:
             logger.info(
-                "History: %d hourly rows rolled up, %d raw and %d hourly rows pruned", rolled, raw, hourly
+                "History: %d daily partitions created, %d hourly rows rolled up, %d raw rows and "
+                "%d daily partitions and %d hourly rows pruned",
+                created,
+                rolled,
+                pruned.raw_rows,
+                pruned.raw_partitions,
+                pruned.hourly_rows,
             )
 
     @staticmethod

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cml_monitor.domain import WorkerStatus
-from cml_monitor.domain.actions import Action
+from cml_monitor.domain.actions import Action, ActionKind, ActionResult
 from cml_monitor.storage import CMLWorkerRepository
 from cml_monitor.storage.actions import ActionRepository
 
@@ -28,10 +28,14 @@ class ActionOperations:
         self._actions = actions
         self._repository = repository
 
-    async def list(self, *, worker_id: str | None, kind: str | None, limit: int) -> list[Action]:
-        if kind is not None and kind not in ("stop", "start", "reboot"):
+    async def list(
+        self, *, worker_id: str | None, kind: str | None, result: str | None = None, limit: int
+    ) -> list[Action]:
+        if kind is not None and kind not in {k.value for k in ActionKind}:
             raise InvalidInput("query.kind", "must be stop, start or reboot")
-        return await self._actions.list(worker_id=worker_id, kind=kind, limit=limit)
+        if result is not None and result not in {r.value for r in ActionResult}:
+            raise InvalidInput("query.result", "must be pending, ok, failed, dry_run or skipped")
+        return await self._actions.list(worker_id=worker_id, kind=kind, result=result, limit=limit)
 
     async def summary(self) -> FleetSummary:
         by_status: dict[str, int] = {}

@@ -17,10 +17,12 @@ async def list_actions(
     actions: ActionsDep,
     worker_id: Annotated[str | None, Query(max_length=36)] = None,
     kind: Annotated[str | None, Query(max_length=16)] = None,
+    result: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ActionList:
-    """Every stop, start and reboot, automatic or by hand, newest first."""
-    found = await actions.list(worker_id=worker_id, kind=kind, limit=limit)
+    """Every stop, start and reboot, automatic or by hand, newest first; `kind` and `result`
+    narrow it (`result=failed` is what needs a look)."""
+    found = await actions.list(worker_id=worker_id, kind=kind, result=result, limit=limit)
     return ActionList(items=[ActionOut(**a.to_json()) for a in found])
 
 

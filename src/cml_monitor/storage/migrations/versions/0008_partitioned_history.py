@@ -1,0 +1,86 @@
+"""Raw metric samples partitioned by day on PostgreSQL, so retention drops whole days instead
+of deleting millions of rows. SQLite keeps its plain table (nothing to do there).
+
+The table is rebuilt: the old one is renamed aside, the partitioned one is created with the same
+columns (the `id` sequence carries over; the primary key goes, since a partitioned table's key
+would have to include the timestamp and nothing looks a sample up by id), a partition is made
+for every day the old rows cover and the days around today, the rows are copied and the old
+table dropped, all in the migration's one transaction.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from alembic import op
+
+from cml_monitor.storage import partitions
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+COLUMNS = (
+    "id, worker_id, timestamp, status, cpu_utilization, memory_utilization, active_labs_count, "
+    "running_nodes, disk_used_percent"
+)
+AHEAD = timedelta(days=3)
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "postgresql":
+        return
+    op.execute("ALTER TABLE worker_metrics RENAME TO worker_metrics_plain")
+    op.execute("ALTER INDEX ix_worker_metrics_worker_ts RENAME TO ix_worker_metrics_plain_worker_ts")
+    op.execute("ALTER INDEX ix_worker_metrics_ts RENAME TO ix_worker_metrics_plain_ts")
+    op.execute(
+        """
+        CREATE TABLE worker_metrics (
+            id BIGINT NOT NULL DEFAULT nextval('worker_metrics_id_seq'),
+            worker_id VARCHAR(36) NOT NULL,
+            timestamp TIMESTAMP WITH TIME ZONE NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            cpu_utilization DOUBLE PRECISION,
+            memory_utilization DOUBLE PRECISION,
+            active_labs_count INTEGER,
+            running_nodes INTEGER,
+            disk_used_percent DOUBLE PRECISION
+        ) PARTITION BY RANGE (timestamp)
+        """
+    )
+    op.execute("ALTER SEQUENCE worker_metrics_id_seq OWNED BY worker_metrics.id")
+    op.execute("CREATE INDEX ix_worker_metrics_worker_ts ON worker_metrics (worker_id, timestamp)")
+    op.execute("CREATE INDEX ix_worker_metrics_ts ON worker_metrics (timestamp)")
+    op.execute(f"CREATE TABLE {partitions.DEFAULT} PARTITION OF worker_metrics DEFAULT")
+    today = datetime.now(UTC).date()
+    oldest, newest = conn.execute(
+        sa.text("SELECT min(timestamp), max(timestamp) FROM worker_metrics_plain")
+    ).one()
+    first = min(oldest.astimezone(UTC).date(), today) if oldest is not None else today
+    last = max(newest.astimezone(UTC).date(), today + AHEAD) if newest is not None else today + AHEAD
+    partitions.ensure(conn, first, last)
+    op.execute(f"INSERT INTO worker_metrics ({COLUMNS}) SELECT {COLUMNS} FROM worker_metrics_plain")
+    op.execute("DROP TABLE worker_metrics_plain")
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "postgresql":
+        return
+    op.execute("ALTER TABLE worker_metrics RENAME TO worker_metrics_partitioned")
+    op.execute("ALTER INDEX ix_worker_metrics_worker_ts RENAME TO ix_worker_metrics_partitioned_worker_ts")
+    op.execute("ALTER INDEX ix_worker_metrics_ts RENAME TO ix_worker_metrics_partitioned_ts")
+    op.execute(
+        "CREATE TABLE worker_metrics (LIKE worker_metrics_partitioned INCLUDING DEFAULTS, PRIMARY KEY (id))"
+    )
+    op.execute("ALTER SEQUENCE worker_metrics_id_seq OWNED BY worker_metrics.id")
+    op.execute("CREATE INDEX ix_worker_metrics_worker_ts ON worker_metrics (worker_id, timestamp)")
+    op.execute("CREATE INDEX ix_worker_metrics_ts ON worker_metrics (timestamp)")
+    op.execute(f"INSERT INTO worker_metrics ({COLUMNS}) SELECT {COLUMNS} FROM worker_metrics_partitioned")
+    op.execute("DROP TABLE worker_metrics_partitioned")
