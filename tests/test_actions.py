@@ -110,6 +110,16 @@ async def test_an_idle_worker_is_stopped_once_and_the_others_never(
     text = (await app.client.get("/metrics")).text
     assert 'cml_monitor_actions_total{kind="stop",reason="idle",result="ok"} 2.0' in text
     assert f'cml_monitor_worker_idle{{worker_id="{ids[switched_off]}"' in text
+    summary = (await app.client.get("/api/fleet/summary")).json()
+    assert summary["workers"] == 7 and summary["idle"] >= 1 and summary["by_status"]["running"] >= 4
+    assert summary["policy"] == {
+        "cpu_threshold": 90.0,
+        "memory_threshold": 90.0,
+        "disk_threshold": 90.0,
+        "auto_pause_enabled": True,
+        "auto_pause_dry_run": False,
+        "remediation_enabled": False,
+    }
 
 
 async def test_a_lab_started_during_the_grace_wins_the_race(

@@ -62,7 +62,7 @@ async def serve_fleet(
         )
         registered.append(await repository.add_async(worker))
     await engine.dispose()
-    settings = make_settings(database_url, sim.url, worker_metrics_poll_interval=POLL, **overrides)
+    settings = make_settings(database_url, sim.url, **{"worker_metrics_poll_interval": POLL, **overrides})
     server = ThreadedServer(create_app(settings), lifespan="on").start()
     return sim, server, registered
 
@@ -182,6 +182,8 @@ async def test_the_dashboard_asks_for_a_token_and_keeps_it(browser: Browser, tmp
         await page.wait_for_selector("#idle")
         assert await page.locator("#action-stop").count() == 0  # a viewer sees no buttons that act
         assert await page.is_disabled("#auto-pause")
+        assert await page.locator("#save-thresholds, #collect-now").count() == 0
+        assert await page.is_disabled("#threshold-cpu")
         # The refused requests before sign-in are logged by the browser; nothing else may be.
         assert [e for e in errors if "401" not in e] == []
     finally:
@@ -369,6 +371,138 @@ async def test_problems_come_first_and_an_unknown_instance_id_is_explained(
         assert "zz-typo" in (await page.text_content("#fleet tbody tr") or "")  # a problem: first row
         title = await page.get_attribute("#fleet tbody tr td.status", "title")
         assert title is not None and "instance id" in title
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_admins_edit_thresholds_and_collect_now_from_the_worker_page(
+    browser: Browser, tmp_path: Path
+) -> None:
+    import httpx
+
+    # Collections an hour apart: the only one during the test is the one asked for.
+    sim, server, workers = await serve_fleet(tmp_path, 1, worker_metrics_poll_interval=3600)
+    target = workers[0]
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/#/workers/{target.id}")
+        await page.wait_for_selector("#thresholds #threshold-cpu")
+        assert await page.get_attribute("#threshold-cpu", "placeholder") == "90 (fleet)"
+
+        await page.fill("#threshold-cpu", "150")
+        await page.click("#save-thresholds")
+        await until(
+            page, "document.querySelector('#settings-status').textContent.startsWith('thresholds not saved')"
+        )
+        said = await page.text_content("#settings-status") or ""
+        assert "cpu_threshold" in said  # the field the API refused, by name
+
+        await page.fill("#threshold-cpu", "42.5")
+        await page.click("#save-thresholds")
+        await until(
+            page, "document.querySelector('#settings-status').textContent.startsWith('thresholds saved')"
+        )
+        assert "CPU 42.5 %, memory 90 %" in (await page.text_content("#settings-status") or "")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            stored = (await client.get(f"/api/workers/{target.id}")).json()
+        assert stored["cpu_threshold"] == 42.5 and stored["memory_threshold"] is None
+        await until(
+            page,
+            "document.querySelector('#chart .threshold-label-cpu')?.textContent === 'CPU threshold 42.5 %'",
+        )
+        assert await page.get_attribute("#threshold-cpu", "value") == "42.5"
+
+        before = stored["last_collected_at"]
+        await page.click("#collect-now")
+        await until(page, "document.querySelector('#settings-status').textContent.startsWith('collected at')")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            after = (await client.get(f"/api/workers/{target.id}")).json()["last_collected_at"]
+        assert after is not None and after != before
+        assert [e for e in errors if "422" not in e] == []  # the refused save, logged by the browser
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_the_actions_page_lists_every_stop_start_and_reboot(browser: Browser, tmp_path: Path) -> None:
+    import httpx
+
+    sim, server, workers = await serve_fleet(
+        tmp_path, 2, worker_auto_pause_enabled=True, worker_auto_pause_dry_run=True
+    )
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody .badge.running').length === 2")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.post(f"/api/workers/{workers[0].id}/reboot")).status_code == 202
+            assert (await client.post(f"/api/workers/{workers[1].id}/stop")).status_code == 202
+        await page.click("nav a[href='#/actions']")
+        await until(page, "document.querySelectorAll('#fleet-actions tbody tr').length === 2")
+        rows = [await r.text_content() or "" for r in await page.locator("#fleet-actions tbody tr").all()]
+        assert "lab-01" in rows[0] and "stop" in rows[0] and "by hand" in rows[0]  # newest first
+        assert "lab-00" in rows[1] and "reboot" in rows[1]
+        policy = await page.text_content("#policy") or ""
+        assert "auto-pause on, dry run" in policy and "remediation of impaired workers off" in policy
+        await page.select_option("#action-kind", "reboot")
+        await until(page, "document.querySelectorAll('#fleet-actions tbody tr').length === 1")
+        assert "reboot" in (await page.text_content("#fleet-actions tbody tr") or "")
+        await page.select_option("#action-result", "failed")
+        await page.wait_for_selector("text=No stop, start or reboot matches.")
+        await page.screenshot(path=str(tmp_path / "actions.png"), full_page=True)
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_path: Path) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 3)
+    sim.fleet.set_metrics(workers[0].aws_instance_id, cpu=97.0, memory=96.0)
+    try:
+        phone = await browser.new_page(viewport={"width": 390, "height": 800})
+        errors = watch_console(phone)
+        for route, table in (("#/", "#fleet"), ("#/alerts", "#alerts"), ("#/actions", None)):
+            await phone.goto(f"{server.url}/{route}")
+            if table == "#alerts":
+                await phone.wait_for_selector("#alert-state")
+                while not await phone.locator("#alerts tbody tr").count():
+                    await phone.select_option("#alert-state", "firing")  # re-reads the alerts
+                    await asyncio.sleep(0.5)
+            elif table:
+                await phone.wait_for_selector(f"{table} tbody tr")
+            else:
+                await phone.wait_for_selector("#policy")
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{route}: the page itself scrolls sideways ({width} px)"
+            if table is None:
+                continue
+            headers = phone.locator(f"{table} thead th")
+            labels = []
+            for index in range(await headers.count()):
+                header = headers.nth(index)
+                await header.scroll_into_view_if_needed()
+                box = await header.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, (
+                    route,
+                    index,
+                    box,
+                )
+                labels.append((await header.text_content() or "").strip())
+            if table == "#fleet":
+                assert labels[:5] == ["Name", "Status", "Alerts", "CPU", "Memory"]
+                assert {"Labs", "CML", "Checks", "Collected", "Region", "Instance"} <= set(labels)
+                name = phone.locator("#fleet tbody tr td").first
+                box = await name.bounding_box()  # scrolled all the way: the name is still in view
+                assert box is not None and box["x"] >= 0
+        await phone.goto(f"{server.url}/#/workers/{workers[0].id}")
+        await phone.wait_for_selector("#chart svg")
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+        await phone.screenshot(path=str(tmp_path / "phone-worker.png"), full_page=True)
         assert errors == []
     finally:
         server.stop()

@@ -318,6 +318,18 @@ class ActionList(BaseModel):
     items: list[ActionOut]
 
 
+class FleetPolicy(BaseModel):
+    """The fleet-wide settings a dashboard draws and explains (read-only: they come from the
+    environment)."""
+
+    cpu_threshold: float
+    memory_threshold: float
+    disk_threshold: float
+    auto_pause_enabled: bool
+    auto_pause_dry_run: bool
+    remediation_enabled: bool
+
+
 class FleetSummaryOut(BaseModel):
     workers: int
     by_status: dict[str, int]
@@ -325,3 +337,4 @@ class FleetSummaryOut(BaseModel):
     running_hours: float
     idle_hours: float = Field(description="hours workers ran idle")
     paused_hours: float = Field(description="hours workers stayed stopped after an auto-pause")
+    policy: FleetPolicy

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..deps import ActionsDep
-from ..schemas import ActionList, ActionOut, FleetSummaryOut
+from ..deps import ActionsDep, RuntimeDep
+from ..schemas import ActionList, ActionOut, FleetPolicy, FleetSummaryOut
 
 router = APIRouter(tags=["actions"])
 
@@ -27,9 +27,12 @@ async def list_actions(
 
 
 @router.get("/api/fleet/summary", response_model=FleetSummaryOut)
-async def fleet_summary(actions: ActionsDep) -> FleetSummaryOut:
-    """Workers by status, how many are idle now, and the fleet's hours running, idle and paused."""
+async def fleet_summary(actions: ActionsDep, runtime: RuntimeDep) -> FleetSummaryOut:
+    """Workers by status, how many are idle now, the fleet's hours running, idle and paused, and
+    the fleet-wide thresholds and automation switches (a worker's own thresholds override the
+    first two)."""
     summary = await actions.summary()
+    settings = runtime.settings
     return FleetSummaryOut(
         workers=summary.workers,
         by_status=summary.by_status,
@@ -37,4 +40,12 @@ async def fleet_summary(actions: ActionsDep) -> FleetSummaryOut:
         running_hours=summary.running_hours,
         idle_hours=summary.idle_hours,
         paused_hours=summary.paused_hours,
+        policy=FleetPolicy(
+            cpu_threshold=settings.worker_cpu_threshold,
+            memory_threshold=settings.worker_memory_threshold,
+            disk_threshold=settings.worker_disk_threshold,
+            auto_pause_enabled=settings.worker_auto_pause_enabled,
+            auto_pause_dry_run=settings.worker_auto_pause_dry_run,
+            remediation_enabled=settings.worker_remediation_enabled,
+        ),
     )

@@ -13,6 +13,9 @@ const state = {
   role: "viewer",
   summary: null,
   alertFilter: { state: "firing", kind: "" },
+  actionFilter: { kind: "", result: "" },
+  notices: new Map(), // "worker id:line id" -> what the last button on a worker page did
+  awaitingCollection: null, // a worker id whose "Collect now" result is awaited
 };
 
 // Alert kinds as an operator says them.
@@ -63,8 +66,34 @@ async function send(path, method, body) {
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (response.status === 401) throw new Unauthorized();
   const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(explain(answer.detail) || `HTTP ${response.status}`);
   return answer;
+}
+
+// A refusal as the API words it: a sentence, or (HTTP 422) each field and what is wrong with it.
+function explain(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return "";
+}
+
+// A status line that outlives the page being drawn again (live updates redraw worker pages).
+function statusLine(workerId, id) {
+  return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${workerId}:${id}`) || "" });
+}
+
+function say(workerId, id, text) {
+  state.notices.set(`${workerId}:${id}`, text);
+  const line = document.getElementById(id);
+  if (line) line.textContent = text;
+}
+
+// The threshold that applies to a worker: its own, else the fleet's.
+function thresholdOf(worker, key) {
+  const own = worker[`${key}_threshold`];
+  if (own !== null && own !== undefined) return own;
+  const policy = (state.summary || {}).policy;
+  return policy ? policy[`${key}_threshold`] : 90;
 }
 
 function askForToken(message) {
@@ -171,11 +200,12 @@ function bar(value, threshold) {
 
 // -- fleet page ------------------------------------------------------------------------------
 
+// What says whether a worker is well comes first: on a phone it fits without scrolling, and
+// the rest (checks, when, where) is a sideways scroll away.
 const COLUMNS = [
-  ["name", "Name"], ["aws_region", "Region", "hide-narrow"], ["aws_instance_id", "Instance", "hide-narrow"],
-  ["status", "Status"], ["checks", "Checks", "hide-narrow"], ["cpu_utilization", "CPU"],
-  ["memory_utilization", "Memory"], ["active_labs_count", "Labs"], ["cml", "CML"],
-  ["last_collected_at", "Collected", "hide-narrow"], ["alerts", "Alerts"],
+  ["name", "Name"], ["status", "Status"], ["alerts", "Alerts"], ["cpu_utilization", "CPU"],
+  ["memory_utilization", "Memory"], ["active_labs_count", "Labs"], ["cml", "CML"], ["checks", "Checks"],
+  ["last_collected_at", "Collected"], ["aws_region", "Region"], ["aws_instance_id", "Instance"],
 ];
 
 // What the controller's state comes to, in one word (and the badge class that colours it).
@@ -208,7 +238,7 @@ function refreshAlertsSoon() {
   alertsTimer = setTimeout(async () => {
     try {
       await loadFiring();
-      if (onFleetPage()) renderFleet();
+      rerenderSoon();
     } catch (error) {
       // the next refresh will tell
     }
@@ -258,19 +288,19 @@ function workerRow(worker) {
     "tr",
     { "data-worker": worker.id },
     el("td", {}, el("a", { href: `#/workers/${worker.id}`, text: worker.name })),
-    el("td", { class: "hide-narrow", text: worker.aws_region }),
-    el("td", { class: "hide-narrow muted", text: worker.aws_instance_id }),
     el("td", { class: "status", title: worker.ec2_instance_state === "not-found" ? "EC2 does not know this instance id in this region: check the id and the region" : "" },
       worker.ec2_instance_state === "not-found" ? badge("error", "not found in EC2") : badge(worker.status)),
-    el("td", { class: "hide-narrow" },
-      badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ",
-      badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)),
-    el("td", {}, bar(worker.cpu_utilization, worker.cpu_threshold)),
-    el("td", {}, bar(worker.memory_utilization, worker.memory_threshold)),
+    el("td", { class: "alerts" }, kinds.length ? kinds.map((k) => badge("firing", KIND_NAMES[k] || k)) : el("span", { class: "muted", text: "—" })),
+    el("td", {}, bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
+    el("td", {}, bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
     el("td", { text: worker.active_labs_count }),
     el("td", { class: "cml" }, badge(...cmlVerdict(worker))),
-    el("td", { class: "hide-narrow muted", title: worker.last_collected_at || "", text: ago(worker.last_collected_at) }),
-    el("td", {}, kinds.length ? kinds.map((k) => badge("firing", KIND_NAMES[k] || k)) : el("span", { class: "muted", text: "—" })),
+    el("td", {},
+      badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ",
+      badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)),
+    el("td", { class: "muted", title: worker.last_collected_at || "", text: ago(worker.last_collected_at) }),
+    el("td", { text: worker.aws_region }),
+    el("td", { class: "muted", text: worker.aws_instance_id }),
   );
 }
 
@@ -298,11 +328,11 @@ function summaryCards() {
 function renderFleet() {
   if (!onFleetPage()) return;
   const focused = document.activeElement && document.activeElement.id;
-  const headers = COLUMNS.map(([key, label, cls]) => {
+  const headers = COLUMNS.map(([key, label]) => {
     const sorted = state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : null;
     return el(
       "th",
-      { class: cls, scope: "col" },
+      { scope: "col" },
       el("button", {
         type: "button", "aria-sort": sorted, text: label,
         onclick: () => {
@@ -381,9 +411,9 @@ function chart(items, since, until, thresholds) {
     add("text", { x: x(t), y: height - 10, "font-size": 10, fill: "#667085", "text-anchor": "middle", class: "tick" }).textContent =
       new Date(t).toLocaleString([], long ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
   }
-  for (const [value, color, name] of [[thresholds.cpu, "#2563eb", "CPU"], [thresholds.memory, "#9333ea", "memory"]]) {
-    add("line", { x1: pad, x2: width - 5, y1: y(value), y2: y(value), stroke: color, "stroke-dasharray": "4 4", opacity: 0.6, class: "threshold" });
-    add("text", { x: width - 8, y: y(value) - 3, "font-size": 9, fill: color, "text-anchor": "end" }).textContent = `${name} threshold ${value} %`;
+  for (const [value, color, name, key] of [[thresholds.cpu, "#2563eb", "CPU", "cpu"], [thresholds.memory, "#9333ea", "memory", "memory"]]) {
+    add("line", { x1: pad, x2: width - 5, y1: y(value), y2: y(value), stroke: color, "stroke-dasharray": "4 4", opacity: 0.6, class: `threshold threshold-${key}` });
+    add("text", { x: width - 8, y: y(value) - 3, "font-size": 9, fill: color, "text-anchor": "end", class: `threshold-label-${key}` }).textContent = `${name} threshold ${value} %`;
   }
   if (!items.length) {
     add("text", { x: width / 2 - 60, y: height / 2, fill: "#667085" }).textContent = "No data in this range yet";
@@ -450,8 +480,8 @@ async function renderWorker(id) {
       { class: "detail", "aria-label": "Worker details" },
       fact("Instance", `${worker.aws_instance_id} (${worker.aws_region})`),
       fact("Status checks", [badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ", badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)]),
-      fact("CPU", bar(worker.cpu_utilization, worker.cpu_threshold)),
-      fact("Memory", bar(worker.memory_utilization, worker.memory_threshold)),
+      fact("CPU", bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
+      fact("Memory", bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
       fact("Running labs", String(worker.active_labs_count)),
       fact("Last collected", ago(worker.last_collected_at)),
       fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
@@ -460,11 +490,12 @@ async function renderWorker(id) {
     controllerSection(worker),
     scheduledEventsSection(worker),
     idleSection(worker, actions.items),
+    monitoringSection(worker),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
       { class: "chart", id: "chart" },
-      chart(history.items, since.getTime(), until.getTime(), { cpu: worker.cpu_threshold ?? 90, memory: worker.memory_threshold ?? 90 }),
+      chart(history.items, since.getTime(), until.getTime(), { cpu: thresholdOf(worker, "cpu"), memory: thresholdOf(worker, "memory") }),
       el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
         ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
     ),
@@ -528,18 +559,19 @@ function idleSection(worker, actions) {
   const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
   const when = (iso) => (iso ? `${new Date(iso).toLocaleString()} (${ago(iso)})` : "—");
   const hours = (seconds) => `${(seconds / 3600).toFixed(1)} h`;
-  const status = el("p", { id: "action-status", role: "status", class: "muted" });
+  const status = statusLine(worker.id, "action-status");
+  const tell = (text) => say(worker.id, "action-status", text);
   const admin = state.role === "admin";
   const act = (kind) => el("button", {
     type: "button", class: "plain", id: `action-${kind}`, text: kind[0].toUpperCase() + kind.slice(1),
     onclick: async () => {
-      status.textContent = `${kind}…`;
+      tell(`${kind}…`);
       try {
         const done = await send(`/api/workers/${worker.id}/${kind}`, "POST");
-        status.textContent = `${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`;
-        setTimeout(() => renderWorker(worker.id), 1500);
+        tell(`${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`);
+        renderWorker(worker.id);
       } catch (error) {
-        status.textContent = `${kind} refused: ${error.message}`;
+        tell(`${kind} refused: ${error.message}`);
       }
     },
   });
@@ -548,10 +580,10 @@ function idleSection(worker, actions) {
     onchange: async (event) => {
       try {
         await send(`/api/workers/${worker.id}`, "PATCH", { auto_pause: event.target.checked });
-        status.textContent = `auto-pause ${event.target.checked ? "on" : "off"} for this worker`;
+        tell(`auto-pause ${event.target.checked ? "on" : "off"} for this worker`);
       } catch (error) {
         event.target.checked = !event.target.checked;
-        status.textContent = `could not change auto-pause: ${error.message}`;
+        tell(`could not change auto-pause: ${error.message}`);
       }
     },
   });
@@ -580,6 +612,64 @@ function idleSection(worker, actions) {
             el("td", { class: "detail-text", text: a.detail || "" }), el("td", { text: ago(a.requested_at) }),
           )))))
       : el("p", { class: "muted", text: "No stop, start or reboot recorded for this worker." }),
+  );
+}
+
+// Thresholds (a worker's own, or the fleet's when left empty) and an immediate collection.
+function monitoringSection(worker) {
+  const admin = state.role === "admin";
+  const policy = (state.summary || {}).policy || {};
+  const status = statusLine(worker.id, "settings-status");
+  const tell = (text) => say(worker.id, "settings-status", text);
+  const field = (key, label) => el(
+    "label", { class: "field" }, `${label} `,
+    el("input", {
+      id: `threshold-${key}`, type: "number", min: 0, max: 100, step: "any", inputmode: "decimal",
+      value: worker[`${key}_threshold`] ?? "", placeholder: `${policy[`${key}_threshold`] ?? 90} (fleet)`,
+      disabled: !admin, "aria-describedby": "threshold-help",
+    }),
+    " %",
+  );
+  const save = async (event) => {
+    event.preventDefault();
+    const body = {};
+    for (const key of ["cpu", "memory"]) {
+      const raw = $(`#threshold-${key}`).value.trim();
+      body[`${key}_threshold`] = raw === "" ? null : Number(raw);
+    }
+    try {
+      const saved = await send(`/api/workers/${worker.id}`, "PATCH", body);
+      state.workers.set(saved.id, saved);
+      tell(`thresholds saved: CPU ${thresholdOf(saved, "cpu")} %, memory ${thresholdOf(saved, "memory")} %`);
+      renderWorker(worker.id);
+    } catch (error) {
+      tell(`thresholds not saved: ${error.message}`);
+    }
+  };
+  const collect = async () => {
+    state.awaitingCollection = worker.id;
+    try {
+      await send(`/api/workers/${worker.id}/refresh`, "POST");
+      if (state.awaitingCollection === worker.id) tell("collection asked; this page updates when it is done");
+    } catch (error) {
+      state.awaitingCollection = null;
+      tell(`collect refused: ${error.message}`);
+    }
+  };
+  return el(
+    "section",
+    { "aria-label": "Thresholds and collection", id: "monitoring" },
+    el("h2", { text: "Thresholds and collection" }),
+    el(
+      "form",
+      // The API checks and names what is wrong (one message for every client): no browser bubble.
+      { id: "thresholds", class: "tools", novalidate: true, onsubmit: save },
+      field("cpu", "CPU above"), field("memory", "Memory above"),
+      admin ? el("button", { type: "submit", class: "plain", id: "save-thresholds", text: "Save thresholds" }) : null,
+      admin ? el("button", { type: "button", class: "plain", id: "collect-now", text: "Collect now", onclick: collect }) : null,
+    ),
+    el("p", { id: "threshold-help", class: "muted", text: "Empty: the fleet's threshold applies. A CPU or memory alert fires while the worker stays above its threshold." }),
+    status,
   );
 }
 
@@ -686,6 +776,75 @@ async function renderAlerts() {
   );
 }
 
+// -- actions page ----------------------------------------------------------------------------
+
+const REASONS = { idle: "idle (auto-pause)", status_check_impaired: "status check impaired (remediation)", manual: "by hand" };
+const RESULT_CLASS = { ok: "ok", failed: "error", pending: "warning", dry_run: "n/a", skipped: "n/a" };
+
+function policyLine(policy) {
+  if (!policy) return "";
+  const pause = policy.auto_pause_enabled ? (policy.auto_pause_dry_run ? "on, dry run (recorded, not done)" : "on") : "off";
+  return `Fleet-wide: auto-pause ${pause}; remediation of impaired workers ${policy.remediation_enabled ? "on" : "off"}.`;
+}
+
+async function renderActions() {
+  const filter = state.actionFilter;
+  const query = new URLSearchParams({ limit: "500" });
+  if (filter.kind) query.set("kind", filter.kind);
+  if (filter.result) query.set("result", filter.result);
+  let actions, summary;
+  try {
+    [actions, summary] = await Promise.all([api(`/api/actions?${query}`), api("/api/fleet/summary")]);
+  } catch (error) {
+    if (error instanceof Unauthorized) return askForToken();
+    main.replaceChildren(el("p", { class: "error", text: `Could not load the actions: ${error.message}` }));
+    return;
+  }
+  if (location.hash !== "#/actions") return;
+  state.summary = summary;
+  const workerName = (id) => (state.workers.get(id) || {}).name || id.slice(0, 8);
+  const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
+  const failed = actions.items.filter((a) => a.result === "failed").length;
+  const rows = actions.items.map((a) => el(
+    "tr",
+    { "data-action": a.id },
+    el("td", {}, el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) })),
+    el("td", { text: a.kind }),
+    el("td", { text: REASONS[a.reason] || a.reason }),
+    el("td", { text: a.actor }),
+    el("td", {}, badge(RESULT_CLASS[a.result] || "n/a", a.result.replace("_", " "))),
+    el("td", { class: "detail-text", text: a.detail || "" }),
+    el("td", { title: a.requested_at, text: ago(a.requested_at) }),
+    el("td", { title: a.finished_at || "", text: a.finished_at ? ago(a.finished_at) : "—" }),
+  ));
+  main.replaceChildren(
+    el("h1", { text: "Actions" }),
+    el("p", { id: "policy", class: "muted", text: policyLine(summary.policy) }),
+    el(
+      "section",
+      { class: "summary", "aria-label": "Actions summary" },
+      card(summary.idle, "idle now", summary.idle ? "idle-now" : ""),
+      card(summary.idle_hours.toFixed(1), "hours run idle"),
+      card(summary.paused_hours.toFixed(1), "hours paused by auto-pause"),
+      card(actions.items.length, "actions listed"),
+      card(failed, "failed", failed ? "alerting" : ""),
+    ),
+    el(
+      "div",
+      { class: "tools" },
+      el("select", { id: "action-kind", "aria-label": "Action", onchange: (e) => { filter.kind = e.target.value; renderActions(); } },
+        ["", "stop", "start", "reboot"].map((v) => el("option", { value: v, selected: v === filter.kind, text: v || "every action" }))),
+      el("select", { id: "action-result", "aria-label": "Result", onchange: (e) => { filter.result = e.target.value; renderActions(); } },
+        ["", "pending", "ok", "failed", "dry_run", "skipped"].map((v) => el("option", { value: v, selected: v === filter.result, text: v ? v.replace("_", " ") : "every result" }))),
+    ),
+    actions.items.length
+      ? el("div", { class: "tablewrap" }, el("table", { id: "fleet-actions" },
+          el("thead", {}, el("tr", {}, ["Worker", "Action", "Reason", "By", "Result", "Detail", "Asked", "Finished"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, rows)))
+      : el("p", { class: "muted", text: "No stop, start or reboot matches." }),
+  );
+}
+
 // -- live updates ----------------------------------------------------------------------------
 
 function applyEvent(event) {
@@ -707,7 +866,25 @@ function applyEvent(event) {
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
+  if (location.hash === `#/workers/${worker.id}`) {
+    if (state.awaitingCollection === worker.id) {
+      state.awaitingCollection = null;
+      say(worker.id, "settings-status", `collected at ${new Date(event.timestamp).toLocaleTimeString()}`);
+    }
+    rerenderSoon();
+  }
   refreshAlertsSoon();
+}
+
+// The page in view, drawn again with fresh data, unless someone is typing in it.
+let rerenderTimer = null;
+function rerenderSoon() {
+  clearTimeout(rerenderTimer);
+  rerenderTimer = setTimeout(() => {
+    if (onFleetPage()) return renderFleet(); // keeps the filter's focus and caret itself
+    const typing = main.contains(document.activeElement) && document.activeElement.matches("input:not([type=checkbox]), select, textarea");
+    if (!typing) route();
+  }, 500);
 }
 
 async function streamEvents() {
@@ -751,6 +928,7 @@ async function route() {
   const match = location.hash.match(/^#\/workers\/([0-9a-f-]+)$/);
   if (match) return renderWorker(match[1]);
   if (location.hash === "#/alerts") return renderAlerts();
+  if (location.hash === "#/actions") return renderActions();
   if (!location.hash.startsWith("#/")) location.hash = "#/";
   renderFleet();
 }
@@ -758,7 +936,7 @@ async function route() {
 async function refresh() {
   try {
     await loadFleet();
-    if (onFleetPage()) renderFleet();
+    rerenderSoon();
   } catch (error) {
     if (error instanceof Unauthorized) askForToken(state.token ? "That token was refused." : "");
   }
