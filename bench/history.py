@@ -1,6 +1,7 @@
 """Metric history at fleet scale on PostgreSQL: days of 5-minute samples for every worker.
 
     python -m bench.history [--workers 10000] [--days 7] [--queries 200] [--database URL]
+                            [--from-plain]
 
 Empties the database, migrates it (the raw table is partitioned by day), and writes
 `workers × days × 288` samples server-side (generate_series, one cycle's rows after another,
@@ -11,7 +12,10 @@ as the collector writes them), then vacuums and analyses as autovacuum would. Me
 - a worker's chart query (`HistoryStore.series`, what `GET /api/workers/{id}/metrics` runs),
   p50/p95 over `--queries` random workers, for the dashboard's 7-day and 24-hour ranges and
   for 7 days of raw 5-minute points (`step=300`);
-- the retention run a day later (`HistoryStore.prune`: one day's partition dropped).
+- the retention run a day later (`HistoryStore.prune`: one day's partition dropped);
+- with `--from-plain`, the samples are written into the plain table of the schema before
+  partitioning (revision 0007) and the upgrade that partitions it is timed (what an existing
+  installation's first start after the upgrade costs).
 
 The last line printed is one JSON object with the figures.
 """
@@ -27,9 +31,13 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from cml_monitor.storage import create_engine, drop_all, migrate
+from cml_monitor.storage.database import MIGRATIONS
 from cml_monitor.storage.history import HistoryStore
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -47,6 +55,13 @@ LOAD = text(
     CROSS JOIN generate_series(1, :workers) AS w
     """
 )
+
+
+def _upgrade_to_plain(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0007")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -70,15 +85,19 @@ async def _timed_queries(
     }
 
 
-async def run(workers: int, days: int, queries: int, database: str) -> dict[str, object]:
+async def run(workers: int, days: int, queries: int, database: str, from_plain: bool) -> dict[str, object]:
     engine = create_engine(database, timeout=3600)
     await drop_all(engine)
-    await migrate(engine)
+    if from_plain:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to_plain)
+    else:
+        await migrate(engine)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     now -= timedelta(minutes=now.minute % 5)
     start_at = now - timedelta(days=days)
     history = HistoryStore(engine, raw_retention=timedelta(days=days), retention=timedelta(days=30))
-    await history.ensure_partitions(now)
+    await history.ensure_partitions(now)  # nothing to do on the plain table
 
     load_start = time.perf_counter()
     low = start_at
@@ -88,6 +107,11 @@ async def run(workers: int, days: int, queries: int, database: str) -> dict[str,
             await conn.execute(LOAD, {"low": low, "high": high, "workers": workers})
         low = high
     load_seconds = time.perf_counter() - load_start
+    migration_seconds = None
+    if from_plain:
+        started = time.perf_counter()
+        await migrate(engine)
+        migration_seconds = round(time.perf_counter() - started, 1)
     async with engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.execute(text("VACUUM ANALYZE worker_metrics"))
@@ -141,6 +165,7 @@ async def run(workers: int, days: int, queries: int, database: str) -> dict[str,
         "raw_rows": rows,
         "daily_partitions": partition_count - 1,
         "load_seconds": round(load_seconds, 1),
+        "migration_seconds": migration_seconds,
         "raw_bytes_per_worker_day": round(raw_bytes / worker_days),
         "raw_gb": round(raw_bytes / 1e9, 2),
         "hourly_rows": hourly_rows,
@@ -164,10 +189,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--database", default=POSTGRES_URL)
+    parser.add_argument("--from-plain", action="store_true", help="time the upgrade from the plain table")
     args = parser.parse_args()
     if not args.database.startswith("postgresql"):
         parser.error("--database: PostgreSQL only (SQLite keeps one plain table)")
-    figures = asyncio.run(run(args.workers, args.days, args.queries, args.database))
+    figures = asyncio.run(run(args.workers, args.days, args.queries, args.database, args.from_plain))
     for key, value in figures.items():
         print(f"{key:>30}: {value}")
     print(json.dumps(figures))

@@ -347,6 +347,12 @@ async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Brow
         await until(page, "document.querySelector('#alert-status').textContent === 'end silence: done'")
         await until(page, "!document.querySelector('#silences')")
         await page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
+        await page.click("nav a[href='#/']")  # the fleet shows the ack too
+        await until(
+            page,
+            "[...document.querySelectorAll('#fleet tbody tr')]"
+            ".some(r => r.textContent.includes('lab-01') && r.textContent.includes('CPU high · acknowledged'))",
+        )
         assert errors == []
     finally:
         server.stop()

@@ -194,8 +194,18 @@ class HistoryStore:
                 "hourly",
                 await self._hourly(worker_id, since, until, max(resolution, HOUR), limit),
             )
+        m = worker_metrics.c
         query = (
-            select(worker_metrics)
+            # Only the charted columns: on PostgreSQL the (worker, time) index carries them all.
+            select(
+                m.timestamp,
+                m.status,
+                m.cpu_utilization,
+                m.memory_utilization,
+                m.active_labs_count,
+                m.running_nodes,
+                m.disk_used_percent,
+            )
             .where(
                 worker_metrics.c.worker_id == worker_id,
                 worker_metrics.c.timestamp >= since,
@@ -247,27 +257,43 @@ def _bucket(points: list[Point], step: int) -> list[Point]:
     buckets: dict[int, list[Point]] = {}
     for point in points:
         buckets.setdefault(int(point.timestamp.timestamp()) // step, []).append(point)
-    result = []
-    for key in sorted(buckets):
-        members = buckets[key]
-        cpu = [p.cpu_utilization for p in members if p.cpu_utilization is not None]
-        memory = [p.memory_utilization for p in members if p.memory_utilization is not None]
-        labs = [p.active_labs_count for p in members if p.active_labs_count is not None]
-        nodes = [p.running_nodes for p in members if p.running_nodes is not None]
-        disk = [p.disk_used_percent for p in members if p.disk_used_percent is not None]
-        cpu_max = [p.cpu_max if p.cpu_max is not None else p.cpu_utilization for p in members]
-        memory_max = [p.memory_max if p.memory_max is not None else p.memory_utilization for p in members]
-        result.append(
-            Point(
-                timestamp=datetime.fromtimestamp(key * step, UTC),
-                status=members[-1].status,
-                cpu_utilization=_avg(cpu),
-                memory_utilization=_avg(memory),
-                active_labs_count=_avg(labs),
-                cpu_max=max((v for v in cpu_max if v is not None), default=None),
-                memory_max=max((v for v in memory_max if v is not None), default=None),
-                running_nodes=_avg(nodes),
-                disk_used_percent=_avg(disk),
-            )
+    return [_merge(buckets[key], datetime.fromtimestamp(key * step, UTC)) for key in sorted(buckets)]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _merge(members: list[Point], at: datetime) -> Point:
+    if len(members) == 1:
+        # The usual case when the step is the poll interval (7 days of 5-minute points): no lists.
+        only = members[0]
+        return Point(
+            timestamp=at,
+            status=only.status,
+            cpu_utilization=_round(only.cpu_utilization),
+            memory_utilization=_round(only.memory_utilization),
+            active_labs_count=_round(only.active_labs_count),
+            cpu_max=only.cpu_utilization if only.cpu_max is None else only.cpu_max,
+            memory_max=only.memory_utilization if only.memory_max is None else only.memory_max,
+            running_nodes=_round(only.running_nodes),
+            disk_used_percent=_round(only.disk_used_percent),
         )
-    return result
+    cpu = [p.cpu_utilization for p in members if p.cpu_utilization is not None]
+    memory = [p.memory_utilization for p in members if p.memory_utilization is not None]
+    labs = [p.active_labs_count for p in members if p.active_labs_count is not None]
+    nodes = [p.running_nodes for p in members if p.running_nodes is not None]
+    disk = [p.disk_used_percent for p in members if p.disk_used_percent is not None]
+    cpu_max = [p.cpu_max if p.cpu_max is not None else p.cpu_utilization for p in members]
+    memory_max = [p.memory_max if p.memory_max is not None else p.memory_utilization for p in members]
+    return Point(
+        timestamp=at,
+        status=members[-1].status,
+        cpu_utilization=_avg(cpu),
+        memory_utilization=_avg(memory),
+        active_labs_count=_avg(labs),
+        cpu_max=max((v for v in cpu_max if v is not None), default=None),
+        memory_max=max((v for v in memory_max if v is not None), default=None),
+        running_nodes=_avg(nodes),
+        disk_used_percent=_avg(disk),
+    )

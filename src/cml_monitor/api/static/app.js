@@ -225,9 +225,9 @@ async function loadFiring() {
   const alerts = await api("/api/alerts?state=firing&limit=1000");
   state.firing = new Map();
   for (const alert of alerts.items) {
-    const kinds = state.firing.get(alert.worker_id) || [];
-    kinds.push(alert.kind);
-    state.firing.set(alert.worker_id, kinds);
+    const firing = state.firing.get(alert.worker_id) || [];
+    firing.push({ kind: alert.kind, acknowledged: Boolean(alert.acknowledged_at) });
+    state.firing.set(alert.worker_id, firing);
   }
 }
 
@@ -283,14 +283,17 @@ function visibleWorkers() {
 }
 
 function workerRow(worker) {
-  const kinds = state.firing.get(worker.id) || [];
+  const firing = state.firing.get(worker.id) || [];
+  const alertBadge = (a) => (a.acknowledged
+    ? badge("acknowledged", `${KIND_NAMES[a.kind] || a.kind} · acknowledged`)
+    : badge("firing", KIND_NAMES[a.kind] || a.kind));
   return el(
     "tr",
     { "data-worker": worker.id },
     el("td", {}, el("a", { href: `#/workers/${worker.id}`, text: worker.name })),
     el("td", { class: "status", title: worker.ec2_instance_state === "not-found" ? "EC2 does not know this instance id in this region: check the id and the region" : "" },
       worker.ec2_instance_state === "not-found" ? badge("error", "not found in EC2") : badge(worker.status)),
-    el("td", { class: "alerts" }, kinds.length ? kinds.map((k) => badge("firing", KIND_NAMES[k] || k)) : el("span", { class: "muted", text: "—" })),
+    el("td", { class: "alerts" }, firing.length ? firing.map(alertBadge) : el("span", { class: "muted", text: "—" })),
     el("td", {}, bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
     el("td", {}, bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
     el("td", { text: worker.active_labs_count }),
@@ -307,7 +310,7 @@ function workerRow(worker) {
 function summaryCards() {
   const counts = {};
   for (const worker of state.workers.values()) counts[worker.status] = (counts[worker.status] || 0) + 1;
-  const firing = [...state.firing.values()].reduce((n, kinds) => n + kinds.length, 0);
+  const firing = [...state.firing.values()].reduce((n, alerts) => n + alerts.length, 0);
   const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
   const shown = ["running", "stopped"];
   const other = state.workers.size - shown.reduce((n, s) => n + (counts[s] || 0), 0);
