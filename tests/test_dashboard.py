@@ -101,6 +101,7 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
             timeout=20_000,
         )
         await page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
+        assert "both checks ok" in (await page.text_content(f"tr[data-worker='{workers[0].id}']") or "")
 
         victim = workers[2]
         sim.fleet.stop(victim.aws_instance_id, requested=False)
@@ -128,8 +129,8 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
 
         await page.click(f"a[href='#/workers/{workers[0].id}']")
         await page.wait_for_selector("#chart svg")
-        await asyncio.sleep(POLL)  # let the history hold a few samples
         await page.click(".ranges button:has-text('1h')")
+        # The worker page is live: each collection draws it again, with one more point.
         await until(page, "document.querySelectorAll('#chart circle.point').length >= 4", timeout=20_000)
         # The chosen hour on the x-axis (ticks every 10 minutes), both thresholds, values on hover.
         assert await page.locator("#chart text.tick").count() >= 5
@@ -351,7 +352,8 @@ async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Brow
         await until(
             page,
             "[...document.querySelectorAll('#fleet tbody tr')]"
-            ".some(r => r.textContent.includes('lab-01') && r.textContent.includes('CPU high · acknowledged'))",
+            ".some(r => r.textContent.includes('lab-01')"
+            " && r.textContent.includes('CPU high · acknowledged'))",
         )
         assert errors == []
     finally:
@@ -397,6 +399,8 @@ async def test_admins_edit_thresholds_and_collect_now_from_the_worker_page(
         await page.goto(f"{server.url}/#/workers/{target.id}")
         await page.wait_for_selector("#thresholds #threshold-cpu")
         assert await page.get_attribute("#threshold-cpu", "placeholder") == "90 (fleet)"
+        both = await page.text_content("#chart .threshold-label-cpu")
+        assert both == "CPU and memory threshold 90 %"  # equal thresholds: one label, not two on top
 
         await page.fill("#threshold-cpu", "150")
         await page.click("#save-thresholds")

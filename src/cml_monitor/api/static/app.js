@@ -298,13 +298,19 @@ function workerRow(worker) {
     el("td", {}, bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
     el("td", { text: worker.active_labs_count }),
     el("td", { class: "cml" }, badge(...cmlVerdict(worker))),
-    el("td", {},
-      badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ",
-      badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)),
+    el("td", {}, checkBadges(worker)),
     el("td", { class: "muted", title: worker.last_collected_at || "", text: ago(worker.last_collected_at) }),
     el("td", { text: worker.aws_region }),
     el("td", { class: "muted", text: worker.aws_instance_id }),
   );
+}
+
+// Both EC2 status checks: one badge when both pass, else each labelled with what it says.
+function checkBadges(worker) {
+  const system = worker.ec2_system_status_check;
+  const instance = worker.ec2_instance_status_check;
+  if (system === "ok" && instance === "ok") return badge("ok", "both checks ok");
+  return [badge(system, `system ${system || "n/a"}`), " ", badge(instance, `instance ${instance || "n/a"}`)];
 }
 
 function summaryCards() {
@@ -414,12 +420,21 @@ function chart(items, since, until, thresholds) {
     add("text", { x: x(t), y: height - 10, "font-size": 10, fill: "#667085", "text-anchor": "middle", class: "tick" }).textContent =
       new Date(t).toLocaleString([], long ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
   }
+  const labels = [];
+  const same = thresholds.cpu === thresholds.memory;
+  const close = Math.abs(y(thresholds.cpu) - y(thresholds.memory)) < 12;
   for (const [value, color, name, key] of [[thresholds.cpu, "#2563eb", "CPU", "cpu"], [thresholds.memory, "#9333ea", "memory", "memory"]]) {
     add("line", { x1: pad, x2: width - 5, y1: y(value), y2: y(value), stroke: color, "stroke-dasharray": "4 4", opacity: 0.6, class: `threshold threshold-${key}` });
-    add("text", { x: width - 8, y: y(value) - 3, "font-size": 9, fill: color, "text-anchor": "end", class: `threshold-label-${key}` }).textContent = `${name} threshold ${value} %`;
+    if (same && key === "memory") continue; // one label says both
+    const label = same ? `CPU and memory threshold ${value} %` : `${name} threshold ${value} %`;
+    const below = close && !same && key === "memory"; // two near lines: one label above, one below
+    labels.push([{ x: width - 8, y: below ? y(value) + 11 : y(value) - 3, "font-size": 9, fill: same ? "#475467" : color, "text-anchor": "end", class: `threshold-label-${key}` }, label]);
   }
+  // Labels last, so no shading or line is drawn over them.
+  const drawLabels = () => { for (const [attrs, text] of labels) add("text", attrs).textContent = text; };
   if (!items.length) {
     add("text", { x: width / 2 - 60, y: height / 2, fill: "#667085" }).textContent = "No data in this range yet";
+    drawLabels();
     return svg;
   }
   const times = items.map((p) => Date.parse(p.timestamp));
@@ -450,6 +465,7 @@ function chart(items, since, until, thresholds) {
       }
     }
   }
+  drawLabels();
   return svg;
 }
 
