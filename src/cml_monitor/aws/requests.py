@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from cml_monitor.call_tally import count_aws
+
 # botocore event names look like "before-send.ec2.DescribeInstanceStatus"; service ids may
 # differ from the client name ("cloudwatch" is "cloudwatch"), so the event is the source.
 Listener = Callable[[str, str], None]
@@ -36,6 +38,7 @@ class RequestCounter:
     def record(self, service: str, operation: str) -> None:
         with self._lock:
             self._counts[(service, operation)] += 1
+        count_aws()
         for listener in self._listeners:
             listener(service, operation)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from cml_monitor.call_tally import count_cml
 from cml_monitor.domain.cml import ControllerReading
 from cml_monitor.io_loop import IoLoop
 
@@ -100,6 +101,7 @@ class CmlControllerClient:
             url = f"{base}/api/v0/authenticate"
             self._guard.check_url_syntax(url)
             self.requests += 1
+            count_cml()
             async with self._http().post(
                 url, json={"username": self._username, "password": self._password}, allow_redirects=False
             ) as response:
@@ -116,6 +118,7 @@ class CmlControllerClient:
         """The status and, for a 200, the JSON body (ValueError when it is not JSON)."""
         self._guard.check_url_syntax(url)
         self.requests += 1
+        count_cml()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self._http().get(url, params=params, headers=headers, allow_redirects=False) as response:
             _refuse_redirect(url, response)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from opentelemetry import trace
 
 from cml_monitor.aws import InstanceStatus, Utilization
+from cml_monitor.call_tally import counting
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain import MetricSample, Worker, WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.cml import CmlStatus, ControllerReading
@@ -43,6 +44,8 @@ class CollectionReport:
     failed: dict[str, str] = field(default_factory=dict)  # worker id → reason
     store_failed: bool = False  # our own database failed: no verdict on any worker
     seconds: float = 0.0
+    aws_calls: int = 0  # requests sent for this pass, retries included
+    cml_calls: int = 0
 
     @property
     def terminated(self) -> list[str]:
@@ -135,10 +138,11 @@ class FleetCollector:
     async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
         started = time.perf_counter()
         start_ns = time.time_ns()
-        with self._tracer.start_as_current_span("collect_fleet_metrics") as span:
+        with counting() as calls, self._tracer.start_as_current_span("collect_fleet_metrics") as span:
             span.set_attribute("workers", len(worker_ids))
             report = await self._collect(list(dict.fromkeys(worker_ids)), start_ns)
         report.seconds = time.perf_counter() - started
+        report.aws_calls, report.cml_calls = calls.aws, calls.cml
         if self._cycle_observer is not None:
             self._cycle_observer(report.seconds)
         return report

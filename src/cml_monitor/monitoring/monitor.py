@@ -147,13 +147,15 @@ class FleetMonitor:
             self.completed_at[region] = self._clock()
         running = sum(1 for e in report.events if e.status.value == "running")
         logger.info(
-            "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s",
+            "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s, %d AWS and %d CML calls",
             region,
             len(worker_ids),
             running,
             len(report.failed),
             len(report.missing) + len(report.terminated),
             report.seconds,
+            report.aws_calls,
+            report.cml_calls,
         )
         return RegionRun(region, workers=len(worker_ids), report=report)
 
