@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -257,8 +258,12 @@ async def test_the_dashboard_is_served_with_security_headers(api_factory) -> Non
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"
     assert "<script>" not in page.text  # no inline script: the policy can forbid it
-    script = await api.client.get("/static/app.js")
-    assert script.headers["content-security-policy"] == policy
+    scripts = re.findall(r'<script src="([^"]+)"></script>', page.text)
+    assert scripts[0] == "/static/core.js" and scripts[-1] == "/static/main.js"
+    for src in scripts:  # every script the page names is served, under the same policy
+        script = await api.client.get(src)
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        assert script.headers["content-security-policy"] == policy
     assert (await api.client.get("/auth/config")).json() == {"mode": "none", "oidc": None}
 
 

@@ -1,0 +1,146 @@
+// CML Worker Monitor dashboard — Shared by every page: state, the DOM helper, API calls, sign-in by token, formatting.
+// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
+// fetched from the internet.
+"use strict";
+
+const state = {
+  token: sessionStorage.getItem("cml-monitor-token") || "",
+  workers: new Map(),
+  firing: new Map(), // worker id -> [kinds]
+  sort: { key: "problems", dir: 1 }, // problems first until a column is chosen
+  filter: "",
+  statusFilter: "",
+  range: "1h",
+  refreshTimer: null,
+  role: "viewer",
+  summary: null,
+  alertFilter: { state: "firing", kind: "" },
+  actionFilter: { kind: "", result: "" },
+  notices: new Map(), // "worker id:line id" -> what the last button on a worker page did
+  awaitingCollection: null, // a worker id whose "Collect now" result is awaited
+};
+
+// Alert kinds as an operator says them.
+const KIND_NAMES = {
+  cpu: "CPU high", memory: "Memory high", status_check: "EC2 status check impaired",
+  unexpected_stop: "Stopped unexpectedly", unreachable: "Not collected (unreachable)",
+  cml_unreachable: "CML controller unreachable", cml_unhealthy: "CML controller unhealthy",
+  license: "CML licence", disk: "Controller disk full", scheduled_event: "EC2 scheduled event", idle: "Idle",
+};
+
+function onFleetPage() {
+  return location.hash === "" || location.hash === "#/";
+}
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const main = $("#main");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "text") node.textContent = value;
+    else if (key === "style") node.style.cssText = value; // CSSOM: allowed by the page's CSP
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+// -- API -------------------------------------------------------------------------------------
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+  const response = await fetch(path, { headers });
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+async function send(path, method, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401) throw new Unauthorized();
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(explain(answer.detail) || `HTTP ${response.status}`);
+  return answer;
+}
+
+// A refusal as the API words it: a sentence, or (HTTP 422) each field and what is wrong with it.
+function explain(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return "";
+}
+
+// A status line that outlives the page being drawn again (live updates redraw worker pages).
+function statusLine(workerId, id) {
+  return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${workerId}:${id}`) || "" });
+}
+
+function say(workerId, id, text) {
+  state.notices.set(`${workerId}:${id}`, text);
+  const line = document.getElementById(id);
+  if (line) line.textContent = text;
+}
+
+// The threshold that applies to a worker: its own, else the fleet's.
+function thresholdOf(worker, key) {
+  const own = worker[`${key}_threshold`];
+  if (own !== null && own !== undefined) return own;
+  const policy = (state.summary || {}).policy;
+  return policy ? policy[`${key}_threshold`] : 90;
+}
+
+function askForToken(message) {
+  const dialog = $("#login");
+  const oidc = state.auth && state.auth.mode === "oidc";
+  $("#sso-block").hidden = !oidc;
+  $("#token-block").hidden = oidc && !state.auth.tokens;
+  $("#login-error").textContent = message || "";
+  if (!dialog.open) dialog.showModal();
+  (oidc ? $("#sso") : $("#token")).focus();
+}
+
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  if (!token) return;
+  state.token = token;
+  sessionStorage.setItem("cml-monitor-token", state.token);
+  $("#login").close();
+  start();
+});
+
+// -- formatting ------------------------------------------------------------------------------
+
+function ago(iso) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+function badge(value, label) {
+  const text = value || "n/a";
+  return el("span", { class: `badge ${text}`, text: label || text });
+}
+
+function bar(value, threshold) {
+  if (value === null || value === undefined) return el("span", { class: "muted", text: "—" });
+  const level = value > (threshold || 90) ? "bad" : value > 75 ? "warn" : "";
+  return el(
+    "span",
+    { class: "bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": value.toFixed(1) },
+    el("span", { class: "track" }, el("span", { class: `fill ${level}`, style: `width:${Math.min(100, value)}%` })),
+    `${value.toFixed(1)} %`,
+  );
+}

@@ -1,0 +1,133 @@
+// CML Worker Monitor dashboard — Live updates over SSE, routing between pages, and start-up. Loaded last.
+// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
+// fetched from the internet.
+"use strict";
+
+function applyEvent(event) {
+  const worker = state.workers.get(event.worker_id);
+  if (!worker) return;
+  Object.assign(worker, {
+    status: event.status,
+    cpu_utilization: event.metrics.cpu_utilization,
+    memory_utilization: event.metrics.memory_utilization,
+    ec2_instance_state: event.ec2.instance_state,
+    ec2_system_status_check: event.ec2.system_status,
+    ec2_instance_status_check: event.ec2.instance_status,
+    active_labs_count: event.active_labs_count,
+    last_collected_at: event.timestamp,
+    cml: event.cml,
+    ec2_scheduled_events: event.ec2_scheduled_events || [],
+    idle: event.idle || worker.idle,
+    auto_pause: event.auto_pause,
+  });
+  const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
+  if (row) row.replaceWith(workerRow(worker));
+  if (location.hash === `#/workers/${worker.id}`) {
+    if (state.awaitingCollection === worker.id) {
+      state.awaitingCollection = null;
+      say(worker.id, "settings-status", `collected at ${new Date(event.timestamp).toLocaleTimeString()}`);
+    }
+    rerenderSoon();
+  }
+  refreshAlertsSoon();
+}
+
+// The page in view, drawn again with fresh data, unless someone is typing in it.
+let rerenderTimer = null;
+function rerenderSoon() {
+  clearTimeout(rerenderTimer);
+  rerenderTimer = setTimeout(() => {
+    if (onFleetPage()) return renderFleet(); // keeps the filter's focus and caret itself
+    const typing = main.contains(document.activeElement) && document.activeElement.matches("input:not([type=checkbox]), select, textarea");
+    if (!typing) route();
+  }, 500);
+}
+
+async function streamEvents() {
+  const live = $("#live");
+  for (;;) {
+    try {
+      const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+      const response = await fetch("/api/events", { headers });
+      if (response.status === 401) return askForToken();
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      live.textContent = "live";
+      live.classList.add("on");
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const type = (block.match(/^event: ?(.*)$/m) || [])[1];
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.replace(/^data: ?/, "")).join("\n");
+          if (type === "metrics" && data) applyEvent(JSON.parse(data));
+          else if (type === "resync") refresh(); // we fell behind: reload rather than miss a worker
+        }
+      }
+    } catch (error) {
+      // reconnect below
+    }
+    live.textContent = "reconnecting…";
+    live.classList.remove("on");
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+// -- routing ---------------------------------------------------------------------------------
+
+async function route() {
+  const match = location.hash.match(/^#\/workers\/([0-9a-f-]+)$/);
+  if (match) return renderWorker(match[1]);
+  if (location.hash === "#/alerts") return renderAlerts();
+  if (location.hash === "#/actions") return renderActions();
+  if (!location.hash.startsWith("#/")) location.hash = "#/";
+  renderFleet();
+}
+
+async function refresh() {
+  try {
+    await loadFleet();
+    rerenderSoon();
+  } catch (error) {
+    if (error instanceof Unauthorized) askForToken(state.token ? "That token was refused." : "");
+  }
+}
+
+let streaming = false;
+async function start() {
+  try {
+    await loadFleet();
+  } catch (error) {
+    if (error instanceof Unauthorized) return askForToken(state.token ? "That token was refused." : "");
+    main.replaceChildren(el("p", { class: "error", text: `Could not load the fleet: ${error.message}` }));
+    return;
+  }
+  await route();
+  if (!streaming) {
+    streaming = true;
+    streamEvents();
+  }
+  clearInterval(state.refreshTimer);
+  state.refreshTimer = setInterval(refresh, 30000);
+}
+
+window.addEventListener("hashchange", () => { route(); main.focus(); });
+
+async function boot() {
+  try {
+    state.auth = await (await fetch("/auth/config")).json();
+  } catch (error) {
+    state.auth = { mode: "none" };
+  }
+  if (state.auth.mode === "oidc") {
+    const problem = await finishSignIn().catch(() => "The sign-in could not be completed; try again.");
+    if (problem) return askForToken(problem);
+  }
+  start();
+}
+boot();
