@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import func, select, text
@@ -132,7 +134,9 @@ async def _partition_counts(repository: CMLWorkerRepository) -> dict[str, int]:
         return {part: count for part, count in rows.all()}
 
 
-async def test_postgresql_history_is_partitioned_by_day(postgresql_url: str) -> None:
+async def test_postgresql_history_is_partitioned_by_day(
+    postgresql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Samples land in their day's partition; one whose day has none waits in the default
     partition and moves when the day's partition is made; retention drops whole days."""
     engine = create_engine(postgresql_url)
@@ -158,6 +162,18 @@ async def test_postgresql_history_is_partitioned_by_day(postgresql_url: str) -> 
             await conn.run_sync(partitions.ensure, stray.date(), stray.date())
         counts = await _partition_counts(repository)
         assert partitions.DEFAULT not in counts and counts[partitions.partition_name(stray.date())] == 1
+
+        # A long read holds the table: retention gives up within its lock timeout (no queue of
+        # inserts behind a waiting DROP) and drops nothing; the next run does it.
+        history.lock_timeout = 0.2
+        async with engine.connect() as reader:
+            await reader.execute(text("SELECT count(*) FROM worker_metrics"))  # holds its lock
+            with caplog.at_level(logging.WARNING):
+                waited = await history.prune(NOW + timedelta(days=365))
+            assert (waited.raw_partitions, waited.raw_rows) == (0, 0)
+            assert "could not drop partitions within" in caplog.text
+            await reader.rollback()
+        assert await _count(repository, worker_metrics) == 3 * 24 * 12 + 1
 
         # A year later every day is past retention: all dropped, nothing deleted row by row.
         pruned = await history.prune(NOW + timedelta(days=365))

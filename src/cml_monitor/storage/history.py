@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal_column, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import partitions
@@ -61,10 +62,18 @@ def _avg(values: list[float]) -> float | None:
 
 
 class HistoryStore:
-    def __init__(self, engine: AsyncEngine, *, raw_retention: timedelta, retention: timedelta) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        raw_retention: timedelta,
+        retention: timedelta,
+        lock_timeout: float = 5.0,
+    ) -> None:
         self._engine = engine
         self.raw_retention = raw_retention
         self.retention = retention
+        self.lock_timeout = lock_timeout  # seconds a partition change waits for the table
 
     def _hour_bucket(self) -> Any:
         if self._engine.dialect.name == "sqlite":
@@ -135,22 +144,35 @@ class HistoryStore:
         if not await self._partitioned():
             return 0
         first, last = (now - self.raw_retention).date(), (now + PARTITIONS_AHEAD).date()
-        async with self._engine.begin() as conn:
-            await conn.run_sync(partitions.lock)
-            return await conn.run_sync(partitions.ensure, first, last)
+        return await self._change_partitions("create", partitions.ensure, first, last) or 0
+
+    async def _change_partitions(self, what: str, change: Any, *args: Any) -> Any:
+        """Run a partition change under the maintenance lock; None when the table stayed locked
+        past `lock_timeout` (a long query, or another replica at the same work)."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(partitions.lock, self.lock_timeout)
+                return await conn.run_sync(change, *args)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != partitions.LOCK_NOT_AVAILABLE:
+                raise
+            logger.warning(
+                "History: could not %s partitions within %.0f s (the table is busy) - next run",
+                what,
+                self.lock_timeout,
+            )
+            return None
 
     async def prune(self, now: datetime) -> Pruned:
         """Remove raw samples past the raw retention and hourly rows past the long retention."""
-        partitioned = await self._partitioned()
+        cutoff = now - self.raw_retention
+        if await self._partitioned():
+            dropped, raw = await self._change_partitions("drop", partitions.drop_before, cutoff) or (0, 0)
+        else:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(worker_metrics).where(worker_metrics.c.timestamp < cutoff))
+            dropped, raw = 0, result.rowcount or 0
         async with self._engine.begin() as conn:
-            if partitioned:
-                await conn.run_sync(partitions.lock)
-                dropped, raw = await conn.run_sync(partitions.drop_before, now - self.raw_retention)
-            else:
-                result = await conn.execute(
-                    delete(worker_metrics).where(worker_metrics.c.timestamp < now - self.raw_retention)
-                )
-                dropped, raw = 0, result.rowcount or 0
             hourly = await conn.execute(
                 delete(worker_metrics_hourly).where(worker_metrics_hourly.c.hour < now - self.retention)
             )

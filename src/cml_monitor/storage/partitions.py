@@ -39,8 +39,18 @@ def _bound(day: date) -> str:
     return datetime.combine(day, time(), UTC).isoformat()
 
 
-def lock(conn: Connection) -> None:
-    """Hold the maintenance lock until the transaction ends."""
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+
+
+def lock(conn: Connection, lock_timeout: float) -> None:
+    """Hold the maintenance lock until the transaction ends, and wait at most `lock_timeout`
+    seconds for any lock in it.
+
+    Attaching and dropping partitions lock the whole table for an instant; behind a long query
+    they would wait, and every insert and chart would queue behind them. Better to give up and
+    try again at the next maintenance run.
+    """
+    conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'"))
     conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
 
 
