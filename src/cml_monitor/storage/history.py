@@ -157,7 +157,7 @@ class HistoryStore:
             if getattr(exc.orig, "sqlstate", None) != partitions.LOCK_NOT_AVAILABLE:
                 raise
             logger.warning(
-                "History: could not %s partitions within %.0f s (the table is busy) - next run",
+                "History: could not %s partitions within %g s (the table is busy) - next run",
                 what,
                 self.lock_timeout,
             )
