@@ -44,6 +44,7 @@ bench: $(STAMP)
 bench-all: $(STAMP)
 	for n in 1000 10000 50000; do $(BIN)/python -m bench.cycle --workers $$n; done
 	$(BIN)/python -m bench.cycle --workers 10000 --database postgresql --job-store database --seed-budget 0
+	$(BIN)/python -m bench.history
 
 serve: $(STAMP)
 	$(BIN)/cml-monitor serve
