@@ -509,6 +509,13 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
                 name = phone.locator("#fleet tbody tr td").first
                 box = await name.bounding_box()  # scrolled all the way: the name is still in view
                 assert box is not None and box["x"] >= 0
+                # A live redraw keeps the table where it was scrolled to.
+                scrolled = await phone.evaluate("document.querySelector('#fleet').parentElement.scrollLeft")
+                assert scrolled > 0
+                await phone.evaluate("document.querySelector('#fleet').dataset.seen = 'yes'")
+                await until(phone, "!document.querySelector('#fleet').dataset.seen")  # drawn again
+                again = await phone.evaluate("document.querySelector('#fleet').parentElement.scrollLeft")
+                assert again == scrolled
         await phone.goto(f"{server.url}/#/workers/{workers[0].id}")
         await phone.wait_for_selector("#chart svg")
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 390

@@ -22,7 +22,7 @@ async function renderActions() {
     [actions, summary] = await Promise.all([api(`/api/actions?${query}`), api("/api/fleet/summary")]);
   } catch (error) {
     if (error instanceof Unauthorized) return askForToken();
-    main.replaceChildren(el("p", { class: "error", text: `Could not load the actions: ${error.message}` }));
+    drawPage(el("p", { class: "error", text: `Could not load the actions: ${error.message}` }));
     return;
   }
   if (location.hash !== "#/actions") return;
@@ -42,7 +42,7 @@ async function renderActions() {
     el("td", { title: a.requested_at, text: ago(a.requested_at) }),
     el("td", { title: a.finished_at || "", text: a.finished_at ? ago(a.finished_at) : "—" }),
   ));
-  main.replaceChildren(
+  drawPage(
     el("h1", { text: "Actions" }),
     el("p", { id: "policy", class: "muted", text: policyLine(summary.policy) }),
     el(

@@ -15,7 +15,7 @@ async function renderAlerts() {
     [alerts, silences] = await Promise.all([api(`/api/alerts?${query}`), api("/api/silences?active=true")]);
   } catch (error) {
     if (error instanceof Unauthorized) return askForToken();
-    main.replaceChildren(el("p", { class: "error", text: `Could not load the alerts: ${error.message}` }));
+    drawPage(el("p", { class: "error", text: `Could not load the alerts: ${error.message}` }));
     return;
   }
   if (location.hash !== "#/alerts") return;
@@ -67,7 +67,7 @@ async function renderAlerts() {
     el("td", { class: "detail-text", text: s.comment }),
     el("td", {}, admin ? el("button", { type: "button", class: "plain end-silence", text: "End now", onclick: () => run("end silence", () => send(`/api/silences/${s.id}`, "DELETE")) }) : null),
   ));
-  main.replaceChildren(
+  drawPage(
     el("h1", { text: "Alerts" }),
     el(
       "div",

@@ -79,6 +79,16 @@ function explain(detail) {
   return "";
 }
 
+// Draw the page in view again. Live updates redraw pages; a table scrolled sideways (on a phone)
+// stays where it was instead of jumping back to its first column.
+function drawPage(...children) {
+  const offsets = new Map([...main.querySelectorAll(".tablewrap > table[id]")].map((t) => [t.id, t.parentElement.scrollLeft]));
+  main.replaceChildren(...children);
+  for (const table of main.querySelectorAll(".tablewrap > table[id]")) {
+    if (offsets.get(table.id)) table.parentElement.scrollLeft = offsets.get(table.id);
+  }
+}
+
 // A status line that outlives the page being drawn again (live updates redraw worker pages).
 function statusLine(workerId, id) {
   return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${workerId}:${id}`) || "" });

@@ -156,7 +156,7 @@ function renderFleet() {
   });
   const statuses = ["", "running", "pending", "stopping", "stopped", "shutting-down", "terminated", "unknown"];
   const rows = visibleWorkers();
-  main.replaceChildren(
+  drawPage(
     el("h1", { text: "Fleet" }),
     summaryCards(),
     el(

@@ -104,7 +104,7 @@ async function start() {
     await loadFleet();
   } catch (error) {
     if (error instanceof Unauthorized) return askForToken(state.token ? "That token was refused." : "");
-    main.replaceChildren(el("p", { class: "error", text: `Could not load the fleet: ${error.message}` }));
+    drawPage(el("p", { class: "error", text: `Could not load the fleet: ${error.message}` }));
     return;
   }
   await route();

@@ -16,7 +16,7 @@ async function renderWorker(id) {
     ]);
   } catch (error) {
     if (error instanceof Unauthorized) return askForToken();
-    main.replaceChildren(el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" })));
+    drawPage(el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" })));
     return;
   }
   if (location.hash !== `#/workers/${id}`) return;
@@ -25,7 +25,7 @@ async function renderWorker(id) {
   const rangeButtons = Object.keys(RANGES).map((range) =>
     el("button", { type: "button", "aria-pressed": String(range === state.range), text: range, onclick: () => { state.range = range; renderWorker(id); } }),
   );
-  main.replaceChildren(
+  drawPage(
     el("p", {}, el("a", { href: "#/", text: "← Fleet" })),
     el("h1", {}, worker.name, " ", badge(worker.status)),
     el(
