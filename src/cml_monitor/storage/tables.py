@@ -81,6 +81,10 @@ workers = Table(
     Index("ix_workers_aws_region", "aws_region"),
 )
 
+# On PostgreSQL the database's table differs from this description (migration 0008): it is
+# partitioned by day on `timestamp`, has no primary key (a partitioned table's would have to
+# include the timestamp; nothing looks a sample up by id) and its (worker, time) index carries the
+# charted columns. Reads and writes through this Table are the same on both.
 worker_metrics = Table(
     "worker_metrics",
     metadata,
