@@ -31,13 +31,9 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
 from cml_monitor.storage import create_engine, drop_all, migrate
-from cml_monitor.storage.database import MIGRATIONS
 from cml_monitor.storage.history import HistoryStore
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -55,13 +51,6 @@ LOAD = text(
     CROSS JOIN generate_series(1, :workers) AS w
     """
 )
-
-
-def _upgrade_to_plain(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "0007")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -88,11 +77,7 @@ async def _timed_queries(
 async def run(workers: int, days: int, queries: int, database: str, from_plain: bool) -> dict[str, object]:
     engine = create_engine(database, timeout=3600)
     await drop_all(engine)
-    if from_plain:
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_to_plain)
-    else:
-        await migrate(engine)
+    await migrate(engine, "0007" if from_plain else "head")  # 0007: the plain table
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     now -= timedelta(minutes=now.minute % 5)
     start_at = now - timedelta(days=days)

@@ -6,13 +6,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import func, select, text
 
 from cml_monitor.domain import Worker
 from cml_monitor.storage import CMLWorkerRepository, MetricSample, partitions
-from cml_monitor.storage.database import MIGRATIONS, create_engine, migrate
+from cml_monitor.storage.database import create_engine, migrate
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.storage.tables import worker_metrics, worker_metrics_hourly
 
@@ -189,25 +187,14 @@ async def test_postgresql_history_is_partitioned_by_day(
 async def test_postgresql_partitioning_migration_keeps_stored_samples(postgresql_url: str) -> None:
     """Upgrading a database with plain history keeps every sample, with its id, in its day."""
 
-    def upgrade_to(revision: str):  # type: ignore[no-untyped-def]
-        def run(connection) -> None:  # type: ignore[no-untyped-def]
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-
-        return run
-
     engine = create_engine(postgresql_url)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_to("0007"))
+        await migrate(engine, "0007")
         repository = CMLWorkerRepository(engine)
         worker = await _seed(repository)
         async with engine.connect() as conn:
             before = (await conn.execute(text("SELECT id, timestamp FROM worker_metrics ORDER BY id"))).all()
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_to("head"))
+        await migrate(engine)
         async with engine.connect() as conn:
             after = (await conn.execute(text("SELECT id, timestamp FROM worker_metrics ORDER BY id"))).all()
             days = await conn.run_sync(partitions.existing_days)

@@ -49,19 +49,20 @@ def create_engine(database_url: str, *, timeout: float = 30.0, **kwargs: Any) ->
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision; safe to call from several replicas at once."""
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (or to `revision`, for tests and benchmarks of an
+    upgrade); safe to call from several replicas at once."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_upgrade, revision)
     logger.info("Database schema is up to date (%s)", engine.url.render_as_string(hide_password=True))
 
 

@@ -74,6 +74,7 @@ class HistoryStore:
         self.raw_retention = raw_retention
         self.retention = retention
         self.lock_timeout = lock_timeout  # seconds a partition change waits for the table
+        self._is_partitioned: bool | None = None  # the schema does not change while we run
 
     def _hour_bucket(self) -> Any:
         if self._engine.dialect.name == "sqlite":
@@ -134,10 +135,13 @@ class HistoryStore:
         return max(0, result.rowcount or 0)
 
     async def _partitioned(self) -> bool:
-        if self._engine.dialect.name != "postgresql":
-            return False
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(partitions.partitioned)
+        if self._is_partitioned is None:
+            if self._engine.dialect.name != "postgresql":
+                self._is_partitioned = False
+            else:
+                async with self._engine.connect() as conn:
+                    self._is_partitioned = await conn.run_sync(partitions.partitioned)
+        return self._is_partitioned
 
     async def ensure_partitions(self, now: datetime) -> int:
         """Create the raw table's partitions from the oldest retained day to a few days ahead."""

@@ -17,18 +17,11 @@ async function renderActions() {
   const query = new URLSearchParams({ limit: "500" });
   if (filter.kind) query.set("kind", filter.kind);
   if (filter.result) query.set("result", filter.result);
-  let actions, summary;
-  try {
-    [actions, summary] = await Promise.all([api(`/api/actions?${query}`), api("/api/fleet/summary")]);
-  } catch (error) {
-    if (error instanceof Unauthorized) return askForToken();
-    drawPage(el("p", { class: "error", text: `Could not load the actions: ${error.message}` }));
-    return;
-  }
-  if (location.hash !== "#/actions") return;
+  const loaded = await loadPage("#/actions", (error) => [el("p", { class: "error", text: `Could not load the actions: ${error.message}` })],
+    [api(`/api/actions?${query}`), api("/api/fleet/summary")]);
+  if (!loaded) return;
+  const [actions, summary] = loaded;
   state.summary = summary;
-  const workerName = (id) => (state.workers.get(id) || {}).name || id.slice(0, 8);
-  const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
   const failed = actions.items.filter((a) => a.result === "failed").length;
   const rows = actions.items.map((a) => el(
     "tr",

@@ -10,28 +10,22 @@ async function renderAlerts() {
   const query = new URLSearchParams({ limit: "500" });
   if (filter.state) query.set("state", filter.state);
   if (filter.kind) query.set("kind", filter.kind);
-  let alerts, silences;
-  try {
-    [alerts, silences] = await Promise.all([api(`/api/alerts?${query}`), api("/api/silences?active=true")]);
-  } catch (error) {
-    if (error instanceof Unauthorized) return askForToken();
-    drawPage(el("p", { class: "error", text: `Could not load the alerts: ${error.message}` }));
-    return;
-  }
-  if (location.hash !== "#/alerts") return;
+  const loaded = await loadPage("#/alerts", (error) => [el("p", { class: "error", text: `Could not load the alerts: ${error.message}` })],
+    [api(`/api/alerts?${query}`), api("/api/silences?active=true")]);
+  if (!loaded) return;
+  const [alerts, silences] = loaded;
   const admin = state.role === "admin";
-  const status = el("p", { id: "alert-status", role: "status", class: "muted", text: state.alertStatus || "" });
+  const status = statusLine("alerts", "alert-status");
   const comment = el("input", { id: "alert-comment", type: "text", placeholder: "Comment (for an ack or a silence)", "aria-label": "Comment", maxlength: 1024 });
   const hours = el("select", { id: "silence-hours", "aria-label": "Silence for" }, SILENCE_HOURS.map((h) => el("option", { value: h, text: h < 24 ? `${h} h` : `${h / 24} d` })));
-  const workerName = (id) => (state.workers.get(id) || {}).name || id.slice(0, 8);
   const run = async (what, call) => {
     try {
       await call();
-      state.alertStatus = `${what}: done`;
+      say("alerts", "alert-status", `${what}: done`);
       await loadFiring();
       await renderAlerts();
     } catch (error) {
-      status.textContent = state.alertStatus = `${what} refused: ${error.message}`;
+      say("alerts", "alert-status", `${what} refused: ${error.message}`);
     }
   };
   const silence = (body, what) => run(what, () => send("/api/silences", "POST", {

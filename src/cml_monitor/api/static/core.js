@@ -89,13 +89,27 @@ function drawPage(...children) {
   }
 }
 
-// A status line that outlives the page being drawn again (live updates redraw worker pages).
-function statusLine(workerId, id) {
-  return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${workerId}:${id}`) || "" });
+// The answers a page is drawn from, or null when it is not to be drawn: a refused token asks
+// for one, another failure is drawn by `failure(error)`, and a page left meanwhile is not drawn.
+async function loadPage(hash, failure, requests) {
+  try {
+    const answers = await Promise.all(requests);
+    return location.hash === hash ? answers : null;
+  } catch (error) {
+    if (error instanceof Unauthorized) askForToken();
+    else drawPage(...failure(error));
+    return null;
+  }
 }
 
-function say(workerId, id, text) {
-  state.notices.set(`${workerId}:${id}`, text);
+// A status line that outlives the page being drawn again (live updates redraw pages). `scope`
+// keeps one worker's lines from showing on another's page.
+function statusLine(scope, id) {
+  return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${scope}:${id}`) || "" });
+}
+
+function say(scope, id, text) {
+  state.notices.set(`${scope}:${id}`, text);
   const line = document.getElementById(id);
   if (line) line.textContent = text;
 }
@@ -129,6 +143,19 @@ $("#login-form").addEventListener("submit", (event) => {
 });
 
 // -- formatting ------------------------------------------------------------------------------
+
+function workerName(id) {
+  return (state.workers.get(id) || {}).name || id.slice(0, 8);
+}
+
+// A summary card (a number and what it counts) and a fact card (a label over a value).
+function card(n, label, extra = "") {
+  return el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
+}
+
+function fact(label, value) {
+  return el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
+}
 
 function ago(iso) {
   if (!iso) return "never";

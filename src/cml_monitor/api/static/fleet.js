@@ -120,7 +120,6 @@ function summaryCards() {
   const counts = {};
   for (const worker of state.workers.values()) counts[worker.status] = (counts[worker.status] || 0) + 1;
   const firing = [...state.firing.values()].reduce((n, alerts) => n + alerts.length, 0);
-  const card = (n, label, extra = "") => el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
   const shown = ["running", "stopped"];
   const other = state.workers.size - shown.reduce((n, s) => n + (counts[s] || 0), 0);
   const summary = state.summary;

@@ -4,24 +4,17 @@
 "use strict";
 
 async function renderWorker(id) {
-  let worker, history, alerts, actions;
   const until = new Date();
   const since = new Date(until - RANGES[state.range]);
-  try {
-    [worker, history, alerts, actions] = await Promise.all([
-      api(`/api/workers/${id}`),
-      api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
-      api(`/api/alerts?worker_id=${id}&limit=100`),
-      api(`/api/actions?worker_id=${id}&limit=20`),
-    ]);
-  } catch (error) {
-    if (error instanceof Unauthorized) return askForToken();
-    drawPage(el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" })));
-    return;
-  }
-  if (location.hash !== `#/workers/${id}`) return;
+  const loaded = await loadPage(`#/workers/${id}`, () => [el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" }))], [
+    api(`/api/workers/${id}`),
+    api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
+    api(`/api/alerts?worker_id=${id}&limit=100`),
+    api(`/api/actions?worker_id=${id}&limit=20`),
+  ]);
+  if (!loaded) return;
+  const [worker, history, alerts, actions] = loaded;
   state.workers.set(worker.id, worker);
-  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
   const rangeButtons = Object.keys(RANGES).map((range) =>
     el("button", { type: "button", "aria-pressed": String(range === state.range), text: range, onclick: () => { state.range = range; renderWorker(id); } }),
   );
@@ -72,7 +65,6 @@ function controllerSection(worker) {
   if (!worker.cml_url) return el("p", { class: "muted", text: "No CML controller registered for this worker." });
   const cml = worker.cml;
   if (!cml) return el("section", { "aria-label": "CML controller" }, el("h2", { text: "CML controller" }), el("p", { class: "muted", text: "Not read yet." }));
-  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
   const show = (value) => (value === null || value === undefined ? "—" : String(value));
   const pair = (a, b) => `${show(a)} of ${show(b)}`;
   const [verdictClass, verdict] = cmlVerdict(worker);
@@ -109,7 +101,6 @@ function controllerSection(worker) {
 
 function idleSection(worker, actions) {
   const idle = worker.idle;
-  const fact = (label, value) => el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
   const when = (iso) => (iso ? `${new Date(iso).toLocaleString()} (${ago(iso)})` : "—");
   const hours = (seconds) => `${(seconds / 3600).toFixed(1)} h`;
   const status = statusLine(worker.id, "action-status");

@@ -34,13 +34,27 @@ CHARTED = "status, cpu_utilization, memory_utilization, active_labs_count, runni
 AHEAD = timedelta(days=3)
 
 
+def _set_aside(suffix: str) -> str:
+    """Rename the table and its indexes out of the way of the new one; returns the new name."""
+    old = f"worker_metrics_{suffix}"
+    op.execute(f"ALTER TABLE worker_metrics RENAME TO {old}")
+    op.execute(f"ALTER INDEX ix_worker_metrics_worker_ts RENAME TO ix_{old}_worker_ts")
+    op.execute(f"ALTER INDEX ix_worker_metrics_ts RENAME TO ix_{old}_ts")
+    return old
+
+
+def _take_over(old: str) -> None:
+    """The new table takes the id sequence and every row of the old one, which goes."""
+    op.execute("ALTER SEQUENCE worker_metrics_id_seq OWNED BY worker_metrics.id")
+    op.execute(f"INSERT INTO worker_metrics ({COLUMNS}) SELECT {COLUMNS} FROM {old}")
+    op.execute(f"DROP TABLE {old}")
+
+
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
         return
-    op.execute("ALTER TABLE worker_metrics RENAME TO worker_metrics_plain")
-    op.execute("ALTER INDEX ix_worker_metrics_worker_ts RENAME TO ix_worker_metrics_plain_worker_ts")
-    op.execute("ALTER INDEX ix_worker_metrics_ts RENAME TO ix_worker_metrics_plain_ts")
+    old = _set_aside("plain")
     op.execute(
         """
         CREATE TABLE worker_metrics (
@@ -56,7 +70,6 @@ def upgrade() -> None:
         ) PARTITION BY RANGE (timestamp)
         """
     )
-    op.execute("ALTER SEQUENCE worker_metrics_id_seq OWNED BY worker_metrics.id")
     # A chart reads one worker's samples, which a cycle writes among every other worker's: one
     # heap page per sample. Carrying the charted columns in the index lets PostgreSQL answer from
     # the index alone (index-only scan), where one worker's samples sit side by side.
@@ -67,28 +80,19 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_worker_metrics_ts ON worker_metrics (timestamp)")
     op.execute(f"CREATE TABLE {partitions.DEFAULT} PARTITION OF worker_metrics DEFAULT")
     today = datetime.now(UTC).date()
-    oldest, newest = conn.execute(
-        sa.text("SELECT min(timestamp), max(timestamp) FROM worker_metrics_plain")
-    ).one()
+    oldest, newest = conn.execute(sa.text(f"SELECT min(timestamp), max(timestamp) FROM {old}")).one()
     first = min(oldest.astimezone(UTC).date(), today) if oldest is not None else today
     last = max(newest.astimezone(UTC).date(), today + AHEAD) if newest is not None else today + AHEAD
     partitions.ensure(conn, first, last)
-    op.execute(f"INSERT INTO worker_metrics ({COLUMNS}) SELECT {COLUMNS} FROM worker_metrics_plain")
-    op.execute("DROP TABLE worker_metrics_plain")
+    _take_over(old)
 
 
 def downgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
         return
-    op.execute("ALTER TABLE worker_metrics RENAME TO worker_metrics_partitioned")
-    op.execute("ALTER INDEX ix_worker_metrics_worker_ts RENAME TO ix_worker_metrics_partitioned_worker_ts")
-    op.execute("ALTER INDEX ix_worker_metrics_ts RENAME TO ix_worker_metrics_partitioned_ts")
-    op.execute(
-        "CREATE TABLE worker_metrics (LIKE worker_metrics_partitioned INCLUDING DEFAULTS, PRIMARY KEY (id))"
-    )
-    op.execute("ALTER SEQUENCE worker_metrics_id_seq OWNED BY worker_metrics.id")
+    old = _set_aside("partitioned")
+    op.execute(f"CREATE TABLE worker_metrics (LIKE {old} INCLUDING DEFAULTS, PRIMARY KEY (id))")
     op.execute("CREATE INDEX ix_worker_metrics_worker_ts ON worker_metrics (worker_id, timestamp)")
     op.execute("CREATE INDEX ix_worker_metrics_ts ON worker_metrics (timestamp)")
-    op.execute(f"INSERT INTO worker_metrics ({COLUMNS}) SELECT {COLUMNS} FROM worker_metrics_partitioned")
-    op.execute("DROP TABLE worker_metrics_partitioned")
+    _take_over(old)
