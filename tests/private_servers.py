@@ -67,9 +67,19 @@ class PrivateRedis:
 
     def kill(self) -> None:
         if self.process is not None:
+            self.thaw()  # a stopped process cannot be reaped
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+    def freeze(self) -> None:
+        """As a hung host looks from the client: connections open, nothing answers."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
 
 
 class PrivatePostgres:

@@ -38,6 +38,12 @@ class PrometheusMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
+        self.last_collection = Gauge(
+            "cml_monitor_last_collection_timestamp_seconds",
+            "When the region's last collection completed, Unix time (every replica exports it)",
+            ("region",),
+            registry=self.registry,
+        )
         self.alerts_firing = Gauge(
             "cml_monitor_alerts_firing", "Alerts currently firing", registry=self.registry
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,11 +46,14 @@ from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
+from cml_monitor.monitoring.freshness import FleetFreshness
+from cml_monitor.monitoring.heartbeat import Heartbeat
 from cml_monitor.monitoring.state_changes import StateChangeApplier
 from cml_monitor.settings import Settings
 from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
 from cml_monitor.storage.actions import ActionRepository
 from cml_monitor.storage.alerts import AlertRepository
+from cml_monitor.storage.collections import CollectionStatusStore
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
@@ -90,6 +94,7 @@ class MonitorRuntime:
     workers: WorkerOperations
     alerting: AlertOperations
     action_operations: ActionOperations
+    freshness: FleetFreshness
     bus: RedisEventBus | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -107,6 +112,11 @@ class MonitorRuntime:
                 stack.push_async_callback(self.bus.close)
                 await self.bus.start()
             stack.push_async_callback(self._finish_background)
+            await self._refresh_freshness()
+            period = min(10.0, max(1.0, self.settings.worker_metrics_poll_interval / 4))
+            self._loop(
+                _every(period, self._refresh_freshness, "Reading the collection records", first_delay=period)
+            )
             if not self.collects:
                 logger.info("Role %s: serving the API only; collectors do the monitoring", self.role)
                 return self
@@ -192,6 +202,18 @@ class MonitorRuntime:
             outages.note(now)
             raise
 
+    async def _refresh_freshness(self) -> None:
+        """Every replica re-reads how each region's collection went (logged once per outage)."""
+        had_error = self.freshness.read_error is not None
+        try:
+            await self.freshness.refresh()
+        except Exception as exc:
+            if not had_error:
+                logger.error("Could not read the collection records: %s", exc)
+        else:
+            if had_error:
+                logger.info("Reading the collection records works again")
+
     async def _maintain_history(self) -> None:
         """Roll raw samples up into hours and prune both."""
         await self.history.maintain(self.clock())
@@ -207,40 +229,51 @@ class MonitorRuntime:
         await asyncio.gather(*self.background, return_exceptions=True)
 
     async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: `ok`, `disabled`, or what is wrong with it (5 s at most each)."""
-        checks: dict[str, str] = {}
+        """Each dependency's state: `ok`, `disabled`, or what is wrong with it.
 
-        async def check(name: str, probe: Any) -> None:
-            try:
-                problem = await asyncio.wait_for(probe(), 5.0)
-            except Exception as exc:
-                checks[name] = f"unavailable: {type(exc).__name__}"
-            else:
-                checks[name] = "ok" if problem is None else problem
+        The probes that touch something (database, job store) run side by side, each with its
+        own 3 s deadline, and the rest is read from memory: `/ready` answers within 5 s whatever
+        hangs.
+        """
+
+        async def probe(name: str, call: Any) -> tuple[str, str]:
+            # Not `wait_for`: it waits for the cancelled probe to wind down, and a driver
+            # talking to a frozen server may take its own timeout to do so.
+            task = asyncio.ensure_future(call())
+            done, _ = await asyncio.wait({task}, timeout=3.0)
+            if not done:
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                return name, "unavailable: TimeoutError"
+            if (exc := task.exception()) is not None:
+                return name, f"unavailable: {type(exc).__name__}"
+            return name, "ok"
 
         async def database() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
 
-        await check("database", database)
+        schedules = self.collects and self.settings.worker_monitoring_enabled
+        probes = [probe("database", database)]
+        if schedules:
+            probes.append(probe("job_store", self.scheduler.check_job_store))
+        probed = dict(await asyncio.gather(*probes))
+        checks = {"database": probed["database"], "collection": self.freshness.check()}
         if self.events_queue is not None and self.collects:
             problem = self.events_queue.problem
             checks["events_queue"] = "ok" if problem is None else f"degraded (polling goes on): {problem}"
         if self.bus is not None:
             checks["event_bus"] = self.bus.problem or "ok"
-        if not self.collects or not self.settings.worker_monitoring_enabled:
+        if not schedules:
             checks["job_store"] = "disabled"
             return checks
-        await check("job_store", lambda: asyncio.to_thread(self.scheduler.check_job_store))
+        checks["job_store"] = probed["job_store"]
         if not self.scheduler.running:
             checks["scheduler"] = "stopped"
         elif checks["database"] == "ok" and checks["job_store"] == "ok":
-            await check("schedule", self._schedule_problem)
+            problem = self.scheduler.schedule_problem()
+            checks["schedule"] = "ok" if problem is None else f"out of date: {problem}"
         return checks
-
-    async def _schedule_problem(self) -> str | None:
-        problem = self.scheduler.schedule_error or await self.scheduler.schedule_problem()
-        return None if problem is None else f"out of date: {problem}"
 
 
 def rule_settings(settings: Settings) -> RuleSettings:
@@ -325,6 +358,25 @@ def build_runtime(
         max_gap=timedelta(seconds=2 * settings.worker_metrics_poll_interval),
     )
     action_store = ActionRepository(engine)
+    replica = uuid.uuid4().hex  # this replica, as lease holder and in the collection records
+    freshness = FleetFreshness(
+        CollectionStatusStore(engine),
+        interval_seconds=settings.worker_metrics_poll_interval,
+        holder=replica,
+        enabled=settings.worker_monitoring_enabled,
+        clock=clock,
+        on_collected=lambda region, at: metrics.last_collection.labels(region).set(at),
+    )
+    heartbeat = (
+        Heartbeat(
+            http,
+            settings.cml_monitor_heartbeat_url,
+            interval_seconds=settings.worker_metrics_poll_interval,
+            clock=clock,
+        )
+        if settings.cml_monitor_heartbeat_url
+        else None
+    )
 
     async def notify_action(action: Action, worker: Worker) -> None:
         now = clock()
@@ -379,6 +431,12 @@ def build_runtime(
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
+        instance_id=replica,
+        outcome_listeners=[
+            freshness.record,
+            alert_engine.region_outcome,
+            *([heartbeat.note] if heartbeat is not None else []),
+        ],
     )
     events_queue = None
     if settings.worker_events_queue_url:
@@ -405,6 +463,7 @@ def build_runtime(
         ),
         url_guard=UrlGuard(settings.blocked_networks),
         executor=executor,
+        freshness=freshness,
     )
     return MonitorRuntime(
         settings=settings,
@@ -428,6 +487,7 @@ def build_runtime(
         workers=workers,
         alerting=AlertOperations(alerts, workers, clock=clock),
         action_operations=ActionOperations(action_store, repository),
+        freshness=freshness,
         bus=bus,
     )
 

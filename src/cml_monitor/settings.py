@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     background_job_store_url: str = ""
     event_bus_url: str = ""
     cml_monitor_role: Literal["all", "api", "collector"] = "all"
+    # Never silent: a dead-man's switch pinged while collection works (empty = off).
+    cml_monitor_heartbeat_url: str = ""
 
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
@@ -236,6 +238,11 @@ class Settings(BaseSettings):
             _check_http_url(value.get_secret_value())
             return value
         return None
+
+    @field_validator("cml_monitor_heartbeat_url")
+    @classmethod
+    def _check_heartbeat_url(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/") if value else ""
 
     @field_validator("worker_events_queue_url")
     @classmethod

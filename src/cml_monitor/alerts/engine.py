@@ -15,6 +15,7 @@ from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain import Silence
+from cml_monitor.domain.collections import RegionOutcome
 
 from .outbox import Channel, alert_payload, notification_rows, status_payload
 from .rules import RuleSettings
@@ -73,6 +74,38 @@ class AlertEngine:
             await self.process(batch, notify_status=False)
         return len(stale)
 
+    async def region_outcome(self, outcome: RegionOutcome) -> None:
+        """`collection_failing`: a region whose collection failed twice in a row, until one works.
+
+        Fleet-level: the alert has no worker, names the region, and says why in `detail`. Its
+        state lives in the alerts table like any other, so a restart neither forgets nor repeats it.
+        """
+        kind = AlertKind.COLLECTION_FAILING
+        now = self._clock()
+        before = (await self.store.active_for_regions(kind)).get(outcome.region)
+        if outcome.succeeded:
+            sample = Sample(kind, Verdict.CLEAR, detail=None)
+        else:
+            sample = Sample(kind, Verdict.VIOLATING, detail=f"{outcome.region}: {outcome.error}"[:1024])
+        after = advance(before, sample, None, for_samples=2, now=now)
+        if after is None:
+            if before is not None:
+                await self.store.apply([], [], [before.id], [])
+            return
+        if before is None:
+            after = replace(after, region=outcome.region)
+        silences = await self.store.list_silences(active_at=now)
+        after, outbox = self._notify(before, after, None, silences, now)
+        for ordinal, row in enumerate(outbox):
+            row["ordinal"] = ordinal
+        await self.store.apply(
+            [after] if before is None else [], [] if before is None else [after], [], outbox
+        )
+        if outbox and self._on_outbox is not None:
+            self._on_outbox()
+        if self._on_firing_count is not None and (before is None or before.state is not after.state):
+            self._on_firing_count(await self.store.count_firing())
+
     async def process(self, batch: list[tuple[dict[str, Any], list[Sample]]], *, notify_status: bool) -> None:
         """One transaction for the batch's alert changes and messages.
 
@@ -126,7 +159,7 @@ class AlertEngine:
         self,
         before: Alert | None,
         after: Alert,
-        event: dict[str, Any],
+        event: dict[str, Any] | None,
         silences: list[Silence],
         now: datetime,
     ) -> tuple[Alert, list[dict[str, Any]]]:
@@ -134,10 +167,10 @@ class AlertEngine:
         rows: list[dict[str, Any]] = []
         if after.state is not AlertState.PENDING and (before is None or before.state is not after.state):
             logger.warning(
-                "🚨 Alert %s %s for worker %s%s",
+                "🚨 Alert %s %s for %s%s",
                 after.kind.value,
                 after.state.value,
-                after.worker_id,
+                f"worker {after.worker_id}" if after.worker_id is not None else f"region {after.region}",
                 " (silenced)" if silenced else (" (notifying)" if self.channels else ""),
             )
         if silenced:

@@ -36,13 +36,17 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "value": alert.value,
         "threshold": alert.threshold,
         "detail": alert.detail,
+        "region": alert.region,
         "started_at": isoformat(alert.started_at),
         "fired_at": isoformat(alert.fired_at),
         "resolved_at": isoformat(alert.resolved_at),
     }
 
 
-def worker_json(worker: dict[str, Any]) -> dict[str, Any]:
+def worker_json(worker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The worker as notifications name it; None for a fleet-level alert (a region's)."""
+    if worker is None:
+        return None
     return {
         "id": worker.get("worker_id") or worker.get("id"),
         "name": worker.get("worker_name") or worker.get("name"),
@@ -51,7 +55,9 @@ def worker_json(worker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def alert_payload(event_type: str, alert: Alert, worker: dict[str, Any], now: datetime) -> dict[str, Any]:
+def alert_payload(
+    event_type: str, alert: Alert, worker: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
     return {
         "type": event_type,
         "alert": alert_json(alert),

@@ -7,5 +7,5 @@ from datetime import datetime
 from cml_monitor.domain import Silence
 
 
-def is_silenced(silences: list[Silence], worker_id: str, kind: str, now: datetime) -> bool:
+def is_silenced(silences: list[Silence], worker_id: str | None, kind: str, now: datetime) -> bool:
     return any(s.active(now) and s.matches(worker_id, kind) for s in silences)

@@ -44,7 +44,7 @@ def threshold_verdict(value: float | None, threshold: float, hysteresis: float) 
 
 
 def advance(
-    current: Alert | None, sample: Sample, worker_id: str, *, for_samples: int, now: datetime
+    current: Alert | None, sample: Sample, worker_id: str | None, *, for_samples: int, now: datetime
 ) -> Alert | None:
     """The alert after this sample (`None`: no alert exists or it was a pending one dropped)."""
     if sample.verdict is Verdict.VIOLATING:

@@ -10,11 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from cml_monitor.domain import Alert, Silence
+from cml_monitor.domain import Alert, AlertKind, Silence
 
 
 class AlertStore(Protocol):
     async def active_for_workers(self, worker_ids: Sequence[str]) -> dict[tuple[str, str], Alert]: ...
+
+    async def active_for_regions(self, kind: AlertKind) -> dict[str, Alert]:
+        """Open (pending or firing) fleet-level alerts of this kind, by region."""
+        ...
 
     async def apply(
         self,

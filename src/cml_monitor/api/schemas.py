@@ -213,6 +213,27 @@ class MonitoringJob(BaseModel):
 
 class MonitoringJobList(BaseModel):
     items: list[MonitoringJob]
+    stale: bool = False  # the job store could not be read: the next runs shown may be old
+
+
+class RegionCollectionOut(BaseModel):
+    region: str
+    last_collected_at: datetime | None
+    last_attempt_at: datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    stale: bool
+    next_run_at: datetime | None
+
+
+class CollectionStatusOut(BaseModel):
+    """How fresh the fleet's figures are: what the dashboard's banner shows."""
+
+    enabled: bool
+    interval_seconds: int
+    check: str  # the same words as `/ready`'s `collection` check
+    stale: list[str]
+    regions: list[RegionCollectionOut]
 
 
 AlertKindName = Literal[
@@ -227,12 +248,14 @@ AlertKindName = Literal[
     "disk",
     "scheduled_event",
     "idle",
+    "collection_failing",
 ]
 
 
 class AlertOut(BaseModel):
     id: str
-    worker_id: str
+    worker_id: str | None  # None for a fleet-level alert (`collection_failing`)
+    region: str | None = None
     kind: AlertKindName
     state: Literal["pending", "firing", "resolved"]
     severity: str

@@ -23,6 +23,7 @@ class AlertKind(StrEnum):
     DISK = "disk"
     SCHEDULED_EVENT = "scheduled_event"
     IDLE = "idle"
+    COLLECTION_FAILING = "collection_failing"  # fleet-level: a region, not a worker
 
 
 class AlertState(StrEnum):
@@ -43,13 +44,17 @@ SEVERITY = {
     AlertKind.DISK: "warning",
     AlertKind.SCHEDULED_EVENT: "warning",
     AlertKind.IDLE: "info",
+    AlertKind.COLLECTION_FAILING: "critical",
 }
+
+# Kinds about the monitor's view of a region rather than about one worker.
+FLEET_KINDS = frozenset({AlertKind.COLLECTION_FAILING})
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
     id: str
-    worker_id: str
+    worker_id: str | None  # None for a fleet-level alert (then `region` says which region)
     kind: AlertKind
     state: AlertState
     value: float | None
@@ -63,6 +68,7 @@ class Alert:
     acknowledged_at: datetime | None = None
     acknowledged_comment: str | None = None
     detail: str | None = None  # what the numbers do not say: which event, which compute
+    region: str | None = None  # set for fleet-level alerts
 
     @property
     def severity(self) -> str:
@@ -84,7 +90,7 @@ class Silence:
     def active(self, now: datetime) -> bool:
         return self.starts_at <= now < self.ends_at
 
-    def matches(self, worker_id: str, kind: str) -> bool:
+    def matches(self, worker_id: str | None, kind: str) -> bool:
         return (self.worker_id is None or self.worker_id == worker_id) and (
             self.kind is None or self.kind == kind
         )

@@ -43,6 +43,7 @@ class CollectionReport:
     missing: list[str] = field(default_factory=list)  # not in the database any more
     failed: dict[str, str] = field(default_factory=dict)  # worker id → reason
     store_failed: bool = False  # our own database failed: no verdict on any worker
+    error: str | None = None  # why the pass failed as a whole (AWS or the database), if it did
     seconds: float = 0.0
     aws_calls: int = 0  # requests sent for this pass, retries included
     cml_calls: int = 0
@@ -155,6 +156,7 @@ class FleetCollector:
             logger.error("Could not load %d workers from the database: %s", len(worker_ids), exc)
             report.failed = dict.fromkeys(worker_ids, f"database: {exc}")
             report.store_failed = True
+            report.error = f"database: {exc}"
             return report
         report.missing = [i for i in worker_ids if i not in workers]
         # What the workers looked like when loaded: an EC2 event may change them meanwhile.
@@ -174,6 +176,7 @@ class FleetCollector:
             logger.error("Could not save the collection of %d workers: %s", len(updated), exc)
             report.failed.update(dict.fromkeys((w.id for w in updated), f"database: {exc}"))
             report.store_failed = True
+            report.error = f"database: {exc}"
             return report
         for worker in updated:
             if worker.id not in written:
@@ -194,6 +197,7 @@ class FleetCollector:
                 status = reading.statuses.get(worker.aws_instance_id)
                 if reading.error is not None:
                     report.failed[worker.id] = reading.error
+                    report.error = report.error or reading.error
                 elif status is None:
                     report.failed[worker.id] = "EC2 returned no status"
                 else:

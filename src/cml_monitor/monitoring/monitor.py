@@ -9,13 +9,15 @@ a test or a benchmark can drive it directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.collections import RegionOutcome
 
 from .collector import CollectionReport, FleetCollector
 from .observers import ObserverPublisher
@@ -102,6 +104,11 @@ class RegionRun:
     report: CollectionReport | None = None
 
 
+# Told after every region run this replica made (not the runs skipped for another's lease):
+# the shared collection status, the heartbeat and the `collection_failing` alert listen.
+OutcomeListener = Callable[[RegionOutcome], Awaitable[None]]
+
+
 class FleetMonitor:
     def __init__(
         self,
@@ -114,6 +121,8 @@ class FleetMonitor:
         holder: str = "local",
         poll_interval: int = 300,
         clock: Clock = utcnow,
+        outcome_listeners: Sequence[OutcomeListener] = (),
+        listener_timeout: float = 10.0,
     ) -> None:
         self._workers = workers
         self._collector = collector
@@ -126,6 +135,8 @@ class FleetMonitor:
         self._clock = clock
         self.outages = OwnOutages()
         self.completed_at: dict[str, datetime] = {}  # region → end of its last run that worked
+        self._listeners = list(outcome_listeners)
+        self._listener_timeout = listener_timeout
 
     async def run_region(self, region: str) -> RegionRun:
         try:
@@ -137,14 +148,17 @@ class FleetMonitor:
         except Exception as exc:
             self.outages.note(self._clock())
             logger.error("❌ Could not start the collection of %s (database: %s)", region, exc)
+            await self._tell(RegionOutcome(region, self._clock(), f"database or lease store: {exc}"))
             return RegionRun(region, skipped=True)
         worker_ids = self._monitored.replace(monitorable, region)
         if not worker_ids:
             self.completed_at[region] = self._clock()
+            await self._tell(RegionOutcome(region, self._clock()))
             return RegionRun(region)
         report = await self.collect(worker_ids)
         if not report.store_failed:
             self.completed_at[region] = self._clock()
+        await self._tell(RegionOutcome(region, self._clock(), report.error))
         running = sum(1 for e in report.events if e.status.value == "running")
         logger.info(
             "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s, %d AWS and %d CML calls",
@@ -173,6 +187,18 @@ class FleetMonitor:
             logger.info("Worker %s is terminated - stopping its monitoring", worker_id)
             self._monitored.forget(worker_id)
         return report
+
+    async def _tell(self, outcome: RegionOutcome) -> None:
+        """Every outcome listener, side by side, each bounded and isolated: none stops the run."""
+
+        async def one(listener: OutcomeListener) -> None:
+            try:
+                await asyncio.wait_for(listener(outcome), self._listener_timeout)
+            except Exception as exc:
+                name = getattr(listener, "__qualname__", repr(listener))
+                logger.error("Telling %s how %s's collection went failed: %r", name, outcome.region, exc)
+
+        await asyncio.gather(*(one(listener) for listener in self._listeners))
 
     async def _claim(self, region: str) -> bool:
         if self._leases is None:

@@ -14,6 +14,7 @@ from typing import Protocol
 from cml_monitor.aws import InstanceStatus, Utilization
 from cml_monitor.domain import MetricSample, Worker
 from cml_monitor.domain.cml import ControllerReading
+from cml_monitor.domain.collections import RegionCollection, RegionOutcome
 
 
 class WorkerStore(Protocol):
@@ -52,3 +53,14 @@ class CmlClient(Protocol):
     async def read_controller(
         self, cml_url: str, *, licensing: bool = False, activity: bool = False
     ) -> ControllerReading: ...
+
+
+class CollectionStatusStore(Protocol):
+    async def record(self, outcome: RegionOutcome, *, interval_seconds: int, holder: str) -> None:
+        """Remember one region run in the shared database; raises when the database does."""
+        ...
+
+    async def read(self) -> tuple[list[RegionCollection], dict[str, datetime]]:
+        """Every region's remembered collection, and the regions with workers to watch mapped to
+        when their first worker was registered; raises when the database does."""
+        ...

@@ -4,8 +4,10 @@ The database is the truth of what is monitored (every worker not terminated, min
 here by hand); the schedule is derived from it: one persisted APScheduler job per AWS region
 (`fleet-metrics:<region>`), re-created whenever the job store lost it, checked at start and at
 every wake. APScheduler 3's job stores are synchronous, so the scheduler runs on its own thread
-(`BackgroundScheduler`) and every call this class makes to it from the event loop goes through
-`asyncio.to_thread`: a slow or dead Redis never stalls the loop.
+(`BackgroundScheduler`) and every job-store call this class makes from the event loop goes to
+one thread of its own, with a deadline: a slow or dead Redis never stalls the loop, never
+takes the threads other work needs, and never holds up an API request — requests are answered
+from the view kept in memory, which the background refreshes (and marks stale when it cannot).
 
 One job per region rather than per worker (measured): APScheduler writes every job back to its
 store each time it runs, and 10,000 per-worker jobs cost seconds of store writes per cycle.
@@ -18,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,11 +31,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry import trace
 
 from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.collections import TRIGGER_ANCHOR
 from cml_monitor.domain.idle import IdlePolicy
 
 from .collector import CollectionReport, FleetCollector
 from .job import RUNNERS, run_region_collection
-from .monitor import FleetMonitor, MonitoredWorkers, RegionRun
+from .monitor import FleetMonitor, MonitoredWorkers, OutcomeListener, RegionRun
 from .notifications import WorkerNotificationHandler
 from .observers import EventObserver, ObserverPublisher, SeedObserver
 from .ports import AwsClient, CmlClient, RegionLeases, WorkerStore
@@ -40,8 +44,6 @@ from .ports import AwsClient, CmlClient, RegionLeases, WorkerStore
 logger = logging.getLogger(__name__)
 
 JOB_ID_PREFIX = "fleet-metrics:"
-# Every interval trigger counts from here, so equal intervals fire at the same instants.
-TRIGGER_ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class AlignedIntervalTrigger(IntervalTrigger):
@@ -86,13 +88,15 @@ class WorkerMonitoringScheduler:
         observer_timeout: float = 60.0,
         on_observer_failure: Callable[[str], None] | None = None,
         cycle_observer: Callable[[float], None] | None = None,
+        outcome_listeners: Sequence[OutcomeListener] = (),
+        instance_id: str | None = None,
     ) -> None:
         if poll_interval < 1:
             raise ValueError("poll_interval must be at least 1 second")
         self.worker_repository = worker_repository
         self.poll_interval = poll_interval
         self._clock = clock
-        self.instance_id = uuid.uuid4().hex  # this replica, as lease holder
+        self.instance_id = instance_id or uuid.uuid4().hex  # this replica, as lease holder
         self.monitored = MonitoredWorkers()
         self.collector = collector = FleetCollector(
             worker_repository,
@@ -120,6 +124,7 @@ class WorkerMonitoringScheduler:
             holder=self.instance_id,
             poll_interval=poll_interval,
             clock=clock,
+            outcome_listeners=outcome_listeners,
         )
         self._scheduler = background_task_scheduler or BackgroundScheduler(timezone=UTC)
         if job_store is not None:
@@ -128,6 +133,8 @@ class WorkerMonitoringScheduler:
         self._closed = False
         self._runs: dict[str, datetime | None] = {}
         self._runs_read_at = 0.0
+        self.view_error: str | None = None  # why the last read of the job store failed
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="job-store")
         self._running: set[asyncio.Task[Any]] = set()
         self._keep_awake: asyncio.Task[None] | None = None
         self.schedule_error: str | None = None
@@ -170,13 +177,13 @@ class WorkerMonitoringScheduler:
         monitorable = await self.worker_repository.list_monitorable_async()
         self.monitored.replace(monitorable)
         regions = self.monitored.regions()
-        stored = await asyncio.to_thread(self._stored_regions)
+        stored = await self._in_store(self._stored_regions)
         for region in sorted(regions - stored):
             if self._started:
                 logger.warning("The job of region %s was missing from the job store - adding it back", region)
-            await asyncio.to_thread(self._add_region_job, region, True)
+            await self._in_store(self._add_region_job, region, True)
         for region in stored - regions:
-            await asyncio.to_thread(self._remove_region_job, region)
+            await self._in_store(self._remove_region_job, region)
         await self._read_runs(force=True)
         self.schedule_error = None
         return regions, len(stored & regions)
@@ -191,7 +198,7 @@ class WorkerMonitoringScheduler:
                 if self._scheduler.running:
                     self._scheduler.wakeup()
             except Exception as exc:
-                self.schedule_error = f"{type(exc).__name__}: {exc}"
+                self.schedule_error = self.view_error = f"{type(exc).__name__}: {exc}"
                 logger.error("Could not check the schedule against the database: %s", exc)
 
     async def stop_async(self, timeout: float = 30.0) -> None:
@@ -219,6 +226,7 @@ class WorkerMonitoringScheduler:
         if self._scheduler.running:
             await asyncio.to_thread(self._scheduler.shutdown, False)
         RUNNERS.uninstall(self)
+        self._store_thread.shutdown(wait=False, cancel_futures=True)
         if was_started:
             logger.info("Worker monitoring stopped")
 
@@ -229,7 +237,7 @@ class WorkerMonitoringScheduler:
         run = await self._track(self.monitor.run_region(aws_region))
         if not run.skipped and aws_region not in self.monitored.regions():
             logger.info("No worker left to monitor in %s - removing its job", aws_region)
-            await asyncio.to_thread(self._remove_region_job, aws_region)
+            await self._in_store(self._remove_region_job, aws_region)
         await self.refresh_view(force=True)  # the job's next run moved on
         return run
 
@@ -262,9 +270,16 @@ class WorkerMonitoringScheduler:
             logger.warning("Worker %s not found - not monitoring it", worker_id)
             return
         self.monitored.add(worker_id, worker.aws_region)
-        if worker.aws_region not in await asyncio.to_thread(self._stored_regions):
-            await asyncio.to_thread(self._add_region_job, worker.aws_region, False)
-            await self._read_runs(force=True)
+        if worker.aws_region not in self._runs:
+            try:
+                await self._in_store(self._add_region_job, worker.aws_region, False, timeout=1.0)
+                await self._read_runs(force=True)
+            except Exception as exc:  # the next wake adds the job from the database
+                logger.warning(
+                    "Could not add the job of %s now (%s); it is added at the next check",
+                    worker.aws_region,
+                    exc,
+                )
         logger.info("Started monitoring worker %s", worker_id)
         if run_now and self._started:
             self.collect_soon(worker_id)
@@ -277,7 +292,12 @@ class WorkerMonitoringScheduler:
             self.monitored.forget(worker_id)
         logger.info("Stopped monitoring worker %s", worker_id)
 
-    # -- the job store (called on a worker thread) -----------------------------------------
+    # -- the job store (called on its own thread) -----------------------------------------
+
+    async def _in_store(self, call: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
+        """Run a job-store call on the job store's thread, giving up after `timeout` seconds."""
+        future = asyncio.get_running_loop().run_in_executor(self._store_thread, call, *args)
+        return await asyncio.wait_for(future, timeout)
 
     def _stored_regions(self) -> set[str]:
         return {
@@ -317,25 +337,27 @@ class WorkerMonitoringScheduler:
             r for r in self.monitored.regions() if (done := completed.get(r)) is None or now - done > limit
         )
 
-    async def schedule_problem(self) -> str | None:
-        """What is wrong with the schedule compared with the database, or None (readiness)."""
-        monitorable = await self.worker_repository.list_monitorable_async()
-        wanted = {region for worker_id, region in monitorable if not self.monitored.is_paused(worker_id)}
-        stored = await asyncio.to_thread(self._stored_regions)
-        missing = sorted(wanted - stored)
+    def schedule_problem(self) -> str | None:
+        """What is wrong with the schedule, from memory (readiness never waits on the store).
+
+        The monitored regions come from the last check against the database, the jobs from the
+        last read of the job store; the background refreshes both.
+        """
+        if self.schedule_error is not None:
+            return self.schedule_error
+        missing = sorted(self.monitored.regions() - set(self._runs))
         return f"no job for {', '.join(missing)}" if missing else None
 
-    def check_job_store(self) -> None:
-        """Touch the job store for real (readiness); raises when it does not answer."""
-        for store in self._scheduler._jobstores.values():
-            store.get_next_run_time()
+    async def check_job_store(self, timeout: float = 3.0) -> None:
+        """Touch the job store for real (readiness); raises when it does not answer in time."""
+        await self._in_store(self._scheduler.get_jobs, timeout=timeout)
 
     # -- views -----------------------------------------------------------------------------
 
     async def _read_runs(self, *, force: bool = False) -> dict[str, datetime | None]:
         """Next run of each region job, read off the loop and kept for a second."""
         if force or time.monotonic() - self._runs_read_at >= 1.0:
-            jobs = await asyncio.to_thread(self._scheduler.get_jobs)
+            jobs = await self._in_store(self._scheduler.get_jobs)
             self._runs = {
                 job.id[len(JOB_ID_PREFIX) :]: job.next_run_time
                 for job in jobs
@@ -345,11 +367,20 @@ class WorkerMonitoringScheduler:
         return self._runs
 
     async def refresh_view(self, *, force: bool = False) -> None:
-        """Bring the next-run view up to date; a job store that fails keeps the last view."""
+        """Bring the next-run view up to date; a job store that fails keeps the last view (stale)."""
         try:
             await self._read_runs(force=force)
         except Exception as exc:
-            logger.error("Could not read the job store: %s", exc)
+            if self.view_error is None:
+                logger.error("Could not read the job store: %r", exc)
+            self.view_error = f"{type(exc).__name__}: {exc}"
+        else:
+            self.view_error = None
+
+    @property
+    def view_stale(self) -> bool:
+        """Whether the next-run view is older than the job store (the store could not be read)."""
+        return self.view_error is not None
 
     def region_jobs(self) -> dict[str, datetime | None]:
         return dict(self._runs)

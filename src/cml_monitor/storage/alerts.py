@@ -61,6 +61,15 @@ class AlertRepository:
                     found[(row.worker_id, row.kind)] = _to_alert(row)
         return found
 
+    async def active_for_regions(self, kind: AlertKind) -> dict[str, Alert]:
+        query = select(alerts).where(
+            alerts.c.worker_id.is_(None),
+            alerts.c.kind == kind.value,
+            alerts.c.state != AlertState.RESOLVED.value,
+        )
+        async with self._engine.connect() as conn:
+            return {row.region: _to_alert(row) for row in await conn.execute(query)}
+
     async def apply(
         self,
         inserted: Sequence[Alert],

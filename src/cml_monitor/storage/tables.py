@@ -123,13 +123,27 @@ leases = Table(
     Column("until", UTCDateTime, nullable=False),
 )
 
+# Each region's last collection, written by the replica that collected it, read by all.
+region_collections = Table(
+    "region_collections",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("interval_seconds", Integer, nullable=False),
+    Column("last_attempt_at", UTCDateTime, nullable=False),
+    Column("last_success_at", UTCDateTime, nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(1024), nullable=True),
+    Column("holder", String(64), nullable=False),
+)
+
 ACTIVE_ALERT = "state != 'resolved'"
 
 alerts = Table(
     "alerts",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("worker_id", String(36), nullable=False),
+    Column("worker_id", String(36), nullable=True),  # null: a fleet-level alert (a region's)
+    Column("region", String(32), nullable=True),
     Column("kind", String(32), nullable=False),
     Column("state", String(16), nullable=False),
     Column("value", Float, nullable=True),

@@ -15,6 +15,8 @@ from cml_monitor.domain import Worker, looks_like_id
 from cml_monitor.domain.actions import Action, ActionKind, ActionReason, ActionResult
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler
+from cml_monitor.monitoring.freshness import FleetFreshness
+from cml_monitor.monitoring.scheduler import job_id_for_region
 from cml_monitor.storage import CMLWorkerRepository, DuplicateWorkerError
 from cml_monitor.storage.history import HistoryStore, Point
 
@@ -42,6 +44,7 @@ class WorkerOperations:
         monitoring: Literal["schedule", "collect_once", "off"],
         url_guard: UrlGuard,
         executor: ActionExecutor,
+        freshness: FleetFreshness,
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
@@ -52,9 +55,34 @@ class WorkerOperations:
         self._monitoring = monitoring
         self._guard = url_guard
         self._executor = executor
+        self._freshness = freshness
 
     def next_run_at(self, worker: Worker) -> datetime | None:
-        return None if worker.is_terminated else self._scheduler.next_run_at(worker.id, worker.aws_region)
+        """When the worker is collected next, from memory (never waits on the job store).
+
+        A collecting replica reads its own schedule; an API replica derives it from the shared
+        collection records and the aligned schedule, so it is never "not monitored" while
+        collectors work.
+        """
+        if worker.is_terminated or self._monitoring == "off":
+            return None
+        if self._monitoring == "schedule":
+            return self._scheduler.next_run_at(worker.id, worker.aws_region)
+        return self._freshness.next_run_at(worker.aws_region)
+
+    async def monitoring_jobs(self) -> tuple[list[dict[str, Any]], bool]:
+        """Every monitored worker with its region's job and next run, and whether that view is stale."""
+        if self._monitoring == "schedule":
+            return self._scheduler.monitoring_jobs(), self._scheduler.view_stale
+        if self._monitoring == "off":
+            return [], False
+        pairs = await self._repository.list_monitorable_async()
+        jobs = [
+            {"worker_id": worker_id, "job_id": job_id_for_region(region), "next_run_at": next_run}
+            for worker_id, region in pairs
+            if (next_run := self._freshness.next_run_at(region)) is not None
+        ]
+        return jobs, False
 
     async def get(self, worker_id: str) -> Worker:
         worker = await self._repository.get_by_id_async(worker_id) if looks_like_id(worker_id) else None
@@ -66,7 +94,6 @@ class WorkerOperations:
         return looks_like_id(worker_id) and await self._repository.get_by_id_async(worker_id) is not None
 
     async def list(self, **filters: Any) -> tuple[list[Worker], int]:
-        await self._scheduler.refresh_view()
         return await self._repository.list_async(**filters)
 
     async def register(

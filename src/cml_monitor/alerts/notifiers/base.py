@@ -76,3 +76,16 @@ async def post_json(
         error=f"HTTP {response.status_code}: {response.text[:200]}",
         status=response.status_code,
     )
+
+
+def subject(payload: dict[str, Any]) -> dict[str, Any]:
+    """Who an alert is about, as chat and incident tools name it.
+
+    The worker, or — for a fleet-level alert such as `collection_failing`, whose `worker` is
+    null in the payload — the region it is about.
+    """
+    worker = payload.get("worker")
+    if worker is not None:
+        return dict(worker)
+    region = (payload.get("alert") or {}).get("region")
+    return {"id": None, "name": f"region {region}", "aws_instance_id": None, "aws_region": region}

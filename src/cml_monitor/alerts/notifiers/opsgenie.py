@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .base import Delivery, OutgoingNotification, post_json
+from .base import Delivery, OutgoingNotification, post_json, subject
 from .slack import summary
 
 DEFAULT_API_URL = "https://api.opsgenie.com"
@@ -16,7 +16,7 @@ PRIORITIES = {"critical": "P1", "error": "P2", "warning": "P3", "info": "P5"}
 
 
 def opsgenie_create_body(payload: dict[str, Any]) -> dict[str, Any]:
-    alert, worker = payload["alert"], payload["worker"]
+    alert, worker = payload["alert"], subject(payload)
     return {
         "message": summary(payload)[:130],
         "alias": alert["id"],

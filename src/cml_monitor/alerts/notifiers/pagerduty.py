@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from .base import Delivery, OutgoingNotification, post_json
+from .base import Delivery, OutgoingNotification, post_json, subject
 from .slack import summary
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -16,7 +16,7 @@ SEVERITIES = {"critical", "error", "warning", "info"}
 
 
 def pagerduty_body(payload: dict[str, Any], routing_key: str) -> dict[str, Any]:
-    alert, worker = payload["alert"], payload["worker"]
+    alert, worker = payload["alert"], subject(payload)
     if payload["type"] == "alert.resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert["id"]}
     severity = alert.get("severity") if alert.get("severity") in SEVERITIES else "error"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from .base import Delivery, OutgoingNotification, post_json
+from .base import Delivery, OutgoingNotification, post_json, subject
 
 SECTION_LIMIT = 3000
 ICONS = {"alert.firing": "🚨", "alert.resolved": "✅"}
@@ -19,7 +19,7 @@ def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
 
 
 def summary(payload: dict[str, Any]) -> str:
-    alert, worker = payload["alert"], payload["worker"]
+    alert, worker = payload["alert"], subject(payload)
     state = "FIRING" if payload["type"] == "alert.firing" else "RESOLVED"
     detail = ""
     if alert.get("value") is not None and alert.get("threshold") is not None:
@@ -28,7 +28,7 @@ def summary(payload: dict[str, Any]) -> str:
 
 
 def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
-    alert, worker = payload["alert"], payload["worker"]
+    alert, worker = payload["alert"], subject(payload)
     text = f"{ICONS.get(payload['type'], '')} {summary(payload)}".strip()
     fields = [
         f"*Worker*\n{worker.get('name')}",

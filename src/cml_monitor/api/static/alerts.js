@@ -36,7 +36,7 @@ async function renderAlerts() {
     "tr",
     { "data-alert": a.id },
     el("td", { text: KIND_NAMES[a.kind] || a.kind }),
-    el("td", {}, el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) })),
+    el("td", {}, a.worker_id ? el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) }) : `region ${a.region}`),
     el("td", {}, badge(a.state), a.acknowledged_at ? [" ", badge("ok", "acknowledged")] : null),
     el("td", {}, badge(a.severity)),
     el("td", { text: a.value === null ? "—" : a.value.toFixed(1) }),
@@ -47,7 +47,7 @@ async function renderAlerts() {
         ? el("button", { type: "button", class: "plain ack", text: "Ack", onclick: () => run("ack", () => send(`/api/alerts/${a.id}/ack`, "POST", { comment: comment.value.trim() || null })) })
         : null,
       " ",
-      el("button", { type: "button", class: "plain silence-worker", text: "Silence worker", onclick: () => silence({ worker_id: a.worker_id }, "silence worker") }),
+      a.worker_id ? el("button", { type: "button", class: "plain silence-worker", text: "Silence worker", onclick: () => silence({ worker_id: a.worker_id }, "silence worker") }) : null,
       " ",
       el("button", { type: "button", class: "plain silence-kind", text: "Silence kind", onclick: () => silence({ kind: a.kind }, "silence kind") }),
     ] : null),

@@ -26,6 +26,7 @@ const KIND_NAMES = {
   unexpected_stop: "Stopped unexpectedly", unreachable: "Not collected (unreachable)",
   cml_unreachable: "CML controller unreachable", cml_unhealthy: "CML controller unhealthy",
   license: "CML licence", disk: "Controller disk full", scheduled_event: "EC2 scheduled event", idle: "Idle",
+  collection_failing: "Collection failing (whole region)",
 };
 
 function onFleetPage() {

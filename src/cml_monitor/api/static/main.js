@@ -111,6 +111,7 @@ async function start() {
   if (!streaming) {
     streaming = true;
     streamEvents();
+    watchFreshness();
   }
   clearInterval(state.refreshTimer);
   state.refreshTimer = setInterval(refresh, 30000);
