@@ -522,3 +522,27 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
     finally:
         server.stop()
         sim.stop()
+
+
+async def test_a_banner_on_every_page_while_a_region_is_not_collected(
+    browser: Browser, tmp_path: Path
+) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 2, aws_max_attempts=1)
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+        await until(page, "document.querySelector('#stale').hidden === true")
+        sim.set_faults(error_rate=1.0)  # AWS refuses every call: the region is no longer watched
+        for hash_ in ("#/", f"#/workers/{workers[0].id}", "#/alerts"):
+            await page.goto(f"{server.url}/{hash_}")
+            await until(page, "!document.querySelector('#stale').hidden", timeout=30_000)
+            banner = await page.text_content("#stale") or ""
+            assert banner.startswith("Not watching: us-east-1 last collected"), banner
+        sim.set_faults(error_rate=0.0)
+        await until(page, "document.querySelector('#stale').hidden === true", timeout=40_000)
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
