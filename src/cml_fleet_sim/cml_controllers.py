@@ -6,8 +6,8 @@ token; 502 while the controller is not ready), `system_health`, `system_stats`, 
 `labs` (a list of lab UUIDs), `labs/{id}` and `labs/{id}/state` (a JSON string),
 `telemetry/events` (the whole history: category, timestamp, data.user_id). Faults: a
 controller unreachable (503) or slow, not ready, a compute not admitted, unlicensed or about
-to expire, a full disk, many labs, or every endpoint answering 500, garbage JSON or an HTML
-login page.
+to expire, a full disk, many labs, every endpoint answering 500, garbage JSON or an HTML
+login page, or hostile answers (NUL and control characters in strings, dates in 9999).
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ class SimulatedController:
             self.computes.append(SimulatedCompute("cml-compute-1"))
         self.computes[1].admission_state = "READY" if admitted else "REGISTERED"
         self.computes[1].valid = admitted
+
+    def make_hostile(self) -> None:
+        """Fault: strings carrying NUL and other control characters (a compute's hostname and
+        admission state, the licensing statuses, a telemetry user) and a telemetry event dated
+        in the year 9999, as a controller with a corrupt database or a wild clock answers."""
+        self.computes.append(
+            SimulatedCompute("cml-\x00compute\x1b[31m-2\x07", admission_state="REGISTERED\x00", valid=False)
+        )
+        self.registration = "COMPLETED\x00"
+        self.authorization = "IN_COMPLIANCE\x08\x00"
+        self.record_activity("mallory\x00", at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
 
     @property
     def licensed(self) -> bool:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.actions import Action
+from cml_monitor.storage.rows import REJECTABLE_TABLES
 
 WORKER_LABELS = ("worker_id", "worker_name")
 
@@ -89,6 +90,14 @@ class PrometheusMetrics:
         self.running_nodes = self._worker_gauge(
             "cml_monitor_cml_running_nodes", "Nodes running on the cluster"
         )
+        self.rejected_rows = Counter(
+            "cml_monitor_rejected_rows",
+            "Rows the database refused and that were dropped while the rest of their batch was written",
+            ("table",),
+            registry=self.registry,
+        )
+        for table in REJECTABLE_TABLES:  # at 0 from the start: a rate() needs the series to exist
+            self.rejected_rows.labels(table)
         self._names: dict[str, str] = {}
         self._series: dict[str, set[Gauge]] = {}  # worker id → the gauges it has a series in
 
@@ -97,6 +106,9 @@ class PrometheusMetrics:
 
     def on_action(self, action: Action) -> None:
         self.actions.labels(action.kind.value, action.reason.value, action.result.value).inc()
+
+    def on_rejected_row(self, table: str) -> None:
+        self.rejected_rows.labels(table).inc()
 
     def on_aws_request(self, service: str, operation: str) -> None:
         self.aws_requests.labels(service, operation).inc()

@@ -296,8 +296,8 @@ def build_runtime(
 ) -> MonitorRuntime:
     """Wire every part from the settings; nothing is started until the runtime is entered."""
     engine = create_engine(settings.database_url, timeout=settings.database_timeout)
-    repository = CMLWorkerRepository(engine)
     metrics = PrometheusMetrics()
+    repository = CMLWorkerRepository(engine, on_rejected=metrics.on_rejected_row)
     aws = aws_client or AwsEc2Client(
         endpoint_url=settings.aws_endpoint_url,
         max_attempts=settings.aws_max_attempts,
@@ -314,8 +314,9 @@ def build_runtime(
         max_labs=settings.cml_max_labs,
         blocked_networks=settings.blocked_networks,
         automation_users=settings.cml_automation_users,
+        clock=clock,
     )
-    alerts = AlertRepository(engine)
+    alerts = AlertRepository(engine, on_rejected=metrics.on_rejected_row)
     history = HistoryStore(
         engine,
         raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
@@ -442,7 +443,7 @@ def build_runtime(
     if settings.worker_events_queue_url:
         events_queue = EventQueueConsumer(
             settings.worker_events_queue_url,
-            StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon),
+            StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon, clock=clock),
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
             on_result=lambda kind, result: metrics.aws_events.labels(kind, result).inc(),

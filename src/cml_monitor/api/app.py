@@ -29,6 +29,7 @@ from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFaile
 from .auth import Authenticator
 from .limits import BodySizeLimitMiddleware
 from .oidc import OidcVerifier
+from .request_text import RequestTextMiddleware
 from .routes import actions, alerts, events, health, me, monitoring, workers
 from .security import SecurityHeadersMiddleware, dashboard_policy, origin_of
 
@@ -130,6 +131,7 @@ def create_app(
 
     _map_errors(app)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(RequestTextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, policy=dashboard_policy([origin_of(settings.oidc_issuer)]))
     return app
 

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cml_monitor.domain.scheduled_events import ScheduledEvent
+from cml_monitor.domain.text import clean, clean_optional
 
 from .pool import AwsError, ClientPool
 
@@ -40,15 +41,16 @@ class InstanceStatus:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> InstanceStatus:
+        # Strings are stored and shown: control characters (a NUL PostgreSQL refuses) removed.
         return cls(
-            instance_id=item["InstanceId"],
-            instance_state=item.get("InstanceState", {}).get("Name"),
-            system_status=item.get("SystemStatus", {}).get("Status"),
-            instance_status=item.get("InstanceStatus", {}).get("Status"),
+            instance_id=clean(item["InstanceId"]),
+            instance_state=clean_optional(item.get("InstanceState", {}).get("Name")),
+            system_status=clean_optional(item.get("SystemStatus", {}).get("Status")),
+            instance_status=clean_optional(item.get("InstanceStatus", {}).get("Status")),
             scheduled_events=tuple(
                 ScheduledEvent(
-                    code=event.get("Code", "unknown"),
-                    description=event.get("Description"),
+                    code=clean(event.get("Code", "unknown")),
+                    description=clean_optional(event.get("Description")),
                     not_before=event.get("NotBefore"),
                     not_after=event.get("NotAfter"),
                 )
@@ -181,9 +183,9 @@ class Ec2Reader:
                     )
                     found.append(
                         {
-                            "instance_id": instance["InstanceId"],
-                            "state": instance.get("State", {}).get("Name"),
-                            "name": name,
+                            "instance_id": clean(instance["InstanceId"]),
+                            "state": clean_optional(instance.get("State", {}).get("Name")),
+                            "name": clean_optional(name),
                         }
                     )
         return found

@@ -22,7 +22,10 @@ from typing import Any
 import aiohttp
 
 from cml_monitor.call_tally import count_cml
+from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain.cml import ControllerReading
+from cml_monitor.domain.text import clean, clean_deep
+from cml_monitor.domain.times import FUTURE_SKEW
 from cml_monitor.io_loop import IoLoop
 
 from . import shapes
@@ -50,6 +53,7 @@ class CmlControllerClient:
         per_controller_concurrency: int = 8,
         blocked_networks: Sequence[Network] = (),
         automation_users: Sequence[str] = (),
+        clock: Clock = utcnow,
     ) -> None:
         self._username = username
         self._password = password
@@ -65,6 +69,7 @@ class CmlControllerClient:
         self._io = IoLoop("cml-controllers")
         self._guard = UrlGuard(blocked_networks)
         self._automation = [re.compile(p) for p in automation_users]
+        self._clock = clock
         # Per controller: (lab ids, running nodes, total nodes) when its labs were last counted.
         self._lab_counts: dict[str, tuple[tuple[Any, ...], int]] = {}
         self.requests = 0  # HTTP requests sent, for the cost figures
@@ -124,7 +129,7 @@ class CmlControllerClient:
             _refuse_redirect(url, response)
             if response.status != 200:
                 return response.status, None
-            return 200, json.loads(await response.read())
+            return 200, decode(await response.read())
 
     async def _get(self, base: str, path: str, **params: str) -> tuple[int, Any]:
         """A GET with the controller's token, renewed once on 401."""
@@ -212,7 +217,10 @@ class CmlControllerClient:
             tasks.append(guarded("licensing", shapes.licensing))
         if activity:
             tasks.append(
-                guarded("telemetry/events", lambda body: shapes.user_activity(body, self._automation))
+                guarded(
+                    "telemetry/events",
+                    lambda body: shapes.user_activity(body, self._automation, self._clock() + FUTURE_SKEW),
+                )
             )
         await asyncio.gather(*tasks)
         if read.lab_ids is not None:
@@ -300,8 +308,20 @@ class _Read:
         return (tuple(sorted(self.lab_ids)), self.values.get("running_nodes"), self.values.get("total_nodes"))
 
     def reading(self) -> ControllerReading:
-        failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
+        failed = tuple(clean(f"{name}: {self.errors[name]}") for name in sorted(self.errors))
         return ControllerReading(reachable=bool(self.answered), values=dict(self.values), errors=failed)
+
+
+def decode(raw: bytes) -> Any:
+    """A controller's JSON body with NUL and other control characters removed from its strings.
+
+    JSON carries a control character only as an escape (`\\u0000`, `\\b`, `\\f`; a raw one is
+    invalid JSON), so bodies without such an escape, nearly all of them, are not walked.
+    """
+    body = json.loads(raw)
+    if b"\\u00" in raw or b"\\b" in raw or b"\\f" in raw:
+        return clean_deep(body)
+    return body
 
 
 def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:

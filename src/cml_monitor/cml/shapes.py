@@ -187,13 +187,17 @@ def _timestamp(value: Any, what: str) -> datetime | None:
     return parsed
 
 
-def user_activity(body: Any, automation: Sequence[re.Pattern[str]]) -> dict[str, Any]:
+def user_activity(
+    body: Any, automation: Sequence[re.Pattern[str]], not_after: datetime | None = None
+) -> dict[str, Any]:
     """The latest user activity in the controller's telemetry (`GET telemetry/events`).
 
     Events of the activity categories count, unless their user id or name matches one of
     the automation patterns (the monitor's own account, provisioning scripts). Timestamps
     without a zone are UTC, as the controller writes them. An event that is not an object
-    with a category and a timestamp is skipped, not fatal: the history is long and mixed.
+    with a category and a timestamp is skipped, not fatal: the history is long and mixed;
+    so is one dated after `not_after` (our clock plus a small skew): an event dated 9999
+    would otherwise keep the worker busy for ever and hide the real latest activity.
     """
     if not isinstance(body, list):
         raise ShapeError(f"telemetry events are {describe(body)}, not a list")
@@ -213,6 +217,8 @@ def user_activity(body: Any, automation: Sequence[re.Pattern[str]]) -> dict[str,
         except ValueError:
             continue
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if not_after is not None and at > not_after:
+            continue
         if latest is None or at > latest:
             latest = at
     return {"last_user_activity_at": latest}

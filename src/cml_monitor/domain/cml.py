@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from .times import to_iso
+from .times import believable, to_iso
 
 # The registration and authorization states a controller in order reports (CML 2.x licensing).
 REGISTRATION_OK = "COMPLETED"
@@ -83,8 +83,9 @@ class CmlStatus:
             changes["license_checked_at"] = now
         if "last_user_activity_at" in reading.values:
             changes["activity_checked_at"] = now
-            if reading.values["last_user_activity_at"] is None:  # no event: keep what we knew
-                changes["last_user_activity_at"] = self.last_user_activity_at
+            # No event (or only events dated in the future): keep what we knew, if believable.
+            latest = believable(reading.values["last_user_activity_at"], now)
+            changes["last_user_activity_at"] = latest or believable(self.last_user_activity_at, now)
         if reading.reachable:
             changes["collected_at"] = now
         return replace(self, **changes, reachable=reading.reachable, errors=reading.errors)

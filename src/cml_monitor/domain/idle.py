@@ -3,7 +3,8 @@
 A worker is idle when it runs, its controller answers, no lab is started, nobody has been
 active on the controller for the idle timeout (counted from the latest of: the last user
 activity, the moment it was last seen starting, the moment its monitoring began) and its CPU
-is under the idle floor. A worker without a controller URL is never idle: we cannot know.
+is under the idle floor. An activity dated more than a few minutes ahead of our clock is not
+believed. A worker without a controller URL is never idle: we cannot know.
 Pure: the collector applies it with the policy from the settings.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .times import from_iso, to_iso
+from .times import believable, from_iso, to_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,13 @@ def next_idle_state(
     }
     if facts.running and state.paused_by_us:
         state = state.snooze(now, policy)  # seen running after we stopped it: started by hand
-    last_activity = facts.last_user_activity_at or state.last_user_activity_at
-    quiet_from = max(t for t in (last_activity, facts.started_at, facts.monitored_since) if t is not None)
+    # A date in the future (a controller's clock, or an event dated 9999 stored before it was
+    # refused) is no activity: believed, it would keep the worker from ever being idle.
+    last_activity = believable(facts.last_user_activity_at, now) or believable(
+        state.last_user_activity_at, now
+    )
+    started_at = believable(facts.started_at, now)
+    quiet_from = max(t for t in (last_activity, started_at, facts.monitored_since) if t is not None)
     idle = (
         facts.running
         and facts.has_controller

@@ -10,15 +10,17 @@ lease runs out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
 
+from .rows import RejectListener, refused, write_each
 from .tables import alerts, notifications, silences, workers
 
 _ALERT_FIELDS = tuple(f.name for f in fields(Alert))
@@ -42,9 +44,21 @@ def _to_silence(row: Any) -> Silence:
     return Silence(**{name: row._mapping[name] for name in (f.name for f in fields(Silence))})
 
 
+@dataclass(slots=True)
+class _Changes:
+    """The alert changes and notifications of one worker (or of the fleet, worker None)."""
+
+    worker_id: str | None
+    inserted: list[Alert] = field(default_factory=list)
+    updated: list[Alert] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+
 class AlertRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, on_rejected: RejectListener | None = None) -> None:
         self._engine = engine
+        self._on_rejected = on_rejected  # told the table of each row the database refused
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -77,7 +91,42 @@ class AlertRepository:
         deleted: Sequence[str],
         outbox: Sequence[dict[str, Any]],
     ) -> None:
-        """Alert changes and their notifications, all or nothing."""
+        """Alert changes and their notifications, all or nothing.
+
+        When the database refuses a value, they are written again worker by worker, each
+        worker's alerts with their notifications (still all or nothing): only the worker whose
+        row was refused loses this cycle's changes (logged, counted); the others are written.
+        """
+        try:
+            await self._apply(_Changes(None, list(inserted), list(updated), list(deleted), list(outbox)))
+            return
+        except SQLAlchemyError as exc:
+            if not refused(exc):
+                raise
+        groups: dict[str | None, _Changes] = {}
+        for alert in inserted:
+            groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).inserted.append(alert)
+        for alert in updated:
+            groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).updated.append(alert)
+        for row in outbox:
+            worker_id = row.get("worker_id")
+            groups.setdefault(worker_id, _Changes(worker_id)).outbox.append(row)
+        deletions = [_Changes(None, deleted=list(deleted))] if deleted else []
+        await write_each(
+            [*deletions, *groups.values()],
+            self._apply,
+            what=lambda changes: f"worker {changes.worker_id}" if changes.worker_id else "the fleet",
+            table="alerts",
+            on_rejected=self._on_rejected,
+        )
+
+    async def _apply(self, changes: _Changes) -> None:
+        inserted, updated, deleted, outbox = (
+            changes.inserted,
+            changes.updated,
+            changes.deleted,
+            changes.outbox,
+        )
         async with self._engine.begin() as conn:
             if deleted:
                 await conn.execute(delete(alerts).where(alerts.c.id.in_(list(deleted))))
