@@ -167,3 +167,12 @@ async def test_a_client_with_data_waiting_past_the_stall_time_is_dropped_and_its
     with pytest.raises(StopAsyncIteration):  # its stream ends: the server closes the response
         await stalled.__anext__()
     await reading.aclose()
+
+
+async def test_metrics_count_the_event_loops_tasks(served: tuple[str, EventHub, Any]) -> None:
+    """What the soak benchmark samples to see a task leak."""
+    base, _, _ = served
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"{base}/metrics")).text
+    (line,) = [x for x in text.splitlines() if x.startswith("cml_monitor_asyncio_tasks ")]
+    assert float(line.split()[1]) >= 2  # at least this request's and uvicorn's serving task

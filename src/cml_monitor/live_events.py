@@ -31,6 +31,7 @@ from cml_monitor.domain import WorkerMetricsCollected
 logger = logging.getLogger(__name__)
 
 STALL_SECONDS = 30.0
+WRITE_BYTES = 256 * 1024
 MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # several cycles of a large fleet (~1 KB per worker and cycle)
 
 
@@ -61,9 +62,17 @@ class Subscriber:
         self.ready.set()
 
     def take(self, max_chunk: int, now: float) -> bytes:
-        """What queued up meanwhile, as one write."""
-        taken = [self.backlog.popleft() for _ in range(min(max_chunk, len(self.backlog)))]
-        self.bytes -= sum(len(chunk) for chunk in taken)
+        """What queued up meanwhile, as one write of at most `WRITE_BYTES` (or one batch).
+
+        Small events are joined into one write; large batches go one at a time, uncopied (a
+        join of one is the batch itself), so a backlog is never copied whole for one client.
+        """
+        taken = [self.backlog.popleft()]
+        size = len(taken[0])
+        while self.backlog and len(taken) < max_chunk and size + len(self.backlog[0]) <= WRITE_BYTES:
+            taken.append(self.backlog.popleft())
+            size += len(taken[-1])
+        self.bytes -= size
         self.waiting_since = now if self.backlog else None
         if not self.backlog:
             self.ready.clear()
