@@ -386,17 +386,17 @@ async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_
     assert left.lease_until is not None
     stale = await first.runtime.repository.get_by_id_async(worker_id)
     assert stale is not None and stale.idle.paused_by_us is False
-    second = await monitor(postgresql_url)  # replica B, reconciling once A's lease ran out
+    # Replica B (its own executor on the same database), reconciling once A's lease ran out.
     b = ActionExecutor(
-        second.runtime.actions,
-        second.runtime.repository,
-        second.runtime.aws,
+        first.runtime.actions,
+        first.runtime.repository,
+        first.runtime.aws,
         clock=lambda: left.lease_until + timedelta(seconds=1),  # type: ignore[operator]
     )
     assert await b.reconcile() == 1
-    ((stop),) = [x for x in await actions(second, worker_id=worker_id) if x["kind"] == "stop"]
+    ((stop),) = [x for x in await actions(first, worker_id=worker_id) if x["kind"] == "stop"]
     assert stop["result"] == "ok" and "interrupted" in stop["detail"]
-    reconciled = await second.runtime.repository.get_by_id_async(worker_id)
+    reconciled = await first.runtime.repository.get_by_id_async(worker_id)
     assert reconciled is not None and reconciled.idle.paused_by_us is True
     assert reconciled.stop_requested_at is not None  # so the stop is not "unexpected" either
     assert sim.fleet.get(instance_id).state == "stopped"

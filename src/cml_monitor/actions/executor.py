@@ -194,6 +194,8 @@ class ActionExecutor:
         settled = 0
         for action in await self.store.pending():
             now = self._clock()
+            if action.owner == self.owner:
+                continue  # this process's own action in flight (renewals failed meanwhile?)
             if not action.orphaned(now):
                 logger.info(
                     "Action %s is still %s's (lease until %s)", action.id, action.owner, action.lease_until
