@@ -66,6 +66,20 @@ def start_service(
     )
 
 
+def wait_ready(base: str, timeout: float = 60.0) -> None:
+    """Until the service's `/ready` answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the service did not become ready")
+        time.sleep(0.2)
+
+
 async def listen(base: str, clients: int, seconds: float) -> list[int]:
     """`clients` event streams for `seconds`; how many `metrics` events each one read."""
     counts = [0] * clients
@@ -191,16 +205,7 @@ def main() -> None:
             services.append(start_service(fleet, workdir, port, args.interval))
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the service did not become ready")
-                time.sleep(0.2)
+            wait_ready(base)
             figures = asyncio.run(measure(base, args, workdir))
         finally:
             for service in services:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cml_fleet_sim.simulator import FleetSimulator
-from cml_monitor.actions import ActionInFlight
+from cml_monitor.actions import ActionExecutor, ActionInFlight
 from cml_monitor.domain import WorkerStatus
 from cml_monitor.domain.actions import AUTO, Action, ActionKind, ActionReason
 from cml_monitor.monitoring.collector import metrics_event
@@ -271,3 +271,132 @@ async def test_two_replicas_seeing_the_same_idle_worker_act_once(
     assert await first.runtime.actions.record(pending)
     with pytest.raises(ActionInFlight):
         await executor.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
+
+
+class DiesAfterTheAwsCall:
+    """EC2 as an executor sees it, from a replica that is killed (-9) right after the AWS call."""
+
+    def __init__(self, aws: Any) -> None:
+        self._aws = aws
+        self.called = asyncio.Event()
+
+    async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
+        await self._aws.change_instance_state(aws_region, instance_id, action)
+        self.called.set()
+        await asyncio.Event().wait()  # never returns: the test cancels the run, as kill -9 would
+        raise AssertionError("unreachable")
+
+    async def describe_instance_statuses(self, aws_region: str, instance_ids: Any) -> dict[str, Any]:
+        return await self._aws.describe_instance_statuses(aws_region, instance_ids)
+
+
+async def eventually_pending(app: Monitor, worker_id: str) -> Action:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        found = [a for a in await app.runtime.actions.pending() if a.worker_id == worker_id]
+        if found:
+            return found[0]
+        assert asyncio.get_running_loop().time() < deadline, "the action was never recorded"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_starting_replica_leaves_a_live_replicas_action_alone_until_its_lease_expired(
+    sim: FleetSimulator, postgresql_url: str, monitor: Any
+) -> None:
+    first = await monitor(postgresql_url)
+    ((instance_id, worker_id),) = (await _register(first, sim, 1)).items()
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None
+    go_on = asyncio.Event()
+
+    async def last_check() -> str | None:  # replica A is between "recorded" and the AWS call
+        await go_on.wait()
+        return None
+
+    a = first.runtime.executor
+    acting = asyncio.ensure_future(
+        a.run(worker, ActionKind.STOP, ActionReason.MANUAL, "ops", last_check=last_check)
+    )
+    pending = await eventually_pending(first, worker_id)
+    assert pending.owner == a.owner and pending.lease_until is not None
+    second = await monitor(postgresql_url)  # replica B starts (rolling restart): reconciles at start
+    b = second.runtime.executor
+    assert b.owner != a.owner
+    assert await b.reconcile() == 0
+    assert [p.id for p in await second.runtime.actions.pending()] == [pending.id]
+    with pytest.raises(ActionInFlight):  # the one-pending-action guard still holds for B
+        await b.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
+    go_on.set()  # A finishes its own action
+    done = await acting
+    assert done.result.value == "ok" and sim.fleet.requests[("ec2", "StopInstances")] == 1
+    (stop,) = [x for x in await actions(second, worker_id=worker_id) if x["kind"] == "stop"]
+    assert stop["result"] == "ok" and "interrupted" not in stop["detail"]
+
+    # A dies (kill -9) while its next action is pending: B leaves it while the lease runs ...
+    sim.fleet.start(instance_id)
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None and worker.ec2_instance_state == "running"
+    go_on.clear()
+    acting = asyncio.ensure_future(
+        a.run(worker, ActionKind.STOP, ActionReason.MANUAL, "ops", last_check=last_check)
+    )
+    pending = await eventually_pending(first, worker_id)
+    acting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await acting
+    assert await b.reconcile() == 0
+    # ... and settles it once the lease has expired (B's clock after A's lease).
+    assert pending.lease_until is not None
+    later = ActionExecutor(
+        second.runtime.actions,
+        second.runtime.repository,
+        second.runtime.aws,
+        clock=lambda: pending.lease_until + timedelta(seconds=1),  # type: ignore[operator]
+    )
+    assert await later.reconcile() == 1
+    settled = [x for x in await actions(second, worker_id=worker_id) if x["id"] == pending.id]
+    assert settled[0]["result"] == "failed" and "interrupted before the AWS call" in settled[0]["detail"]
+    assert await second.runtime.actions.pending() == []
+
+
+async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_paused_by_us(
+    sim: FleetSimulator, postgresql_url: str, monitor: Any
+) -> None:
+    first = await monitor(postgresql_url)
+    ((instance_id, worker_id),) = (await _register(first, sim, 1)).items()
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None and worker.idle.paused_by_us is False
+    aws = DiesAfterTheAwsCall(first.runtime.aws)
+    a = ActionExecutor(first.runtime.actions, first.runtime.repository, aws, lease=timedelta(seconds=0.3))
+    acting = asyncio.ensure_future(a.run(worker, ActionKind.STOP, ActionReason.IDLE, AUTO))
+    await asyncio.wait_for(aws.called.wait(), 10)
+    recorded = await eventually_pending(first, worker_id)
+    assert recorded.lease_until is not None
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await eventually_pending(first, worker_id)).lease_until == recorded.lease_until:
+        assert asyncio.get_running_loop().time() < deadline, "the lease was never renewed"
+        await asyncio.sleep(0.05)
+    acting.cancel()  # kill -9 mid-stop: EC2 got the stop, the monitor recorded nothing more
+    with pytest.raises(asyncio.CancelledError):
+        await acting
+    left = await eventually_pending(first, worker_id)
+    assert left.lease_until is not None
+    stale = await first.runtime.repository.get_by_id_async(worker_id)
+    assert stale is not None and stale.idle.paused_by_us is False
+    # Replica B (its own executor on the same database), reconciling once A's lease ran out.
+    b = ActionExecutor(
+        first.runtime.actions,
+        first.runtime.repository,
+        first.runtime.aws,
+        clock=lambda: left.lease_until + timedelta(seconds=1),  # type: ignore[operator]
+    )
+    assert await b.reconcile() == 1
+    ((stop),) = [x for x in await actions(first, worker_id=worker_id) if x["kind"] == "stop"]
+    assert stop["result"] == "ok" and "interrupted" in stop["detail"]
+    reconciled = await first.runtime.repository.get_by_id_async(worker_id)
+    assert reconciled is not None and reconciled.idle.paused_by_us is True
+    assert reconciled.stop_requested_at is not None  # so the stop is not "unexpected" either
+    assert sim.fleet.get(instance_id).state == "stopped"

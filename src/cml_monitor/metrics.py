@@ -60,6 +60,12 @@ class PrometheusMetrics:
             ("observer",),
             registry=self.registry,
         )
+        # Set when /metrics is scraped (no timer): a count that keeps rising is a task leak.
+        self.asyncio_tasks = Gauge(
+            "cml_monitor_asyncio_tasks",
+            "asyncio tasks alive on the service's event loop when /metrics was read",
+            registry=self.registry,
+        )
         self.cml_up = self._worker_gauge("cml_monitor_cml_up", "1 when the worker's CML controller answered")
         self.cml_healthy = self._worker_gauge(
             "cml_monitor_cml_healthy", "1 when the controller is ready and every compute healthy and admitted"

@@ -22,7 +22,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.actions import ActionExecutor, ActionSettings, AutomaticActions
+from cml_monitor.actions import ACTION_LEASE, ActionExecutor, ActionSettings, AutomaticActions
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
 from cml_monitor.alerts.notifiers import (
@@ -123,6 +123,10 @@ class MonitorRuntime:
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
             await self._reconcile_actions()
+            # Again every lease: an action whose replica died after this one started is
+            # settled (and its worker freed for the next action) without waiting for a restart.
+            lease = ACTION_LEASE.total_seconds()
+            self._loop(_every(lease, self._reconcile_actions, "Action reconciliation", first_delay=lease))
             self._loop(_every(600.0, self._maintain_history, "History maintenance"))
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
@@ -155,7 +159,7 @@ class MonitorRuntime:
             logger.error("Could not reconcile interrupted actions: %s", exc)
             return
         if settled:
-            logger.warning("Settled %d action(s) interrupted by the last stop", settled)
+            logger.warning("Settled %d action(s) interrupted by a replica's stop", settled)
 
     async def _start_monitoring(self) -> None:
         period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))

@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from .stalled_clients import STALL_SECONDS, stalled_client_protocol
+
 
 class GracefulServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -28,11 +30,15 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def build_server(app: Any, host: str, port: int, log_level: str = "info") -> GracefulServer:
+def build_server(
+    app: Any, host: str, port: int, log_level: str = "info", *, stall_seconds: float = STALL_SECONDS
+) -> GracefulServer:
+    """uvicorn on h11, aborting connections whose client took no data for `stall_seconds`."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=stalled_client_protocol(stall_seconds),
         log_level=log_level.lower(),
         lifespan="on",
         timeout_graceful_shutdown=10,

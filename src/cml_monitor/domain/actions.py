@@ -1,7 +1,10 @@
 """An action on a customer's instance (stop, start, reboot), as the audit trail keeps it.
 
 Written `pending` before it is attempted and finished with its result, so a crash in between
-leaves a trace that the next start reconciles with what EC2 shows.
+leaves a trace that the next start reconciles with what EC2 shows. A pending action belongs to
+the replica that wrote it (`owner`) for as long as that replica renews its lease (`lease_until`):
+another replica that starts meanwhile must leave it alone, or it would release the
+one-pending-action guard while the owner still acts.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Action:
     finished_at: datetime | None = None
     result: ActionResult = ActionResult.PENDING
     detail: str | None = None
+    owner: str | None = None  # the replica acting on it; None on rows written before owners
+    lease_until: datetime | None = None  # the owner renews this while it acts
 
     @classmethod
     def request(
@@ -61,8 +66,24 @@ class Action:
         *,
         dry_run: bool,
         now: datetime,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> Action:
-        return cls(str(uuid.uuid4()), worker_id, kind, reason, actor, dry_run, now)
+        return cls(
+            str(uuid.uuid4()),
+            worker_id,
+            kind,
+            reason,
+            actor,
+            dry_run,
+            now,
+            owner=owner,
+            lease_until=lease_until,
+        )
+
+    def orphaned(self, now: datetime) -> bool:
+        """Pending with nobody acting on it any more: its owner's lease ran out (or it has none)."""
+        return self.lease_until is None or self.lease_until <= now
 
     @property
     def automatic(self) -> bool:

@@ -211,6 +211,10 @@ actions = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("result", String(16), nullable=False),
     Column("detail", String(1024), nullable=True),
+    # The replica acting on a pending action and until when (renewed while it acts): another
+    # replica's reconcile settles the action only once this has passed.
+    Column("owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
     Index("ix_actions_worker", "worker_id", "requested_at"),
     Index("ix_actions_requested", "requested_at"),
     # One action in flight per worker, whatever the number of replicas.
