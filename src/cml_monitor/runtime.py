@@ -22,9 +22,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.actions import ActionExecutor, ActionSettings, AutomaticActions
+from cml_monitor.alerts.alertmanager_refresh import AlertmanagerRefresher
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
+from cml_monitor.alerts.links import Links
 from cml_monitor.alerts.notifiers import (
+    AlertmanagerNotifier,
     Notifier,
     OpsgenieNotifier,
     PagerDutyNotifier,
@@ -91,6 +94,7 @@ class MonitorRuntime:
     alerting: AlertOperations
     action_operations: ActionOperations
     bus: RedisEventBus | None = None
+    alertmanager_refresher: AlertmanagerRefresher | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -102,7 +106,7 @@ class MonitorRuntime:
             stack.push_async_callback(self.cml.close)
             stack.push_async_callback(self.http.aclose)
             await migrate(self.engine)
-            self.metrics.alerts_firing.set(await self.alerts.count_firing())
+            self.metrics.set_firing(await self.alerts.firing())
             if self.bus is not None:
                 stack.push_async_callback(self.bus.close)
                 await self.bus.start()
@@ -112,6 +116,10 @@ class MonitorRuntime:
                 return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
+            refresher = self.alertmanager_refresher
+            if refresher is not None:
+                every = refresher.interval
+                self._loop(_every(every, refresher.refresh, "Alertmanager re-post", first_delay=every))
             await self._reconcile_actions()
             self._loop(_every(600.0, self._maintain_history, "History maintenance"))
             if self.settings.worker_monitoring_enabled:
@@ -291,7 +299,13 @@ def build_runtime(
     http = httpx.AsyncClient(
         timeout=settings.worker_notification_timeout, limits=httpx.Limits(max_connections=50)
     )
-    channels, notifiers = build_channels(settings, http)
+    channels, notifiers = build_channels(settings, http, clock=clock)
+    alertmanager = notifiers.get("alertmanager")
+    refresher = None
+    if isinstance(alertmanager, AlertmanagerNotifier):
+        refresher = AlertmanagerRefresher(
+            alerts, alertmanager, settings.worker_notification_alertmanager_urls, clock=clock
+        )
     dispatcher = NotificationDispatcher(
         alerts,
         notifiers,
@@ -313,7 +327,7 @@ def build_runtime(
         ),
         clock=clock,
         on_outbox=dispatcher.wake,
-        on_firing_count=metrics.alerts_firing.set,
+        on_firing=metrics.set_firing,
     )
     handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
     idle_policy = IdlePolicy(
@@ -379,6 +393,7 @@ def build_runtime(
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
         cycle_observer=metrics.collection_seconds.observe,
+        on_region_collected=metrics.on_region_collected,
     )
     events_queue = None
     if settings.worker_events_queue_url:
@@ -429,27 +444,40 @@ def build_runtime(
         alerting=AlertOperations(alerts, workers, clock=clock),
         action_operations=ActionOperations(action_store, repository),
         bus=bus,
+        alertmanager_refresher=refresher,
     )
 
 
-def build_channels(settings: Settings, http: httpx.AsyncClient) -> tuple[list[Channel], dict[str, Notifier]]:
+def build_channels(
+    settings: Settings, http: httpx.AsyncClient, *, clock: Clock = utcnow
+) -> tuple[list[Channel], dict[str, Notifier]]:
     """The receivers the settings name, and a notifier for each kind of them."""
     secret = settings.worker_notification_webhook_secret
+    links = Links(settings.cml_monitor_public_url, settings.worker_runbook_base_url)
     channels = [Channel("webhook", url) for url in settings.worker_notification_webhooks]
     notifiers: dict[str, Notifier] = {
-        "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None)
+        "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None, links)
     }
     if settings.slack_webhook_url is not None:
         channels.append(Channel("slack", alerts_only=True))
-        notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value())
+        notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value(), links)
     if settings.pagerduty_routing_key is not None and settings.pagerduty_routing_key.get_secret_value():
         channels.append(Channel("pagerduty", alerts_only=True))
         notifiers["pagerduty"] = PagerDutyNotifier(
-            http, settings.pagerduty_routing_key.get_secret_value(), settings.pagerduty_events_url
+            http, settings.pagerduty_routing_key.get_secret_value(), settings.pagerduty_events_url, links
         )
     if settings.opsgenie_api_key is not None and settings.opsgenie_api_key.get_secret_value():
         channels.append(Channel("opsgenie", alerts_only=True))
         notifiers["opsgenie"] = OpsgenieNotifier(
-            http, settings.opsgenie_api_key.get_secret_value(), settings.opsgenie_api_url
+            http, settings.opsgenie_api_key.get_secret_value(), settings.opsgenie_api_url, links
+        )
+    if settings.worker_notification_alertmanager_urls:
+        # One outbox row per Alertmanager: each member of a cluster gets every alert.
+        channels += [
+            Channel("alertmanager", url, alerts_only=True)
+            for url in settings.worker_notification_alertmanager_urls
+        ]
+        notifiers["alertmanager"] = AlertmanagerNotifier(
+            http, links, refresh=settings.worker_notification_alertmanager_refresh, clock=clock
         )
     return channels, notifiers

@@ -51,14 +51,14 @@ class AlertEngine:
         *,
         clock: Clock = utcnow,
         on_outbox: Callable[[], None] | None = None,
-        on_firing_count: Callable[[int], None] | None = None,
+        on_firing: Callable[[list[tuple[str | None, str | None, str]]], None] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
         self.settings = settings
         self._clock = clock
         self._on_outbox = on_outbox
-        self._on_firing_count = on_firing_count
+        self._on_firing = on_firing
 
     async def evaluate(self, batch: list[tuple[dict[str, Any], list[Sample]]]) -> None:
         """Evaluate metrics events with their samples; status changes are notified too."""
@@ -119,8 +119,8 @@ class AlertEngine:
             await self.store.apply(list(inserted.values()), list(updated.values()), deleted, outbox)
         if outbox and self._on_outbox is not None:
             self._on_outbox()
-        if self._on_firing_count is not None and (inserted or updated or deleted):
-            self._on_firing_count(await self.store.count_firing())
+        if self._on_firing is not None and (inserted or updated or deleted):
+            self._on_firing(await self.store.firing())
 
     def _notify(
         self,

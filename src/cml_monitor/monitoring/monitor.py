@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -114,6 +114,7 @@ class FleetMonitor:
         holder: str = "local",
         poll_interval: int = 300,
         clock: Clock = utcnow,
+        on_region_collected: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self._workers = workers
         self._collector = collector
@@ -126,6 +127,7 @@ class FleetMonitor:
         self._clock = clock
         self.outages = OwnOutages()
         self.completed_at: dict[str, datetime] = {}  # region → end of its last run that worked
+        self._on_region_collected = on_region_collected
 
     async def run_region(self, region: str) -> RegionRun:
         try:
@@ -140,11 +142,11 @@ class FleetMonitor:
             return RegionRun(region, skipped=True)
         worker_ids = self._monitored.replace(monitorable, region)
         if not worker_ids:
-            self.completed_at[region] = self._clock()
+            self._completed(region)
             return RegionRun(region)
         report = await self.collect(worker_ids)
         if not report.store_failed:
-            self.completed_at[region] = self._clock()
+            self._completed(region)
         running = sum(1 for e in report.events if e.status.value == "running")
         logger.info(
             "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s, %d AWS and %d CML calls",
@@ -158,6 +160,12 @@ class FleetMonitor:
             report.cml_calls,
         )
         return RegionRun(region, workers=len(worker_ids), report=report)
+
+    def _completed(self, region: str) -> None:
+        """This replica collected the region (not merely saw another replica hold it)."""
+        now = self.completed_at[region] = self._clock()
+        if self._on_region_collected is not None:
+            self._on_region_collected(region, now)
 
     async def collect(self, worker_ids: Sequence[str]) -> CollectionReport:
         """Collect these workers now, publish their events, retire the ones that are gone."""

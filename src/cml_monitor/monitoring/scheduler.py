@@ -86,6 +86,7 @@ class WorkerMonitoringScheduler:
         observer_timeout: float = 60.0,
         on_observer_failure: Callable[[str], None] | None = None,
         cycle_observer: Callable[[float], None] | None = None,
+        on_region_collected: Callable[[str, datetime], None] | None = None,
     ) -> None:
         if poll_interval < 1:
             raise ValueError("poll_interval must be at least 1 second")
@@ -120,6 +121,7 @@ class WorkerMonitoringScheduler:
             holder=self.instance_id,
             poll_interval=poll_interval,
             clock=clock,
+            on_region_collected=on_region_collected,
         )
         self._scheduler = background_task_scheduler or BackgroundScheduler(timezone=UTC)
         if job_store is not None:

@@ -119,6 +119,42 @@ class AlertRepository:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def firing(self) -> list[tuple[str | None, str | None, str]]:
+        """The firing alerts as (worker id, worker name, kind), for the Prometheus gauges."""
+        query = (
+            select(alerts.c.worker_id, workers.c.name, alerts.c.kind)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(alerts.c.state == AlertState.FIRING.value)
+        )
+        async with self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
+
+    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]:
+        """Firing alerts somebody was told of and nobody acknowledged, each with its worker."""
+        query = (
+            select(alerts, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(
+                alerts.c.state == AlertState.FIRING.value,
+                alerts.c.last_notified_at.is_not(None),
+                alerts.c.acknowledged_at.is_(None),
+            )
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            (
+                _to_alert(row),
+                {
+                    "id": row.worker_id,
+                    "name": row.name,
+                    "aws_instance_id": row.aws_instance_id,
+                    "aws_region": row.aws_region,
+                },
+            )
+            for row in rows
+        ]
+
     async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
         """Workers (not terminated) with no successful collection since `cutoff`."""
         last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)

@@ -1,5 +1,6 @@
-"""Receivers behind one protocol: webhook, Slack, PagerDuty, Opsgenie."""
+"""Receivers behind one protocol: webhook, Slack, PagerDuty, Opsgenie, Alertmanager."""
 
+from .alertmanager import AlertmanagerNotifier
 from .base import Delivery, Notifier, OutgoingNotification
 from .opsgenie import OpsgenieNotifier
 from .pagerduty import PagerDutyNotifier
@@ -7,6 +8,7 @@ from .slack import SlackNotifier
 from .webhook import WebhookNotifier
 
 __all__ = [
+    "AlertmanagerNotifier",
     "Delivery",
     "Notifier",
     "OpsgenieNotifier",

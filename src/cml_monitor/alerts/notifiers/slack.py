@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from ..links import Links
 from .base import Delivery, OutgoingNotification, post_json
 
 SECTION_LIMIT = 3000
@@ -19,16 +20,28 @@ def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
 
 
 def summary(payload: dict[str, Any]) -> str:
-    alert, worker = payload["alert"], payload["worker"]
+    alert, worker = payload["alert"], payload.get("worker") or {}
     state = "FIRING" if payload["type"] == "alert.firing" else "RESOLVED"
     detail = ""
     if alert.get("value") is not None and alert.get("threshold") is not None:
         detail = f": {alert['value']:.1f}% (threshold {alert['threshold']:.0f}%)"
-    return f"[{state}] {alert['kind']} on {worker.get('name') or worker.get('id')}{detail}"
+    where = worker.get("name") or worker.get("id") or alert.get("region") or "the fleet"
+    return f"[{state}] {alert['kind']} on {where}{detail}"
 
 
-def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
-    alert, worker = payload["alert"], payload["worker"]
+def link_line(payload: dict[str, Any], links: Links) -> str:
+    """`<dashboard|Worker page> · <runbook|Runbook>` in Slack's link syntax (empty if none)."""
+    found = links.for_payload(payload)
+    parts = []
+    if found.get("dashboard"):
+        parts.append(f"<{found['dashboard']}|Worker page>")
+    if found.get("runbook"):
+        parts.append(f"<{found['runbook']}|Runbook>")
+    return " · ".join(parts)
+
+
+def slack_body(payload: dict[str, Any], links: Links | None = None) -> dict[str, Any]:
+    alert, worker = payload["alert"], payload.get("worker") or {}
     text = f"{ICONS.get(payload['type'], '')} {summary(payload)}".strip()
     fields = [
         f"*Worker*\n{worker.get('name')}",
@@ -36,6 +49,7 @@ def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
         f"*Severity*\n{alert.get('severity')}",
         f"*Since*\n{alert.get('fired_at') or alert.get('started_at')}",
     ]
+    context = " · ".join(filter(None, [f"alert {alert['id']}", link_line(payload, links or Links())]))
     return {
         "text": _clip(text),
         "blocks": [
@@ -43,7 +57,7 @@ def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
             {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f, 2000)} for f in fields]},
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": _clip(f"alert {alert['id']}", 2000)}],
+                "elements": [{"type": "mrkdwn", "text": _clip(context, 2000)}],
             },
         ],
     }
@@ -52,10 +66,11 @@ def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
 class SlackNotifier:
     channel = "slack"
 
-    def __init__(self, http: httpx.AsyncClient, webhook_url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, webhook_url: str, links: Links | None = None) -> None:
         self._http = http
         self._url = webhook_url
+        self._links = links or Links()
 
     async def send(self, notification: OutgoingNotification) -> Delivery:
-        body = json.dumps(slack_body(notification.payload)).encode()
+        body = json.dumps(slack_body(notification.payload, self._links)).encode()
         return await post_json(self._http, self._url, body, {})
