@@ -459,7 +459,9 @@ def build_channels(
         "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None, links)
     }
     if settings.slack_webhook_url is not None:
-        channels.append(Channel("slack", alerts_only=True))
+        channels.append(
+            Channel("slack", alerts_only=True, group_wait=settings.worker_notification_group_wait)
+        )
         notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value(), links)
     if settings.pagerduty_routing_key is not None and settings.pagerduty_routing_key.get_secret_value():
         channels.append(Channel("pagerduty", alerts_only=True))

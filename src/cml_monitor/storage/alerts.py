@@ -260,6 +260,41 @@ class AlertRepository:
             rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
         return [dict(row._mapping) for row in rows]
 
+    async def claim_queued(
+        self, channel: str, target: str, now: datetime, lease_until: datetime, *, exclude: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every other pending, unleased row for this receiver, due or not, leased to us.
+
+        For receivers that take a group in one message: what is queued for them when a group
+        goes out joins it rather than following one message at a time.
+        """
+        free = or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now)
+        queued = and_(
+            notifications.c.state == "pending",
+            notifications.c.channel == channel,
+            notifications.c.target == target,
+            free,
+        )
+        if exclude:
+            queued = and_(queued, notifications.c.id.not_in(list(exclude)))
+        async with self._engine.begin() as conn:
+            candidates = (
+                (await conn.execute(select(notifications.c.id).where(queued).limit(500))).scalars().all()
+            )
+            claimed = []
+            for notification_id in candidates:
+                won = await conn.execute(
+                    update(notifications)
+                    .where(notifications.c.id == notification_id, queued)
+                    .values(lease_until=lease_until)
+                )
+                if won.rowcount:
+                    claimed.append(notification_id)
+            if not claimed:
+                return []
+            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
+        return [dict(row._mapping) for row in rows]
+
     async def finish(self, notification_id: str, **values: Any) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(

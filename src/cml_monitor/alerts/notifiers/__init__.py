@@ -1,7 +1,7 @@
 """Receivers behind one protocol: webhook, Slack, PagerDuty, Opsgenie, Alertmanager."""
 
 from .alertmanager import AlertmanagerNotifier
-from .base import Delivery, Notifier, OutgoingNotification
+from .base import Delivery, GroupNotifier, Notifier, OutgoingNotification
 from .opsgenie import OpsgenieNotifier
 from .pagerduty import PagerDutyNotifier
 from .slack import SlackNotifier
@@ -10,6 +10,7 @@ from .webhook import WebhookNotifier
 __all__ = [
     "AlertmanagerNotifier",
     "Delivery",
+    "GroupNotifier",
     "Notifier",
     "OpsgenieNotifier",
     "OutgoingNotification",

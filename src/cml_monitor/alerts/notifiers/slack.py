@@ -1,5 +1,9 @@
 """Slack incoming webhook: a `text` fallback plus Block Kit blocks (each section under Slack's
-3,000-character limit)."""
+3,000-character limit, at most 50 blocks).
+
+Alerts that fire together arrive as one message listing them (`send_group`): six workers stopped
+at once make one post, not six.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from ..links import Links
 from .base import Delivery, OutgoingNotification, post_json
 
 SECTION_LIMIT = 3000
+BLOCK_LIMIT = 50
 ICONS = {"alert.firing": "🚨", "alert.resolved": "✅"}
 
 
@@ -63,6 +68,43 @@ def slack_body(payload: dict[str, Any], links: Links | None = None) -> dict[str,
     }
 
 
+def slack_group_body(payloads: list[dict[str, Any]], links: Links | None = None) -> dict[str, Any]:
+    """One message for several alerts, in the order given: a count, then a line for each."""
+    links = links or Links()
+    firing = sum(1 for p in payloads if p["type"] == "alert.firing")
+    resolved = len(payloads) - firing
+    counts = ", ".join(
+        part
+        for part in (f"{firing} firing" if firing else "", f"{resolved} resolved" if resolved else "")
+        if part
+    )
+    headline = (
+        f"{ICONS['alert.firing'] if firing else ICONS['alert.resolved']} {len(payloads)} alerts ({counts})"
+    )
+    lines = []
+    for payload in payloads:
+        line = f"{ICONS.get(payload['type'], '')} {summary(payload)}".strip()
+        extra = link_line(payload, links)
+        lines.append(f"{line} · {extra}" if extra else line)
+    sections: list[str] = []
+    for line in lines:  # as few sections as fit, each under Slack's limits
+        if sections and len(sections[-1]) + 1 + len(line) <= SECTION_LIMIT:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(_clip(line))
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _clip(headline)}}]
+    for text in sections[: BLOCK_LIMIT - 2]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if len(sections) > BLOCK_LIMIT - 2:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": "more in the dashboard's alerts page"}],
+            }
+        )
+    return {"text": _clip(headline + "\n" + "\n".join(lines)), "blocks": blocks}
+
+
 class SlackNotifier:
     channel = "slack"
 
@@ -74,3 +116,9 @@ class SlackNotifier:
     async def send(self, notification: OutgoingNotification) -> Delivery:
         body = json.dumps(slack_body(notification.payload, self._links)).encode()
         return await post_json(self._http, self._url, body, {})
+
+    async def send_group(self, notifications: list[OutgoingNotification]) -> Delivery:
+        if len(notifications) == 1:
+            return await self.send(notifications[0])
+        body = slack_group_body([n.payload for n in notifications], self._links)
+        return await post_json(self._http, self._url, json.dumps(body).encode(), {})
