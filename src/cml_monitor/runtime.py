@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.actions import ActionExecutor, ActionSettings, AutomaticActions
@@ -57,6 +57,17 @@ from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The monitor cannot start (its database cannot be reached or migrated): one line says why."""
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://…"
 
 
 async def _every(period: float, work: Any, what: str, *, first_delay: float = 0.0) -> None:
@@ -105,7 +116,13 @@ class MonitorRuntime:
             stack.push_async_callback(self.aws.close)
             stack.push_async_callback(self.cml.close)
             stack.push_async_callback(self.http.aclose)
-            await migrate(self.engine)
+            try:
+                await migrate(self.engine)
+            except Exception as exc:
+                raise StartupError(
+                    f"the database {_safe_url(self.settings.database_url)} cannot be reached or migrated: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             self.metrics.set_firing(await self.alerts.firing())
             if self.bus is not None:
                 stack.push_async_callback(self.bus.close)

@@ -42,6 +42,41 @@ class AlertSettings:
     unreachable_after: timedelta = timedelta(seconds=900)
 
 
+def _figure(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "n/a"
+
+
+def _log_change(alert: Alert, event: dict[str, Any], suffix: str) -> None:
+    """`Alert cpu firing on lab-1 (i-0abc…): value 97.5, threshold 90 (notifying)`: WARNING when
+    it fires, INFO when it resolves; the worker, kind and figures also as structured fields."""
+    name = event.get("worker_name") or alert.worker_id
+    instance = event.get("aws_instance_id")
+    where = f"{name} ({instance})" if instance else name
+    figures = ""
+    if alert.value is not None or alert.threshold is not None:
+        figures = f": value {_figure(alert.value)}"
+        if alert.threshold is not None:
+            figures += f", threshold {_figure(alert.threshold)}"
+    if alert.detail and alert.state is AlertState.FIRING:
+        figures += f" ({alert.detail})" if figures else f": {alert.detail}"
+    fields = {
+        "worker_id": alert.worker_id,
+        "worker_name": event.get("worker_name"),
+        "instance_id": instance,
+        "region": event.get("aws_region") or event.get("region"),
+        "kind": alert.kind.value,
+        "severity": alert.severity,
+        "state": alert.state.value,
+        "alert_id": alert.id,
+        "value": alert.value,
+        "threshold": alert.threshold,
+    }
+    if alert.state is AlertState.FIRING:
+        logger.warning("Alert %s firing on %s%s%s", alert.kind.value, where, figures, suffix, extra=fields)
+    else:
+        logger.info("Alert %s resolved on %s%s", alert.kind.value, where, figures, extra=fields)
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -133,12 +168,8 @@ class AlertEngine:
         silenced = is_silenced(silences, after.worker_id, after.kind.value, now)
         rows: list[dict[str, Any]] = []
         if after.state is not AlertState.PENDING and (before is None or before.state is not after.state):
-            logger.warning(
-                "🚨 Alert %s %s for worker %s%s",
-                after.kind.value,
-                after.state.value,
-                after.worker_id,
-                " (silenced)" if silenced else (" (notifying)" if self.channels else ""),
+            _log_change(
+                after, event, " (silenced)" if silenced else (" (notifying)" if self.channels else "")
             )
         if silenced:
             return after, rows

@@ -29,7 +29,8 @@ def summary(payload: dict[str, Any]) -> str:
     state = "FIRING" if payload["type"] == "alert.firing" else "RESOLVED"
     detail = ""
     if alert.get("value") is not None and alert.get("threshold") is not None:
-        detail = f": {alert['value']:.1f}% (threshold {alert['threshold']:.0f}%)"
+        unit = " days" if alert["kind"] == "license" else "%"
+        detail = f": {alert['value']:.1f}{unit} (threshold {alert['threshold']:.0f}{unit})"
     where = worker.get("name") or worker.get("id") or alert.get("region") or "the fleet"
     return f"[{state}] {alert['kind']} on {where}{detail}"
 
