@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,8 +86,8 @@ def alertmanager(workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def prometheus(
-    workdir: Path, targets: list[str], rules: list[Path] = (), interval: str = "1s"
-) -> Iterator[str]:  # type: ignore[assignment]
+    workdir: Path, targets: list[str], rules: Sequence[Path] = (), interval: str = "1s"
+) -> Iterator[str]:
     """A Prometheus scraping `targets` (host:port) as job `cml-monitor`; yields its base URL."""
     exe = binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,18 @@ carries when `CML_MONITOR_PUBLIC_URL` is set.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cml_fleet_sim.simulator import FleetSimulator
+from cml_monitor.alerts.alertmanager_refresh import AlertmanagerRefresher
+from cml_monitor.alerts.links import Links
+from cml_monitor.alerts.notifiers import AlertmanagerNotifier
+from cml_monitor.domain import Alert, AlertKind, AlertState
 
 from .prometheus_tools import alertmanager
 from .test_alerts import Receiver, make_app, receiver, sim  # noqa: F401 (fixtures)
@@ -122,3 +128,52 @@ async def test_every_channel_links_the_worker_page_and_the_runbook(
     (opsgenie,) = recording.of("/v2/alerts")
     assert opsgenie["json"]["details"]["dashboard"] == page
     assert opsgenie["json"]["details"]["runbook"] == runbook
+
+
+class _ResolvesMidRound:
+    """An alert store whose one alert resolves while the re-post is on its way."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.alert = Alert(
+            id="a-1",
+            worker_id="w-1",
+            kind=AlertKind.CPU,
+            state=AlertState.FIRING,
+            value=97.0,
+            threshold=90.0,
+            violations=1,
+            started_at=now,
+            updated_at=now,
+            fired_at=now,
+            last_notified_at=now,
+        )
+        self.reads = 0
+
+    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]:
+        self.reads += 1
+        worker = {"id": "w-1", "name": "lab-1", "aws_instance_id": "i-1", "aws_region": "us-east-1"}
+        return [(self.alert, worker)] if self.reads == 1 else []
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        now = datetime.now(UTC)
+        return replace(self.alert, state=AlertState.RESOLVED, resolved_at=now, value=20.0)
+
+    async def list_silences(self, *, active_at: Any = None) -> list[Any]:
+        return []
+
+
+async def test_a_repost_racing_a_resolution_is_followed_by_the_resolution(
+    receiver: tuple[Receiver, str],  # noqa: F811
+) -> None:
+    recording, base = receiver
+    async with httpx.AsyncClient() as http:
+        notifier = AlertmanagerNotifier(http, Links(), refresh=60)
+        refresher = AlertmanagerRefresher(_ResolvesMidRound(), notifier, [base])
+        assert await refresher.refresh() == 1
+    (firing,), (resolved,) = (r["json"] for r in recording.of("/api/v2/alerts"))
+    now = datetime.now(UTC)
+    assert datetime.fromisoformat(firing["endsAt"].replace("Z", "+00:00")) > now + timedelta(minutes=3)
+    assert datetime.fromisoformat(resolved["endsAt"].replace("Z", "+00:00")) <= now
+    assert firing["labels"] == resolved["labels"]
+    assert "generatorURL" not in firing  # no public URL: no link rather than a wrong one
