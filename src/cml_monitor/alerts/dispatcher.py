@@ -25,7 +25,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
@@ -109,7 +109,7 @@ class NotificationDispatcher:
         return sum(len(unit) for unit in units)
 
     async def _units(
-        self, rows: list[dict[str, Any]], now: Any, lease_until: Any
+        self, rows: list[dict[str, Any]], now: datetime, lease_until: datetime
     ) -> list[list[dict[str, Any]]]:
         """One unit per row, except for grouping receivers: one per receiver with all its queue."""
         units: list[list[dict[str, Any]]] = []
