@@ -122,6 +122,7 @@ async def make_app(sim: FleetSimulator, sqlite_url: str) -> AsyncIterator[Callab
     async def factory(**overrides: Any) -> AlertingApp:
         overrides.setdefault("worker_monitoring_enabled", False)
         overrides.setdefault("worker_notification_retry_base", 0.05)
+        overrides.setdefault("worker_notification_group_wait", 0)  # Slack's grouping has its own test
         overrides.setdefault("cml_username", "admin")
         settings = make_settings(sqlite_url, sim.url, **overrides)
         app = create_app(settings)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from cml_monitor import __version__
 from cml_monitor.settings import Settings, SettingsError, load_settings
@@ -16,11 +18,19 @@ from cml_monitor.settings import Settings, SettingsError, load_settings
 DEMO_PORT = 8080
 
 
+def utcnow_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _settings_or_exit() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        print(f"cml-monitor: {exc}", file=sys.stderr)
+        if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":  # a shipper parses even this line
+            line = {"time": utcnow_iso(), "level": "ERROR", "logger": "cml_monitor.cli", "message": str(exc)}
+            print(json.dumps(line, ensure_ascii=False), file=sys.stderr)
+        else:
+            print(f"cml-monitor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -19,13 +19,16 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.actions import ACTION_LEASE, ActionExecutor, ActionSettings, AutomaticActions
+from cml_monitor.alerts.alertmanager_refresh import AlertmanagerRefresher
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
+from cml_monitor.alerts.links import Links
 from cml_monitor.alerts.notifiers import (
+    AlertmanagerNotifier,
     Notifier,
     OpsgenieNotifier,
     PagerDutyNotifier,
@@ -58,6 +61,17 @@ from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The monitor cannot start (its database cannot be reached or migrated): one line says why."""
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://…"
 
 
 async def _every(period: float, work: Any, what: str, *, first_delay: float = 0.0) -> None:
@@ -96,6 +110,7 @@ class MonitorRuntime:
     action_operations: ActionOperations
     freshness: FleetFreshness
     bus: RedisEventBus | None = None
+    alertmanager_refresher: AlertmanagerRefresher | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -106,8 +121,14 @@ class MonitorRuntime:
             stack.push_async_callback(self.aws.close)
             stack.push_async_callback(self.cml.close)
             stack.push_async_callback(self.http.aclose)
-            await migrate(self.engine)
-            self.metrics.alerts_firing.set(await self.alerts.count_firing())
+            try:
+                await migrate(self.engine)
+            except Exception as exc:
+                raise StartupError(
+                    f"the database {_safe_url(self.settings.database_url)} cannot be reached or migrated: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.metrics.set_firing(await self.alerts.firing())
             if self.bus is not None:
                 stack.push_async_callback(self.bus.close)
                 await self.bus.start()
@@ -122,6 +143,10 @@ class MonitorRuntime:
                 return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
+            refresher = self.alertmanager_refresher
+            if refresher is not None:
+                every = refresher.interval
+                self._loop(_every(every, refresher.refresh, "Alertmanager re-post", first_delay=every))
             await self._reconcile_actions()
             # Again every lease: an action whose replica died after this one started is
             # settled (and its worker freed for the next action) without waiting for a restart.
@@ -329,7 +354,13 @@ def build_runtime(
     http = httpx.AsyncClient(
         timeout=settings.worker_notification_timeout, limits=httpx.Limits(max_connections=50)
     )
-    channels, notifiers = build_channels(settings, http)
+    channels, notifiers = build_channels(settings, http, clock=clock)
+    alertmanager = notifiers.get("alertmanager")
+    refresher = None
+    if isinstance(alertmanager, AlertmanagerNotifier):
+        refresher = AlertmanagerRefresher(
+            alerts, alertmanager, settings.worker_notification_alertmanager_urls, clock=clock
+        )
     dispatcher = NotificationDispatcher(
         alerts,
         notifiers,
@@ -351,7 +382,7 @@ def build_runtime(
         ),
         clock=clock,
         on_outbox=dispatcher.wake,
-        on_firing_count=metrics.alerts_firing.set,
+        on_firing=metrics.set_firing,
     )
     handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
     idle_policy = IdlePolicy(
@@ -370,7 +401,7 @@ def build_runtime(
         holder=replica,
         enabled=settings.worker_monitoring_enabled,
         clock=clock,
-        on_collected=lambda region, at: metrics.last_collection.labels(region).set(at),
+        on_collected=metrics.on_region_collected,
     )
     heartbeat = (
         Heartbeat(
@@ -494,27 +525,42 @@ def build_runtime(
         action_operations=ActionOperations(action_store, repository),
         freshness=freshness,
         bus=bus,
+        alertmanager_refresher=refresher,
     )
 
 
-def build_channels(settings: Settings, http: httpx.AsyncClient) -> tuple[list[Channel], dict[str, Notifier]]:
+def build_channels(
+    settings: Settings, http: httpx.AsyncClient, *, clock: Clock = utcnow
+) -> tuple[list[Channel], dict[str, Notifier]]:
     """The receivers the settings name, and a notifier for each kind of them."""
     secret = settings.worker_notification_webhook_secret
+    links = Links(settings.cml_monitor_public_url, settings.worker_runbook_base_url)
     channels = [Channel("webhook", url) for url in settings.worker_notification_webhooks]
     notifiers: dict[str, Notifier] = {
-        "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None)
+        "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None, links)
     }
     if settings.slack_webhook_url is not None:
-        channels.append(Channel("slack", alerts_only=True))
-        notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value())
+        channels.append(
+            Channel("slack", alerts_only=True, group_wait=settings.worker_notification_group_wait)
+        )
+        notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value(), links)
     if settings.pagerduty_routing_key is not None and settings.pagerduty_routing_key.get_secret_value():
         channels.append(Channel("pagerduty", alerts_only=True))
         notifiers["pagerduty"] = PagerDutyNotifier(
-            http, settings.pagerduty_routing_key.get_secret_value(), settings.pagerduty_events_url
+            http, settings.pagerduty_routing_key.get_secret_value(), settings.pagerduty_events_url, links
         )
     if settings.opsgenie_api_key is not None and settings.opsgenie_api_key.get_secret_value():
         channels.append(Channel("opsgenie", alerts_only=True))
         notifiers["opsgenie"] = OpsgenieNotifier(
-            http, settings.opsgenie_api_key.get_secret_value(), settings.opsgenie_api_url
+            http, settings.opsgenie_api_key.get_secret_value(), settings.opsgenie_api_url, links
+        )
+    if settings.worker_notification_alertmanager_urls:
+        # One outbox row per Alertmanager: each member of a cluster gets every alert.
+        channels += [
+            Channel("alertmanager", url, alerts_only=True)
+            for url in settings.worker_notification_alertmanager_urls
+        ]
+        notifiers["alertmanager"] = AlertmanagerNotifier(
+            http, links, refresh=settings.worker_notification_alertmanager_refresh, clock=clock
         )
     return channels, notifiers

@@ -26,6 +26,11 @@ _SECRET_NAMES = {
 }
 
 
+# Where runbook links point unless WORKER_RUNBOOK_BASE_URL says otherwise: the runbooks' path in
+# this repository. Point it at the folder as your Git host or wiki serves it to make it a link.
+DEFAULT_RUNBOOK_BASE_URL = "docs/runbooks"
+
+
 class SettingsError(ValueError):
     """A setting has a value the service cannot start with; the message names the variable."""
 
@@ -91,6 +96,12 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     opsgenie_api_key: SecretStr | None = None
     opsgenie_api_url: str = "https://api.opsgenie.com"
+    # The operator's stack: Alertmanager, links to the dashboard and the runbooks, grouped chat
+    worker_notification_alertmanager_urls: Annotated[list[str], NoDecode] = []
+    worker_notification_alertmanager_refresh: float = Field(60.0, ge=5, le=3600)
+    worker_notification_group_wait: float = Field(10.0, ge=0, le=600)
+    cml_monitor_public_url: str = ""
+    worker_runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
 
     # Storage and jobs
     database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
@@ -156,6 +167,29 @@ class Settings(BaseSettings):
     @classmethod
     def _check_webhooks(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
+
+    @field_validator("worker_notification_alertmanager_urls", mode="before")
+    @classmethod
+    def _parse_alertmanagers(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("worker_notification_alertmanager_urls")
+    @classmethod
+    def _check_alertmanagers(cls, value: list[str]) -> list[str]:
+        return [_check_http_url(url).rstrip("/") for url in value]
+
+    @field_validator("cml_monitor_public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        return _check_http_url(value.strip()).rstrip("/") if value.strip() else ""
+
+    @field_validator("worker_runbook_base_url")
+    @classmethod
+    def _check_runbook_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty (the default is the repository's docs/runbooks)")
+        return value
 
     @field_validator("oidc_admin_roles", "oidc_viewer_roles", mode="before")
     @classmethod

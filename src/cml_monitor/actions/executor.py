@@ -52,6 +52,21 @@ def replica_id() -> str:
     return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _fields(action: Action, worker: Worker) -> dict[str, object]:
+    """The structured fields of an action's log lines, for a shipper to index."""
+    return {
+        "action_id": action.id,
+        "action": action.kind.value,
+        "reason": action.reason.value,
+        "result": action.result.value,
+        "actor": action.actor,
+        "worker_id": worker.id,
+        "worker_name": worker.name,
+        "instance_id": worker.aws_instance_id,
+        "region": worker.aws_region,
+    }
+
+
 class ActionNotAllowed(Exception):
     """The worker's state does not allow this action (stop a stopped worker, say)."""
 
@@ -111,19 +126,26 @@ class ActionExecutor:
         if not await self.store.record(action):
             raise ActionInFlight(f"worker {worker.id} has an action in flight")
         logger.info(
-            "⚙️ %s of worker %s (%s) recorded: %s by %s%s",
+            "%s of worker %s (%s) recorded: %s by %s%s",
             kind.value.capitalize(),
             worker.name,
             worker.aws_instance_id,
             reason.value,
             actor,
             " (dry run)" if dry_run else "",
+            extra=_fields(action, worker),
         )
         renewing = asyncio.ensure_future(self._renew(action))
         try:
             action = await self._attempt(worker, action, last_check)
         except Exception as exc:  # the outcome is recorded whatever went wrong
-            logger.exception("%s of worker %s failed", kind.value.capitalize(), worker.id)
+            logger.exception(
+                "%s of worker %s (%s) failed",
+                kind.value.capitalize(),
+                worker.name,
+                worker.aws_instance_id,
+                extra=_fields(action, worker),
+            )
             action = action.finish(ActionResult.FAILED, f"{type(exc).__name__}: {exc}"[:1000], self._clock())
         finally:
             renewing.cancel()
@@ -170,7 +192,13 @@ class ActionExecutor:
     async def _announce(self, action: Action, worker: Worker) -> None:
         """A finished action: logged, counted and, when automatic, notified."""
         logger.info(
-            "⚙️ %s of worker %s: %s (%s)", action.kind.value, worker.name, action.result.value, action.detail
+            "%s of worker %s (%s): %s (%s)",
+            action.kind.value.capitalize(),
+            worker.name,
+            worker.aws_instance_id,
+            action.result.value,
+            action.detail,
+            extra=_fields(action, worker),
         )
         if self._on_result is not None:
             self._on_result(action)

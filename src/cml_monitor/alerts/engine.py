@@ -43,6 +43,42 @@ class AlertSettings:
     unreachable_after: timedelta = timedelta(seconds=900)
 
 
+def _figure(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "n/a"
+
+
+def _log_change(alert: Alert, event: dict[str, Any] | None, suffix: str) -> None:
+    """`Alert cpu firing on lab-1 (i-0abc…): value 97.5, threshold 90 (notifying)`: WARNING when
+    it fires, INFO when it resolves; the worker, kind and figures also as structured fields."""
+    event = event or {}  # a fleet-level alert is about a region, not a worker
+    name = event.get("worker_name") or alert.worker_id or f"region {alert.region}"
+    instance = event.get("aws_instance_id")
+    where = f"{name} ({instance})" if instance else name
+    figures = ""
+    if alert.value is not None or alert.threshold is not None:
+        figures = f": value {_figure(alert.value)}"
+        if alert.threshold is not None:
+            figures += f", threshold {_figure(alert.threshold)}"
+    if alert.detail and alert.state is AlertState.FIRING:
+        figures += f" ({alert.detail})" if figures else f": {alert.detail}"
+    fields = {
+        "worker_id": alert.worker_id,
+        "worker_name": event.get("worker_name"),
+        "instance_id": instance,
+        "region": event.get("aws_region") or event.get("region") or alert.region,
+        "kind": alert.kind.value,
+        "severity": alert.severity,
+        "state": alert.state.value,
+        "alert_id": alert.id,
+        "value": alert.value,
+        "threshold": alert.threshold,
+    }
+    if alert.state is AlertState.FIRING:
+        logger.warning("Alert %s firing on %s%s%s", alert.kind.value, where, figures, suffix, extra=fields)
+    else:
+        logger.info("Alert %s resolved on %s%s", alert.kind.value, where, figures, extra=fields)
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -52,14 +88,14 @@ class AlertEngine:
         *,
         clock: Clock = utcnow,
         on_outbox: Callable[[], None] | None = None,
-        on_firing_count: Callable[[int], None] | None = None,
+        on_firing: Callable[[list[tuple[str | None, str | None, str]]], None] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
         self.settings = settings
         self._clock = clock
         self._on_outbox = on_outbox
-        self._on_firing_count = on_firing_count
+        self._on_firing = on_firing
 
     async def evaluate(self, batch: list[tuple[dict[str, Any], list[Sample]]]) -> None:
         """Evaluate metrics events with their samples; status changes are notified too."""
@@ -103,8 +139,8 @@ class AlertEngine:
         )
         if outbox and self._on_outbox is not None:
             self._on_outbox()
-        if self._on_firing_count is not None and (before is None or before.state is not after.state):
-            self._on_firing_count(await self.store.count_firing())
+        if self._on_firing is not None and (before is None or before.state is not after.state):
+            self._on_firing(await self.store.firing())
 
     async def process(self, batch: list[tuple[dict[str, Any], list[Sample]]], *, notify_status: bool) -> None:
         """One transaction for the batch's alert changes and messages.
@@ -152,8 +188,8 @@ class AlertEngine:
             await self.store.apply(list(inserted.values()), list(updated.values()), deleted, outbox)
         if outbox and self._on_outbox is not None:
             self._on_outbox()
-        if self._on_firing_count is not None and (inserted or updated or deleted):
-            self._on_firing_count(await self.store.count_firing())
+        if self._on_firing is not None and (inserted or updated or deleted):
+            self._on_firing(await self.store.firing())
 
     def _notify(
         self,
@@ -166,12 +202,8 @@ class AlertEngine:
         silenced = is_silenced(silences, after.worker_id, after.kind.value, now)
         rows: list[dict[str, Any]] = []
         if after.state is not AlertState.PENDING and (before is None or before.state is not after.state):
-            logger.warning(
-                "🚨 Alert %s %s for %s%s",
-                after.kind.value,
-                after.state.value,
-                f"worker {after.worker_id}" if after.worker_id is not None else f"region {after.region}",
-                " (silenced)" if silenced else (" (notifying)" if self.channels else ""),
+            _log_change(
+                after, event, " (silenced)" if silenced else (" (notifying)" if self.channels else "")
             )
         if silenced:
             return after, rows

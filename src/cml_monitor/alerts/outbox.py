@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.clock import isoformat
@@ -25,6 +25,7 @@ class Channel:
     name: str
     target: str = ""
     alerts_only: bool = False  # PagerDuty, Opsgenie and Slack get alerts, not status changes
+    group_wait: float = 0.0  # seconds a message waits for others to share one (Slack)
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def notification_rows(
             "payload": body,
             "state": "pending",
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": now + timedelta(seconds=channel.group_wait),
             "lease_until": None,
             "last_error": None,
             "created_at": now,

@@ -65,7 +65,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime:
+        try:
+            await runtime.__aenter__()
+        except Exception as exc:
+            # One line, not a traceback (unless at DEBUG): the cause is what an operator needs.
+            debug = logger.isEnabledFor(logging.DEBUG)
+            logger.error(
+                "Cannot start: %s", exc if str(exc) else type(exc).__name__, exc_info=exc if debug else None
+            )
+            raise
+        try:
             logger.info("CML Worker Monitor %s ready", __version__)
             try:
                 yield
@@ -73,6 +82,8 @@ def create_app(
                 logger.info("Shutting down")
                 if oidc is not None:
                     await oidc.close()
+        finally:
+            await runtime.__aexit__(None, None, None)
 
     # FastAPIOffline: /docs with Swagger UI served from the package, not a CDN. No /redoc: its
     # bundle still loads a logo from the internet.

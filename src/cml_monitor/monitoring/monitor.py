@@ -160,6 +160,15 @@ class FleetMonitor:
             self.completed_at[region] = self._clock()
         await self._tell(RegionOutcome(region, self._clock(), report.error))
         running = sum(1 for e in report.events if e.status.value == "running")
+        cycle = {
+            "workers": len(worker_ids),
+            "running": running,
+            "failed": len(report.failed),
+            "gone": len(report.missing) + len(report.terminated),
+            "seconds": round(report.seconds, 3),
+            "aws_calls": report.aws_calls,
+            "cml_calls": report.cml_calls,
+        }
         logger.info(
             "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s, %d AWS and %d CML calls",
             region,
@@ -170,6 +179,7 @@ class FleetMonitor:
             report.seconds,
             report.aws_calls,
             report.cml_calls,
+            extra={"region": region, "cycle": cycle},
         )
         return RegionRun(region, workers=len(worker_ids), report=report)
 

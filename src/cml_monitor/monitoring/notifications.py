@@ -46,10 +46,17 @@ class WorkerNotificationHandler:
         """The seed's per-worker checks; returns the event's JSON and its alert samples."""
         metrics_data = event.to_json()
         logger.debug(
-            "📊 Collected metrics for worker %s: CPU=%s%%, Memory=%s%%",
-            event.worker_id,
+            "Collected metrics for worker %s (%s): CPU=%s%%, Memory=%s%%",
+            event.worker_name,
+            event.aws_instance_id,
             "n/a" if event.cpu_utilization is None else f"{event.cpu_utilization:.1f}",
             "n/a" if event.memory_utilization is None else f"{event.memory_utilization:.1f}",
+            extra={
+                "worker_id": event.worker_id,
+                "worker_name": event.worker_name,
+                "instance_id": event.aws_instance_id,
+                "region": event.aws_region,
+            },
         )
         samples = samples_for(metrics_data, self.rules)
         for sample in samples:

@@ -177,6 +177,42 @@ class AlertRepository:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def firing(self) -> list[tuple[str | None, str | None, str]]:
+        """The firing alerts as (worker id, worker name, kind), for the Prometheus gauges."""
+        query = (
+            select(alerts.c.worker_id, workers.c.name, alerts.c.kind)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(alerts.c.state == AlertState.FIRING.value)
+        )
+        async with self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
+
+    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]:
+        """Firing alerts somebody was told of and nobody acknowledged, each with its worker."""
+        query = (
+            select(alerts, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(
+                alerts.c.state == AlertState.FIRING.value,
+                alerts.c.last_notified_at.is_not(None),
+                alerts.c.acknowledged_at.is_(None),
+            )
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            (
+                _to_alert(row),
+                {
+                    "id": row.worker_id,
+                    "name": row.name,
+                    "aws_instance_id": row.aws_instance_id,
+                    "aws_region": row.aws_region,
+                },
+            )
+            for row in rows
+        ]
+
     async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
         """Workers (not terminated) with no successful collection since `cutoff`."""
         last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)
@@ -273,6 +309,41 @@ class AlertRepository:
                 won = await conn.execute(
                     update(notifications)
                     .where(notifications.c.id == notification_id, due)
+                    .values(lease_until=lease_until)
+                )
+                if won.rowcount:
+                    claimed.append(notification_id)
+            if not claimed:
+                return []
+            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
+        return [dict(row._mapping) for row in rows]
+
+    async def claim_queued(
+        self, channel: str, target: str, now: datetime, lease_until: datetime, *, exclude: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every other pending, unleased row for this receiver, due or not, leased to us.
+
+        For receivers that take a group in one message: what is queued for them when a group
+        goes out joins it rather than following one message at a time.
+        """
+        free = or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now)
+        queued = and_(
+            notifications.c.state == "pending",
+            notifications.c.channel == channel,
+            notifications.c.target == target,
+            free,
+        )
+        if exclude:
+            queued = and_(queued, notifications.c.id.not_in(list(exclude)))
+        async with self._engine.begin() as conn:
+            candidates = (
+                (await conn.execute(select(notifications.c.id).where(queued).limit(500))).scalars().all()
+            )
+            claimed = []
+            for notification_id in candidates:
+                won = await conn.execute(
+                    update(notifications)
+                    .where(notifications.c.id == notification_id, queued)
                     .values(lease_until=lease_until)
                 )
                 if won.rowcount:
