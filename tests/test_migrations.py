@@ -109,3 +109,16 @@ async def test_0009_is_a_no_op_on_sqlite(sqlite_url: str) -> None:
         assert version == "0009" and "ix_worker_metrics_worker_ts" in names
     finally:
         await engine.dispose()
+
+
+async def test_0009_leaves_a_plain_history_table_alone(postgresql_url: str) -> None:
+    """Only the partitioned table 0008 made is repaired; a plain one (0008 never ran) is not touched."""
+    engine = create_engine(postgresql_url)
+    try:
+        await migrate(engine, "0007")
+        before = await _index_definition(engine)
+        await _back_to_0008(engine)  # reported as 0008 while the table is still the plain one
+        await migrate(engine, "0009")
+        assert await _index_definition(engine) == before and "INCLUDE" not in (before or "INCLUDE")
+    finally:
+        await engine.dispose()

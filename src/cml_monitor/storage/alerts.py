@@ -121,23 +121,17 @@ class AlertRepository:
         )
 
     async def _apply(self, changes: _Changes) -> None:
-        inserted, updated, deleted, outbox = (
-            changes.inserted,
-            changes.updated,
-            changes.deleted,
-            changes.outbox,
-        )
         async with self._engine.begin() as conn:
-            if deleted:
-                await conn.execute(delete(alerts).where(alerts.c.id.in_(list(deleted))))
-            if inserted:
-                await conn.execute(insert(alerts), [_alert_record(a) for a in inserted])
-            for alert in updated:
+            if changes.deleted:
+                await conn.execute(delete(alerts).where(alerts.c.id.in_(changes.deleted)))
+            if changes.inserted:
+                await conn.execute(insert(alerts), [_alert_record(a) for a in changes.inserted])
+            for alert in changes.updated:
                 record = _alert_record(alert)
                 record.pop("id")
                 await conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**record))
-            if outbox:
-                await conn.execute(insert(notifications), list(outbox))
+            if changes.outbox:
+                await conn.execute(insert(notifications), changes.outbox)
 
     async def list_alerts(
         self,
