@@ -294,10 +294,17 @@ class _Read:
             self.errors.setdefault(name, reason)
 
     def lab_signature(self) -> tuple[Any, ...] | None:
-        """What changes when a lab starts or stops: its nodes start or stop (None: unknown)."""
+        """What changes when a lab starts or stops: its nodes start or stop (None: unknown).
+
+        Unknown too when the controller gave no node counts (null `dominfo` counts): an
+        unchanging null would otherwise hide a lab that starts until the lab list changes.
+        """
         if "system_stats" not in self.answered or self.lab_ids is None:
             return None
-        return (tuple(sorted(self.lab_ids)), self.values.get("running_nodes"), self.values.get("total_nodes"))
+        running, total = self.values.get("running_nodes"), self.values.get("total_nodes")
+        if running is None or total is None:
+            return None
+        return (tuple(sorted(self.lab_ids)), running, total)
 
     def reading(self) -> ControllerReading:
         failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
