@@ -277,6 +277,7 @@ def build_runtime(
         username=settings.cml_username,
         password=settings.cml_password.get_secret_value(),
         verify_tls=settings.cml_verify_tls,
+        ca_bundle=settings.cml_ca_bundle or None,
         timeout=settings.cml_timeout,
         max_labs=settings.cml_max_labs,
         blocked_networks=settings.blocked_networks,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -122,6 +123,9 @@ class Settings(BaseSettings):
     cml_username: str = "admin"
     cml_password: SecretStr = SecretStr("")
     cml_verify_tls: bool = True
+    # PEM file of CAs trusted for controllers, beside the system's (a stock CML's self-signed
+    # certificate is its own CA).
+    cml_ca_bundle: str = ""
     cml_url_blocked_networks: Annotated[list[str], NoDecode] = [
         "127.0.0.0/8",
         "::1/128",
@@ -207,6 +211,18 @@ class Settings(BaseSettings):
     def _check_job_store_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("redis", "rediss"):
             raise ValueError("must be empty or a redis:// URL")
+        return value
+
+    @field_validator("cml_ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value} is not a readable file (a PEM file of CA certificates)")
+        if value:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"{value} holds no PEM certificate: {exc}") from exc
         return value
 
     @field_validator("cml_url_blocked_networks", mode="before")

@@ -44,6 +44,7 @@ class CmlControllerClient:
         username: str,
         password: str,
         verify_tls: bool = True,
+        ca_bundle: str | None = None,
         timeout: float = 10.0,
         max_labs: int = 1000,
         max_connections: int = 200,
@@ -54,6 +55,7 @@ class CmlControllerClient:
         self._username = username
         self._password = password
         self._verify_tls = verify_tls
+        self._ca_bundle = ca_bundle or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._deadline = timeout
         self._max_labs = max_labs
@@ -71,7 +73,7 @@ class CmlControllerClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            tls: ssl.SSLContext | bool = ssl.create_default_context() if self._verify_tls else False
+            tls = _tls_context(self._verify_tls, self._ca_bundle)
             # No per-host cap: per-controller concurrency is bounded above, and simulated
             # controllers share one host and port.
             connector = aiohttp.TCPConnector(
@@ -190,7 +192,7 @@ class CmlControllerClient:
             if status is None:
                 return
             if status != 200:
-                read.errors["labs"] = f"HTTP {status}"
+                read.errors["labs"] = http_error("labs", status)
                 return
             try:
                 ids = shapes.lab_ids(body)
@@ -271,6 +273,8 @@ class _Read:
             self.errors[name] = str(exc)
         except BlockedAddress as exc:  # before OSError and ValueError: it may be wrapped as either
             self.errors[name] = f"not contacted: {exc}"
+        except aiohttp.ClientConnectorCertificateError as exc:  # before ClientError, its base
+            self.errors[name] = untrusted_certificate(exc)
         except (aiohttp.ClientError, OSError) as exc:
             self.errors[name] = f"unreachable: {exc!r}"
         except ValueError:
@@ -279,7 +283,7 @@ class _Read:
 
     def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
         if status != 200:
-            self.errors[name] = f"HTTP {status}"
+            self.errors[name] = http_error(name, status)
             return
         try:
             values = parse(body)
@@ -309,6 +313,33 @@ class _Read:
     def reading(self) -> ControllerReading:
         failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
         return ControllerReading(reachable=bool(self.answered), values=dict(self.values), errors=failed)
+
+
+def http_error(name: str, status: int) -> str:
+    """An endpoint's refusal; a 403 says what the account lacks (CML keeps licensing, telemetry
+    and system administration for administrators)."""
+    if status == 403:
+        return f"needs an administrator account for {name} (HTTP 403)"
+    return f"HTTP {status}"
+
+
+def _tls_context(verify: bool, ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """The system's CAs, plus the controllers' own CA when a bundle is given; False: no checks."""
+    if not verify:
+        return False
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def untrusted_certificate(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What an operator reads when a controller's certificate is not trusted, and what to set."""
+    reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+    return (
+        f"TLS certificate not trusted ({reason}): set CML_CA_BUNDLE to a PEM file of the "
+        "controller's CA (its self-signed certificate will do), or CML_VERIFY_TLS=false"
+    )
 
 
 def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:
