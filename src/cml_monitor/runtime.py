@@ -357,8 +357,10 @@ def build_runtime(
             remediation_after_samples=settings.worker_remediation_after_samples,
             remediation_cooldown=timedelta(seconds=settings.worker_remediation_cooldown),
             max_per_hour=settings.worker_actions_max_per_hour,
+            notice=settings.worker_auto_pause_notice,
         ),
         clock=clock,
+        notices=cml if settings.worker_auto_pause_notice else None,
     )
     events = EventHub()
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     worker_auto_pause_dry_run: bool = False
     worker_auto_pause_grace: int = Field(600, ge=0, le=7 * 86_400)
     worker_auto_pause_snooze: int = Field(3600, ge=0, le=30 * 86_400)
+    # Post a CML system notice when the idle grace starts (when and why the pause, how to keep it).
+    worker_auto_pause_notice: bool = True
     worker_remediation_enabled: bool = False
     worker_remediation_after_samples: int = Field(3, ge=1, le=1000)
     worker_remediation_cooldown: int = Field(3600, ge=0, le=30 * 86_400)

@@ -140,6 +140,59 @@ class CmlControllerClient:
     async def _get_public(self, base: str, path: str) -> tuple[int, Any]:
         return await self._get_once(f"{base}{path}", None, {})
 
+    async def post_notice(self, cml_url: str, *, level: str, label: str, content: str) -> str:
+        """Post a CML system notice to every user of the controller (`POST system/notices`,
+        a `SystemNoticeCreate` body); its id. CmlControllerError when it is not taken."""
+        return await self._io.run(self._post_notice(self._base(cml_url), level, label, content))
+
+    async def delete_notice(self, cml_url: str, notice_id: str) -> None:
+        """Remove a system notice (`DELETE system/notices/{id}`); one already gone is fine."""
+        await self._io.run(self._delete_notice(self._base(cml_url), notice_id))
+
+    async def _send(self, method: str, base: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A request with the controller's token, renewed once on 401; the status and JSON body."""
+        url = f"{base}{path}"
+        self._guard.check_url_syntax(url)
+        token = self._tokens.get(base) or await self._authenticate(base, None)
+        for attempt in range(2):
+            self.requests += 1
+            count_cml()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with self._http().request(
+                method, url, json=body, headers=headers, allow_redirects=False
+            ) as response:
+                _refuse_redirect(url, response)
+                status, raw = response.status, await response.read()
+            if status == 401 and attempt == 0:
+                token = await self._authenticate(base, token)
+                continue
+            break
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    async def _post_notice(self, base: str, level: str, label: str, content: str) -> str:
+        body = {"level": level, "label": label, "content": content, "enabled": True}
+        try:
+            status, answer = await self._send("POST", base, "/api/v0/system/notices", body)
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not posted: {exc!r}") from exc
+        if status != 200:
+            raise CmlControllerError(f"notice not posted: {http_error('system/notices', status)}")
+        notice_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(notice_id, str):
+            raise CmlControllerError("notice posted, but the controller answered no notice id")
+        return notice_id
+
+    async def _delete_notice(self, base: str, notice_id: str) -> None:
+        try:
+            status, _ = await self._send("DELETE", base, f"/api/v0/system/notices/{notice_id}")
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not removed: {exc!r}") from exc
+        if status not in (200, 204, 404):
+            raise CmlControllerError(f"notice not removed: {http_error('system/notices', status)}")
+
     async def read_controller(
         self, cml_url: str, *, licensing: bool = False, activity: bool = False, fresh_labs: bool = False
     ) -> ControllerReading:
