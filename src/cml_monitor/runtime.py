@@ -378,6 +378,7 @@ def build_runtime(
         licensing_interval=settings.cml_licensing_check_interval,
         activity_interval=settings.worker_idle_check_interval,
         idle_policy=idle_policy,
+        metrics_source=settings.worker_metrics_source,
         observers=[automatic, *([bus] if bus is not None else [metrics, events])],
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),

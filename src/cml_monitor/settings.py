@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     worker_auto_pause_snooze: int = Field(3600, ge=0, le=30 * 86_400)
     # Post a CML system notice when the idle grace starts (when and why the pause, how to keep it).
     worker_auto_pause_notice: bool = True
+    # CPU and memory: from the controller's system_stats when it answered this cycle (auto),
+    # always from CloudWatch, or only from the controller.
+    worker_metrics_source: Literal["auto", "cloudwatch", "controller"] = "auto"
     worker_remediation_enabled: bool = False
     worker_remediation_after_samples: int = Field(3, ge=1, le=1000)
     worker_remediation_cooldown: int = Field(3600, ge=0, le=30 * 86_400)
