@@ -148,6 +148,9 @@ def make_settings(database_url: str, moto_url: str, **overrides: object):  # typ
         "cml_password": "cml-sim",
         # The simulated controllers listen on loopback, which the default refuses.
         "cml_url_blocked_networks": "169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8",
+        # These tests drive CPU and memory through the simulator's CloudWatch; the default
+        # (`auto`: the controller's figures first) is tested in test_metrics_source.py.
+        "worker_metrics_source": "cloudwatch",
     }
     values.update(overrides)
     return load_settings(**values)

@@ -6,13 +6,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, inspect, select, text
 
 from cml_monitor.domain import Worker
 from cml_monitor.storage import CMLWorkerRepository, MetricSample, partitions
 from cml_monitor.storage.database import create_engine, migrate
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.storage.tables import worker_metrics, worker_metrics_hourly
+from cml_monitor.storage.tables import workers as workers_table
 
 # Half past the hour before the last one: recent enough that the running service's own history
 # maintenance (which prunes by the real clock) never touches the samples the tests seed.
@@ -23,10 +24,14 @@ def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-async def _seed(repository: CMLWorkerRepository) -> Worker:
-    worker = await repository.add_async(
-        Worker.register(name="h", aws_region="us-east-1", aws_instance_id="i-0123456789abcdef0", now=NOW)
-    )
+def _worker() -> Worker:
+    return Worker.register(name="h", aws_region="us-east-1", aws_instance_id="i-0123456789abcdef0", now=NOW)
+
+
+async def _seed(repository: CMLWorkerRepository, worker: Worker | None = None) -> Worker:
+    """Three days of 5-minute samples of a worker (registered here unless given, stored already)."""
+    if worker is None:
+        worker = await repository.add_async(_worker())
     samples = []
     at = NOW - timedelta(days=3)
     index = 0
@@ -191,7 +196,16 @@ async def test_postgresql_partitioning_migration_keeps_stored_samples(postgresql
     try:
         await migrate(engine, "0007")
         repository = CMLWorkerRepository(engine)
-        worker = await _seed(repository)
+        # The worker row as a 0007 database holds it: only the columns it has (later
+        # migrations add worker columns the repository of today writes).
+        worker = _worker()
+        async with engine.begin() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("workers")}
+            )
+            record = {k: v for k, v in worker.to_record().items() if k in columns}
+            await conn.execute(insert(workers_table).values(**record))
+        worker = await _seed(repository, worker)
         async with engine.connect() as conn:
             before = (await conn.execute(text("SELECT id, timestamp FROM worker_metrics ORDER BY id"))).all()
         await migrate(engine)

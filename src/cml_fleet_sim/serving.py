@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from .tls import SelfSignedCertificate
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
@@ -21,10 +23,17 @@ class ThreadedServer:
     """uvicorn in a daemon thread; `start()` returns once the socket accepts connections."""
 
     def __init__(
-        self, app: Callable[..., Any], *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+        self,
+        app: Callable[..., Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: str = "off",
+        tls: SelfSignedCertificate | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.tls = tls  # HTTPS with this certificate, as a CML controller serves
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -36,13 +45,15 @@ class ThreadedServer:
                 access_log=False,
                 # A request held open on purpose (a "hung" controller) must not hold the stop.
                 timeout_graceful_shutdown=1,
+                ssl_certfile=str(tls.certfile) if tls else None,
+                ssl_keyfile=str(tls.keyfile) if tls else None,
             )
         )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> ThreadedServer:
         self._thread = threading.Thread(target=self._server.run, name=f"server-{self.port}", daemon=True)

@@ -339,6 +339,7 @@ def build_runtime(
         username=settings.cml_username,
         password=settings.cml_password.get_secret_value(),
         verify_tls=settings.cml_verify_tls,
+        ca_bundle=settings.cml_ca_bundle or None,
         timeout=settings.cml_timeout,
         max_labs=settings.cml_max_labs,
         blocked_networks=settings.blocked_networks,
@@ -444,8 +445,10 @@ def build_runtime(
             remediation_after_samples=settings.worker_remediation_after_samples,
             remediation_cooldown=timedelta(seconds=settings.worker_remediation_cooldown),
             max_per_hour=settings.worker_actions_max_per_hour,
+            notice=settings.worker_auto_pause_notice,
         ),
         clock=clock,
+        notices=cml if settings.worker_auto_pause_notice else None,
     )
     events = EventHub()
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
@@ -463,6 +466,7 @@ def build_runtime(
         licensing_interval=settings.cml_licensing_check_interval,
         activity_interval=settings.worker_idle_check_interval,
         idle_policy=idle_policy,
+        metrics_source=settings.worker_metrics_source,
         observers=[automatic, *([bus] if bus is not None else [metrics, events])],
         observer_timeout=settings.worker_observer_timeout,
         on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),

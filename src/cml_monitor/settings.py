@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     worker_auto_pause_dry_run: bool = False
     worker_auto_pause_grace: int = Field(600, ge=0, le=7 * 86_400)
     worker_auto_pause_snooze: int = Field(3600, ge=0, le=30 * 86_400)
+    # Post a CML system notice when the idle grace starts (when and why the pause, how to keep it).
+    worker_auto_pause_notice: bool = True
+    # CPU and memory: from the controller's system_stats when it answered this cycle (auto),
+    # always from CloudWatch, or only from the controller.
+    worker_metrics_source: Literal["auto", "cloudwatch", "controller"] = "auto"
     worker_remediation_enabled: bool = False
     worker_remediation_after_samples: int = Field(3, ge=1, le=1000)
     worker_remediation_cooldown: int = Field(3600, ge=0, le=30 * 86_400)
@@ -135,6 +141,9 @@ class Settings(BaseSettings):
     cml_username: str = "admin"
     cml_password: SecretStr = SecretStr("")
     cml_verify_tls: bool = True
+    # PEM file of CAs trusted for controllers, beside the system's (a stock CML's self-signed
+    # certificate is its own CA).
+    cml_ca_bundle: str = ""
     cml_url_blocked_networks: Annotated[list[str], NoDecode] = [
         "127.0.0.0/8",
         "::1/128",
@@ -243,6 +252,18 @@ class Settings(BaseSettings):
     def _check_job_store_url(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("redis", "rediss"):
             raise ValueError("must be empty or a redis:// URL")
+        return value
+
+    @field_validator("cml_ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value} is not a readable file (a PEM file of CA certificates)")
+        if value:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"{value} holds no PEM certificate: {exc}") from exc
         return value
 
     @field_validator("cml_url_blocked_networks", mode="before")

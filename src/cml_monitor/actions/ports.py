@@ -46,5 +46,13 @@ class Controllers(Protocol):
     ) -> ControllerReading: ...
 
 
+class Notices(Protocol):
+    """CML system notices: a banner every user of the controller sees."""
+
+    async def post_notice(self, cml_url: str, *, level: str, label: str, content: str) -> str: ...
+
+    async def delete_notice(self, cml_url: str, notice_id: str) -> None: ...
+
+
 class Silences(Protocol):
     async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]: ...

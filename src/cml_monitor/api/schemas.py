@@ -120,6 +120,7 @@ class IdleOut(BaseModel):
     running_seconds: float
     idle_seconds: float
     paused_seconds: float
+    notice_id: str | None = None  # the CML system notice telling users of the coming pause
 
 
 class WorkerOut(BaseModel):
@@ -148,6 +149,7 @@ class WorkerOut(BaseModel):
     auto_pause: bool
     idle: IdleOut
     impaired_samples: int
+    metrics_source: Literal["controller", "cloudwatch"] | None = None
     monitoring: Monitoring
 
     @classmethod

@@ -47,6 +47,7 @@ class CmlControllerClient:
         username: str,
         password: str,
         verify_tls: bool = True,
+        ca_bundle: str | None = None,
         timeout: float = 10.0,
         max_labs: int = 1000,
         max_connections: int = 200,
@@ -58,6 +59,7 @@ class CmlControllerClient:
         self._username = username
         self._password = password
         self._verify_tls = verify_tls
+        self._ca_bundle = ca_bundle or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._deadline = timeout
         self._max_labs = max_labs
@@ -76,7 +78,7 @@ class CmlControllerClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            tls: ssl.SSLContext | bool = ssl.create_default_context() if self._verify_tls else False
+            tls = _tls_context(self._verify_tls, self._ca_bundle)
             # No per-host cap: per-controller concurrency is bounded above, and simulated
             # controllers share one host and port.
             connector = aiohttp.TCPConnector(
@@ -143,6 +145,59 @@ class CmlControllerClient:
     async def _get_public(self, base: str, path: str) -> tuple[int, Any]:
         return await self._get_once(f"{base}{path}", None, {})
 
+    async def post_notice(self, cml_url: str, *, level: str, label: str, content: str) -> str:
+        """Post a CML system notice to every user of the controller (`POST system/notices`,
+        a `SystemNoticeCreate` body); its id. CmlControllerError when it is not taken."""
+        return await self._io.run(self._post_notice(self._base(cml_url), level, label, content))
+
+    async def delete_notice(self, cml_url: str, notice_id: str) -> None:
+        """Remove a system notice (`DELETE system/notices/{id}`); one already gone is fine."""
+        await self._io.run(self._delete_notice(self._base(cml_url), notice_id))
+
+    async def _send(self, method: str, base: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A request with the controller's token, renewed once on 401; the status and JSON body."""
+        url = f"{base}{path}"
+        self._guard.check_url_syntax(url)
+        token = self._tokens.get(base) or await self._authenticate(base, None)
+        for attempt in range(2):
+            self.requests += 1
+            count_cml()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with self._http().request(
+                method, url, json=body, headers=headers, allow_redirects=False
+            ) as response:
+                _refuse_redirect(url, response)
+                status, raw = response.status, await response.read()
+            if status == 401 and attempt == 0:
+                token = await self._authenticate(base, token)
+                continue
+            break
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    async def _post_notice(self, base: str, level: str, label: str, content: str) -> str:
+        body = {"level": level, "label": label, "content": content, "enabled": True}
+        try:
+            status, answer = await self._send("POST", base, "/api/v0/system/notices", body)
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not posted: {exc!r}") from exc
+        if status != 200:
+            raise CmlControllerError(f"notice not posted: {http_error('system/notices', status)}")
+        notice_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(notice_id, str):
+            raise CmlControllerError("notice posted, but the controller answered no notice id")
+        return notice_id
+
+    async def _delete_notice(self, base: str, notice_id: str) -> None:
+        try:
+            status, _ = await self._send("DELETE", base, f"/api/v0/system/notices/{notice_id}")
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not removed: {exc!r}") from exc
+        if status not in (200, 204, 404):
+            raise CmlControllerError(f"notice not removed: {http_error('system/notices', status)}")
+
     async def read_controller(
         self, cml_url: str, *, licensing: bool = False, activity: bool = False, fresh_labs: bool = False
     ) -> ControllerReading:
@@ -195,7 +250,7 @@ class CmlControllerClient:
             if status is None:
                 return
             if status != 200:
-                read.errors["labs"] = f"HTTP {status}"
+                read.errors["labs"] = http_error("labs", status)
                 return
             try:
                 ids = shapes.lab_ids(body)
@@ -279,6 +334,8 @@ class _Read:
             self.errors[name] = str(exc)
         except BlockedAddress as exc:  # before OSError and ValueError: it may be wrapped as either
             self.errors[name] = f"not contacted: {exc}"
+        except aiohttp.ClientConnectorCertificateError as exc:  # before ClientError, its base
+            self.errors[name] = untrusted_certificate(exc)
         except (aiohttp.ClientError, OSError) as exc:
             self.errors[name] = f"unreachable: {exc!r}"
         except ValueError:
@@ -287,7 +344,7 @@ class _Read:
 
     def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
         if status != 200:
-            self.errors[name] = f"HTTP {status}"
+            self.errors[name] = http_error(name, status)
             return
         try:
             values = parse(body)
@@ -302,10 +359,17 @@ class _Read:
             self.errors.setdefault(name, reason)
 
     def lab_signature(self) -> tuple[Any, ...] | None:
-        """What changes when a lab starts or stops: its nodes start or stop (None: unknown)."""
+        """What changes when a lab starts or stops: its nodes start or stop (None: unknown).
+
+        Unknown too when the controller gave no node counts (null `dominfo` counts): an
+        unchanging null would otherwise hide a lab that starts until the lab list changes.
+        """
         if "system_stats" not in self.answered or self.lab_ids is None:
             return None
-        return (tuple(sorted(self.lab_ids)), self.values.get("running_nodes"), self.values.get("total_nodes"))
+        running, total = self.values.get("running_nodes"), self.values.get("total_nodes")
+        if running is None or total is None:
+            return None
+        return (tuple(sorted(self.lab_ids)), running, total)
 
     def reading(self) -> ControllerReading:
         failed = tuple(clean(f"{name}: {self.errors[name]}") for name in sorted(self.errors))
@@ -322,6 +386,33 @@ def decode(raw: bytes) -> Any:
     if b"\\u00" in raw or b"\\b" in raw or b"\\f" in raw:
         return clean_deep(body)
     return body
+
+
+def http_error(name: str, status: int) -> str:
+    """An endpoint's refusal; a 403 says what the account lacks (CML keeps licensing, telemetry
+    and system administration for administrators)."""
+    if status == 403:
+        return f"needs an administrator account for {name} (HTTP 403)"
+    return f"HTTP {status}"
+
+
+def _tls_context(verify: bool, ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """The system's CAs, plus the controllers' own CA when a bundle is given; False: no checks."""
+    if not verify:
+        return False
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def untrusted_certificate(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What an operator reads when a controller's certificate is not trusted, and what to set."""
+    reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+    return (
+        f"TLS certificate not trusted ({reason}): set CML_CA_BUNDLE to a PEM file of the "
+        "controller's CA (its self-signed certificate will do), or CML_VERIFY_TLS=false"
+    )
 
 
 def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:

@@ -112,21 +112,27 @@ def system_health(body: Any) -> dict[str, Any]:
 
 
 def system_stats(body: Any) -> dict[str, Any]:
-    """Cluster-wide CPU and memory, the controller's disk, node counts summed over computes."""
+    """Cluster-wide CPU and memory, the controller's disk, node counts summed over computes.
+
+    A count is a sum only when every compute gave it: the spec lets `dominfo` counts be null,
+    and a partial sum would look like a count that did not move when a lab started.
+    """
     stats = _object(body, "system_stats")
     totals = _object(stats.get("all", {}), "system_stats.all")
     cpu = _object(totals.get("cpu", {}), "system_stats.all.cpu")
     memory = _object(totals.get("memory", {}), "system_stats.all.memory")
     disk_doc = _object(stats.get("controller", {}), "system_stats.controller").get("disk")
     disk = _object(disk_doc if disk_doc is not None else totals.get("disk", {}), "system_stats disk")
-    sums: dict[str, int | None] = dict.fromkeys(("running_nodes", "total_nodes", "allocated_cpus"), None)
-    for compute_id, doc in _object(stats.get("computes", {}), "system_stats.computes").items():
+    names = ("running_nodes", "total_nodes", "allocated_cpus")
+    computes = _object(stats.get("computes", {}), "system_stats.computes")
+    sums: dict[str, int | None] = dict.fromkeys(names, 0 if computes else None)
+    for compute_id, doc in computes.items():
         compute_stats = _object(_object(doc, f"compute {compute_id}").get("stats", {}), "compute stats")
         dominfo = _object(compute_stats.get("dominfo", {}), f"compute {compute_id} dominfo")
-        for name in sums:
+        for name in names:
             value = _number(dominfo.get(name), f"compute {compute_id} {name}")
-            if value is not None:
-                sums[name] = (sums[name] or 0) + int(value)
+            total = sums[name]
+            sums[name] = None if value is None or total is None else total + int(value)
     count = _number(cpu.get("count"), "system_stats.all.cpu.count")
     return {
         "cpu_percent": _number(cpu.get("percent"), "system_stats.all.cpu.percent"),
@@ -173,18 +179,26 @@ def _text(value: Any, what: str) -> str | None:
     raise ShapeError(f"{what} is {describe(value)}, not text")
 
 
+_LEAP_SECOND = re.compile(r"(T\d\d:\d\d:)60", re.IGNORECASE)
+
+
+def cml_datetime(text: str) -> datetime:
+    """A date the controller wrote: RFC 3339 (`z`/`t` in either case, a leap second), or ISO 8601
+    without a zone, which the controller writes in UTC. ValueError when it is not a date."""
+    text = _LEAP_SECOND.sub(r"\g<1>59", text.strip()).upper().replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _timestamp(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise ShapeError(f"{what} is {describe(value)}, not a date")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return cml_datetime(value)
     except ValueError as exc:
         raise ShapeError(f"{what} is {describe(value)}, not a date") from exc
-    if parsed.tzinfo is None:
-        raise ShapeError(f"{what} {value} has no time zone")
-    return parsed
 
 
 def user_activity(
@@ -213,10 +227,9 @@ def user_activity(
         if not isinstance(stamp, str):
             continue
         try:
-            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            at = cml_datetime(stamp)
         except ValueError:
             continue
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
         if not_after is not None and at > not_after:
             continue
         if latest is None or at > latest:

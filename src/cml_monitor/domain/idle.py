@@ -38,6 +38,7 @@ class IdleState:
     running_seconds: float = 0.0
     idle_seconds: float = 0.0
     paused_seconds: float = 0.0
+    notice_id: str | None = None  # the CML system notice posted when the grace started
 
     def snoozed(self, now: datetime) -> bool:
         return self.snoozed_until is not None and now < self.snoozed_until

@@ -54,6 +54,7 @@ class Worker:
     auto_pause: bool = True
     idle: IdleState = field(default_factory=IdleState)
     impaired_samples: int = 0  # consecutive collections with a status check impaired
+    metrics_source: str | None = None  # where CPU and memory came from: controller, cloudwatch, None
 
     @classmethod
     def register(
@@ -133,10 +134,14 @@ class Worker:
         memory_utilization: float | None,
         active_labs_count: int | None,
         now: datetime,
+        metrics_source: str | None = None,
     ) -> None:
-        """Record a collection. `None` means "no datapoints"; a labs count of None keeps the last."""
+        """Record a collection. `None` means "no datapoints"; a labs count of None keeps the last.
+        `metrics_source` says where the figures came from (None when there are none)."""
         self.cpu_utilization = cpu_utilization
         self.memory_utilization = memory_utilization
+        has_figures = cpu_utilization is not None or memory_utilization is not None
+        self.metrics_source = metrics_source if has_figures else None
         if active_labs_count is not None:
             self.active_labs_count = active_labs_count
         self.last_collected_at = now

@@ -34,7 +34,7 @@ from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain.collections import TRIGGER_ANCHOR
 from cml_monitor.domain.idle import IdlePolicy
 
-from .collector import CollectionReport, FleetCollector
+from .collector import CollectionReport, FleetCollector, MetricsSource
 from .job import RUNNERS, run_region_collection
 from .monitor import FleetMonitor, MonitoredWorkers, OutcomeListener, RegionRun
 from .notifications import WorkerNotificationHandler
@@ -84,6 +84,7 @@ class WorkerMonitoringScheduler:
         licensing_interval: float = 3600.0,
         activity_interval: float = 600.0,
         idle_policy: IdlePolicy | None = None,
+        metrics_source: MetricsSource = "auto",
         observers: Sequence[EventObserver | SeedObserver] = (),
         observer_timeout: float = 60.0,
         on_observer_failure: Callable[[str], None] | None = None,
@@ -109,6 +110,7 @@ class WorkerMonitoringScheduler:
             activity_interval=activity_interval,
             idle_policy=idle_policy,
             cycle_observer=cycle_observer,
+            metrics_source=metrics_source,
         )
         publisher = ObserverPublisher(
             [*([notification_handler] if notification_handler else []), *observers],

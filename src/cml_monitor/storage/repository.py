@@ -44,6 +44,7 @@ _COLLECTED_FIELDS = (
     "ec2_scheduled_events",
     "idle",
     "impaired_samples",
+    "metrics_source",
     "updated_at",
 )
 

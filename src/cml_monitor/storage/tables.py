@@ -75,6 +75,7 @@ workers = Table(
     Column("auto_pause", Boolean, nullable=False, server_default=true()),
     Column("idle", JSON, nullable=True),
     Column("impaired_samples", Integer, nullable=False, server_default="0"),
+    Column("metrics_source", String(16), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_workers_status", "status"),

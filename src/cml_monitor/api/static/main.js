@@ -19,6 +19,7 @@ function applyEvent(event) {
     ec2_scheduled_events: event.ec2_scheduled_events || [],
     idle: event.idle || worker.idle,
     auto_pause: event.auto_pause,
+    metrics_source: event.metrics_source ?? null,
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));

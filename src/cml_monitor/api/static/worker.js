@@ -28,6 +28,7 @@ async function renderWorker(id) {
       fact("Status checks", [badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ", badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)]),
       fact("CPU", bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
       fact("Memory", bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
+      fact("CPU and memory from", { controller: "the CML controller (system_stats)", cloudwatch: "CloudWatch" }[worker.metrics_source] || "—"),
       fact("Running labs", String(worker.active_labs_count)),
       fact("Last collected", ago(worker.last_collected_at)),
       fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
