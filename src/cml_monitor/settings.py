@@ -128,6 +128,8 @@ class Settings(BaseSettings):
         "169.254.0.0/16",
         "fd00:ec2::/32",
         "0.0.0.0/8",
+        "::/128",
+        "100.100.100.200/32",  # Alibaba Cloud's metadata service
     ]
     cml_timeout: float = Field(10.0, gt=0, le=300)
     cml_max_labs: int = Field(1000, ge=1, le=100_000)
