@@ -81,6 +81,28 @@ def test_the_shipped_policy_is_the_one_aws_setup_prints() -> None:
     assert shipped == iam_policy("arn:aws:sqs:*:*:cml-monitor-events")
 
 
+def test_only_tagged_instances_may_be_stopped_started_or_rebooted() -> None:
+    """State changes carry the managed-tag condition; reads (which support none) stay on `*`."""
+    from cml_monitor.aws_setup import iam_policy
+
+    for policy, (key, value) in (
+        (json.loads((DEPLOY / "iam-policy.json").read_text()), ("cml-monitor:managed", "true")),
+        (iam_policy("arn:aws:sqs:eu-west-1:1:q", ("team", "cml")), ("team", "cml")),
+    ):
+        for statement in policy["Statement"]:
+            actions = set(statement["Action"])
+            changes = {a for a in actions if a.split(":")[1].startswith(("Stop", "Start", "Reboot"))}
+            if changes:
+                assert (
+                    changes == actions == {"ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances"}
+                )
+                assert statement["Resource"] == "arn:aws:ec2:*:*:instance/*"
+                assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{key}": value}}
+            else:
+                assert "Condition" not in statement
+        assert sum("Condition" in s for s in policy["Statement"]) == 1
+
+
 def test_aws_setup_prints_the_rule_the_queue_policy_and_the_iam_policy() -> None:
     result = subprocess.run(
         [

@@ -35,17 +35,29 @@ def _cmd_check_config(_args: argparse.Namespace) -> int:
 
 def _cmd_aws_setup(args: argparse.Namespace) -> int:
     from cml_monitor.aws_setup import render
+    from cml_monitor.settings import parse_managed_tag
 
-    region = (
-        args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    )
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
-        print(f"cml-monitor: --region {region!r} is not an AWS region name (like eu-west-1)", file=sys.stderr)
-        return 2
+    regions = args.region or [
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    ]
+    for region in regions:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+            print(
+                f"cml-monitor: --region {region!r} is not an AWS region name (like eu-west-1)",
+                file=sys.stderr,
+            )
+            return 2
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", args.queue_name):
         print("cml-monitor: --queue-name must be 1-80 letters, digits, '-' or '_'", file=sys.stderr)
         return 2
-    print(render(region, args.queue_name))
+    try:
+        managed_tag = parse_managed_tag(
+            args.managed_tag or os.environ.get("CML_MONITOR_MANAGED_TAG") or "cml-monitor:managed=true"
+        )
+    except ValueError as exc:
+        print(f"cml-monitor: --managed-tag {exc}", file=sys.stderr)
+        return 2
+    print(render(regions, args.queue_name, managed_tag=managed_tag))
     return 0
 
 
@@ -174,7 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the AWS side to create: EventBridge rule, SQS queue and policy, IAM policy",
         description="Print (never apply) what to create so EC2 state changes reach the monitor in seconds.",
     )
-    setup.add_argument("--region", help="AWS region (default AWS_REGION, us-east-1)")
+    setup.add_argument(
+        "--region",
+        action="append",
+        help="AWS region; repeat for several, each gets its rule and queue (default AWS_REGION, us-east-1)",
+    )
+    setup.add_argument(
+        "--managed-tag",
+        metavar="KEY=VALUE",
+        help="the tag an instance must carry for the monitor to stop, start or reboot it "
+        "(default CML_MONITOR_MANAGED_TAG, cml-monitor:managed=true)",
+    )
     setup.add_argument(
         "--queue-name", default="cml-monitor-events", help="SQS queue name (default cml-monitor-events)"
     )

@@ -270,6 +270,7 @@ def build_runtime(
         max_attempts=settings.aws_max_attempts,
         retry_mode=settings.aws_retry_mode,
         clock=clock,
+        managed_tag=settings.managed_tag,
     )
     aws.requests.add_listener(metrics.on_aws_request)
     aws.requests.add_metrics_listener(metrics.cloudwatch_metrics.inc)

@@ -36,6 +36,20 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def parse_managed_tag(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` → (key, value): the tag the IAM policy requires on instances the monitor may
+    stop, start or reboot. EC2 tag keys are 1-128 characters, values 0-256, `aws:` is reserved."""
+    key, sep, value = text.strip().partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE (like cml-monitor:managed=true)")
+    if len(key) > 128 or len(value) > 256 or key.lower().startswith("aws:"):
+        raise ValueError(
+            f"{text!r}: the key must be 1-128 characters not starting with aws:, the value 0-256"
+        )
+    return key, value.strip()
+
+
 def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -117,6 +131,7 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(5, ge=1, le=20)
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     worker_events_queue_url: str = ""
+    cml_monitor_managed_tag: str = "cml-monitor:managed=true"
 
     # CML controllers
     cml_username: str = "admin"
@@ -244,6 +259,12 @@ class Settings(BaseSettings):
     def _check_queue_url(cls, value: str) -> str:
         return _check_http_url(value) if value else ""
 
+    @field_validator("cml_monitor_managed_tag")
+    @classmethod
+    def _check_managed_tag(cls, value: str) -> str:
+        key, tag_value = parse_managed_tag(value)
+        return f"{key}={tag_value}"
+
     @field_validator("aws_endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
@@ -252,6 +273,11 @@ class Settings(BaseSettings):
     @property
     def blocked_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.cml_url_blocked_networks)
+
+    @property
+    def managed_tag(self) -> tuple[str, str]:
+        """(key, value) of the tag that IAM requires before the monitor may change an instance."""
+        return parse_managed_tag(self.cml_monitor_managed_tag)
 
     @property
     def api_token_roles(self) -> dict[str, str]:
