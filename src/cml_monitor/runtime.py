@@ -406,6 +406,7 @@ def build_runtime(
         ),
         url_guard=UrlGuard(settings.blocked_networks),
         executor=executor,
+        controllers=cml,
     )
     return MonitorRuntime(
         settings=settings,

@@ -74,11 +74,14 @@ class ActionExecutor:
         *,
         dry_run: bool = False,
         last_check: LastCheck | None = None,
+        comment: str | None = None,
     ) -> Action:
         state = worker.ec2_instance_state or "unknown"
         if state not in ALLOWED_FROM[kind]:
             raise ActionNotAllowed(f"cannot {kind.value} worker {worker.id}: its instance is {state}")
-        action = Action.request(worker.id, kind, reason, actor, dry_run=dry_run, now=self._clock())
+        action = Action.request(
+            worker.id, kind, reason, actor, dry_run=dry_run, now=self._clock(), comment=comment
+        )
         if not await self.store.record(action):
             raise ActionInFlight(f"worker {worker.id} has an action in flight")
         logger.info(

@@ -36,6 +36,9 @@ class ActionResult(StrEnum):
 
 
 AUTO = "auto"  # the actor of automatic actions
+LOCAL = "local"  # the actor of manual actions when the API has no authentication
+DETAIL_LENGTH = 1024  # the audit trail's column
+REASON_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +64,23 @@ class Action:
         *,
         dry_run: bool,
         now: datetime,
+        comment: str | None = None,
     ) -> Action:
-        return cls(str(uuid.uuid4()), worker_id, kind, reason, actor, dry_run, now)
+        """A pending action; a person's `comment` (why they act) is kept at the head of `detail`,
+        ahead of the outcome, so the audit trail says why as well as what happened."""
+        detail = f"reason: {comment.strip()[:REASON_LENGTH]}" if comment and comment.strip() else None
+        return cls(str(uuid.uuid4()), worker_id, kind, reason, actor, dry_run, now, detail=detail)
 
     @property
     def automatic(self) -> bool:
         return self.actor == AUTO
 
     def finish(self, result: ActionResult, detail: str | None, now: datetime) -> Action:
-        return replace(self, result=result, detail=detail, finished_at=now)
+        if self.result is ActionResult.PENDING and self.detail:  # the person's reason stays first
+            detail = f"{self.detail} — {detail}" if detail else self.detail
+        return replace(
+            self, result=result, detail=detail[:DETAIL_LENGTH] if detail else detail, finished_at=now
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
