@@ -24,13 +24,27 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(2) from None
 
 
-def _cmd_check_config(_args: argparse.Namespace) -> int:
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cml_monitor.config_check import connect, dotenv_names, problems
+
     settings = _settings_or_exit()
+    found = problems(settings, {**dotenv_names(Path(".env")), **os.environ})
+    for problem in found:
+        print(f"cml-monitor: {problem}", file=sys.stderr)
+    if found:
+        return 2
     print(
         f"settings are valid (database {settings.database_url.split('://', 1)[0]}, "
         f"poll every {settings.worker_metrics_poll_interval} s)"
     )
-    return 0
+    if not args.connect:
+        return 0
+    results = asyncio.run(connect(settings))
+    for result in results:
+        print(result.line())
+    return 0 if all(result.ok for result in results) else 1
 
 
 def _cmd_aws_setup(args: argparse.Namespace) -> int:
@@ -177,7 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="scenario and EC2 transition speed-up (default 1)"
     )
     demo.set_defaults(handler=_cmd_demo)
-    check = commands.add_parser("check-config", help="validate the settings and exit")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the settings and exit (2: a setting is wrong; 1: --connect failed somewhere)",
+        description="Refuse invalid values, CHANGE-ME placeholders, short API tokens (< 24) and webhook "
+        "secrets (< 16), and unknown WORKER_/CML_/OIDC_/API_ variables, one line each (exit 2).",
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach the database, Redis, AWS (STS, then each region with workers) and the OIDC issuer",
+    )
     check.set_defaults(handler=_cmd_check_config)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema and exit")
     migrate.set_defaults(handler=_cmd_migrate)
