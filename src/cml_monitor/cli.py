@@ -113,6 +113,7 @@ def _free_port(host: str) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from cml_monitor.api.app import create_app
+    from cml_monitor.api.http_limits import HttpLimits
     from cml_monitor.api.server import run_server
     from cml_monitor.telemetry import configure_logging, configure_tracing
 
@@ -128,7 +129,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_file, settings.log_format)
     configure_tracing()
     app = create_app(settings)
-    return run_server(app, host, port, settings.log_level)
+    limits = HttpLimits(
+        header_timeout=settings.cml_monitor_http_header_timeout,
+        body_timeout=settings.cml_monitor_http_body_timeout,
+        max_connections=settings.cml_monitor_http_max_connections,
+    )
+    return run_server(app, host, port, settings.log_level, limits)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
     cml_monitor_port: int = Field(8080, ge=1, le=65_535)
+    # What a client may take to send a request's headers, then its body (seconds), and the
+    # connections open at once: half-open connections are dropped, not piled up.
+    cml_monitor_http_header_timeout: float = Field(10.0, gt=0, le=300)
+    cml_monitor_http_body_timeout: float = Field(30.0, gt=0, le=3600)
+    cml_monitor_http_max_connections: int = Field(1000, ge=1, le=100_000)
     api_tokens: Annotated[list[str], NoDecode] = []
     oidc_issuer: str = ""
     oidc_audience: str = ""

@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from .http_limits import HttpLimits, limited_protocol
+
 
 class GracefulServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -28,7 +30,10 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def build_server(app: Any, host: str, port: int, log_level: str = "info") -> GracefulServer:
+def build_server(
+    app: Any, host: str, port: int, log_level: str = "info", limits: HttpLimits | None = None
+) -> GracefulServer:
+    limits = limits or HttpLimits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -37,12 +42,16 @@ def build_server(app: Any, host: str, port: int, log_level: str = "info") -> Gra
         lifespan="on",
         timeout_graceful_shutdown=10,
         log_config=None,
+        http=limited_protocol(limits),
+        limit_concurrency=limits.max_connections + 1,  # ours refuses beyond the cap; not at it
     )
     return GracefulServer(config)
 
 
-def run_server(app: Any, host: str, port: int, log_level: str = "info") -> int:
+def run_server(
+    app: Any, host: str, port: int, log_level: str = "info", limits: HttpLimits | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server could not start."""
-    server = build_server(app, host, port, log_level)
+    server = build_server(app, host, port, log_level, limits)
     asyncio.run(server.serve())
     return 0 if server.started else 1
