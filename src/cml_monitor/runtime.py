@@ -34,7 +34,7 @@ from cml_monitor.alerts.notifiers import (
 from cml_monitor.alerts.outbox import Channel, action_payload, notification_rows
 from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
-from cml_monitor.aws.events_queue import EventQueueConsumer
+from cml_monitor.aws.events_queue import EventQueues
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
@@ -86,7 +86,7 @@ class MonitorRuntime:
     actions: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
-    events_queue: EventQueueConsumer | None
+    events_queue: EventQueues | None
     workers: WorkerOperations
     alerting: AlertOperations
     action_operations: ActionOperations
@@ -382,9 +382,9 @@ def build_runtime(
         cycle_observer=metrics.collection_seconds.observe,
     )
     events_queue = None
-    if settings.worker_events_queue_url:
-        events_queue = EventQueueConsumer(
-            settings.worker_events_queue_url,
+    if settings.events_queue_urls:
+        events_queue = EventQueues.from_urls(
+            settings.events_queue_urls,
             StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon),
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,

@@ -262,7 +262,8 @@ class Settings(BaseSettings):
     @field_validator("worker_events_queue_url")
     @classmethod
     def _check_queue_url(cls, value: str) -> str:
-        return _check_http_url(value) if value else ""
+        """One queue URL, or a comma list of them (one queue per region)."""
+        return ",".join(_check_http_url(url.strip()) for url in value.split(",") if url.strip())
 
     @field_validator("cml_monitor_managed_tag")
     @classmethod
@@ -278,6 +279,10 @@ class Settings(BaseSettings):
     @property
     def blocked_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.cml_url_blocked_networks)
+
+    @property
+    def events_queue_urls(self) -> list[str]:
+        return [url for url in self.worker_events_queue_url.split(",") if url]
 
     @property
     def managed_tag(self) -> tuple[str, str]:
