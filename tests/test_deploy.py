@@ -131,6 +131,44 @@ def test_aws_setup_prints_the_rule_the_queue_policy_and_the_iam_policy() -> None
     assert bad.returncode == 2 and "--region" in bad.stderr and bad.stdout == ""
 
 
+def test_aws_setup_prints_a_rule_and_a_queue_per_region_and_the_managed_tag() -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cml-monitor")),
+            "aws-setup",
+            "--region",
+            "eu-west-1",
+            "--region",
+            "us-east-2",
+            "--managed-tag",
+            "team=cml-lab",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for region in ("eu-west-1", "us-east-2"):
+        assert f"# ── Region {region}: rule cml-monitor-ec2-events → queue cml-monitor-events" in out
+        assert f"aws events put-rule --region {region} --name cml-monitor-ec2-events" in out
+        assert f"aws sqs create-queue --region {region} --queue-name cml-monitor-events" in out
+        assert f"Arn=arn:aws:sqs:{region}:<ACCOUNT_ID>:cml-monitor-events" in out
+    assert (
+        "WORKER_EVENTS_QUEUE_URL=https://sqs.eu-west-1.amazonaws.com/<ACCOUNT_ID>/cml-monitor-events,"
+        "https://sqs.us-east-2.amazonaws.com/<ACCOUNT_ID>/cml-monitor-events"
+    ) in out
+    assert '"aws:ResourceTag/team": "cml-lab"' in out and "CML_MONITOR_MANAGED_TAG=team=cml-lab" in out
+    assert "--tags 'Key=team,Value=cml-lab'" in out
+    bad = subprocess.run(
+        [str(Path(sys.executable).with_name("cml-monitor")), "aws-setup", "--managed-tag", "aws:x=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--managed-tag" in bad.stderr and bad.stdout == ""
+
+
 async def _ignore(_change: object) -> str:
     return "stale"
 
