@@ -69,6 +69,11 @@ def test_a_dotenv_file_is_checked_too_and_other_prefixes_are_not_ours(tmp_path: 
     assert "CML_VERIFY_TSL" in result.stderr and "did you mean CML_VERIFY_TLS?" in result.stderr
     assert "API_TOKENS: still holds the placeholder CHANGE-ME" in result.stderr
     (tmp_path / ".env").unlink()
+    open_to_all = run(tmp_path, CML_MONITOR_HOST="0.0.0.0")
+    assert open_to_all.returncode == 2
+    assert "CML_MONITOR_HOST: 0.0.0.0 is reachable from other hosts while the API has no authentication" in (
+        open_to_all.stderr
+    )
     good = run(tmp_path, API_TOKENS=GOOD_TOKEN, BENCH_WORKERS="10", TEST_REDIS_URL="redis://127.0.0.1/4")
     assert good.returncode == 0, good.stderr
     assert good.stderr == "" and "settings are valid" in good.stdout

@@ -2,7 +2,8 @@
 
 Pydantic already refuses values of the wrong type or range. This adds what only a person would
 notice: the example file's `CHANGE-ME` placeholders left in, API tokens short enough to guess
-(< 24 characters), a webhook signing secret under 16, and a misspelled variable with one of our
+(< 24 characters), a webhook signing secret under 16, an API open to other hosts with no
+authentication (anyone could stop workers), and a misspelled variable with one of our
 prefixes (`WORKER_`, `CML_`, `OIDC_`, `API_`), which the settings would otherwise ignore in
 silence. The known names come from the `Settings` class itself, so a new setting is known the
 moment it is declared. Variables with other prefixes (`TEST_*`, `BENCH_*`, `AWS_*`, ...) are not
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,12 @@ def problems(settings: Settings, variables: Mapping[str, str]) -> list[str]:
             f"WORKER_NOTIFICATION_WEBHOOK_SECRET: {len(secret.get_secret_value())} characters, fewer than "
             f"{MIN_WEBHOOK_SECRET} (make one with: openssl rand -hex 32)"
         )
+    if not settings.api_tokens and not settings.oidc_issuer and not _loopback(settings.cml_monitor_host):
+        found.append(
+            f"CML_MONITOR_HOST: {settings.cml_monitor_host} is reachable from other hosts while the API "
+            "has no authentication (anyone could stop workers): set API_TOKENS or OIDC_ISSUER, or "
+            "listen on 127.0.0.1"
+        )
     known = known_names()
     for name in sorted(variables):
         upper = name.upper()
@@ -82,6 +90,15 @@ def problems(settings: Settings, variables: Mapping[str, str]) -> list[str]:
             hint = f"; did you mean {close[0]}?" if close else ""
             found.append(f"{upper}: not a setting of cml-monitor (it would be ignored){hint}")
     return found
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def dotenv_names(path: Path) -> dict[str, str]:
