@@ -76,7 +76,12 @@ def problems(settings: Settings, variables: Mapping[str, str]) -> list[str]:
             f"WORKER_NOTIFICATION_WEBHOOK_SECRET: {len(secret.get_secret_value())} characters, fewer than "
             f"{MIN_WEBHOOK_SECRET} (make one with: openssl rand -hex 32)"
         )
-    if not settings.api_tokens and not settings.oidc_issuer and not _loopback(settings.cml_monitor_host):
+    unauthenticated = not settings.api_tokens and not settings.oidc_issuer
+    if (
+        unauthenticated
+        and settings.cml_monitor_role != "collector"
+        and not _loopback(settings.cml_monitor_host)
+    ):
         found.append(
             f"CML_MONITOR_HOST: {settings.cml_monitor_host} is reachable from other hosts while the API "
             "has no authentication (anyone could stop workers): set API_TOKENS or OIDC_ISSUER, or "
