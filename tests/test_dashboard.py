@@ -300,13 +300,29 @@ async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Brow
         assert await page.is_checked("#auto-pause")
         await page.uncheck("#auto-pause")
         await until(page, "document.querySelector('#action-status').textContent.includes('auto-pause off')")
+        sim.set_labs(target.aws_instance_id, running=2, stopped=1)
+        await page.click("#action-reboot")  # a dialog names the worker and its started labs
+        await page.wait_for_selector("#confirm-action[open] #confirm-labs li")
+        assert "Reboot lab-00?" in (await page.text_content("#confirm-title") or "")
+        assert len(await page.locator("#confirm-labs li").all()) == 2
+        assert "admin" in (await page.text_content("#confirm-labs") or "")
+        await page.click("#confirm-cancel")
+        await until(page, "document.querySelector('#action-status').textContent.includes('reboot cancelled')")
+        assert sim.fleet.get(target.aws_instance_id).reboots == 0
         await page.click("#action-reboot")
+        await page.wait_for_selector("#confirm-action[open] #confirm-labs li")
+        await page.fill("#confirm-reason", "hung console")
+        await page.screenshot(path=str(tmp_path / "confirm.png"))
+        await page.check("#confirm-force")
+        await page.click("#confirm-go")
         await until(page, "document.querySelector('#action-status').textContent.startsWith('reboot: ok')")
         await page.wait_for_selector("#actions tbody tr")
         row = await page.text_content("#actions tbody tr")
-        assert row is not None and "reboot" in row and "manual" in row
+        assert row is not None and "reboot" in row and "manual" in row and "reason: hung console" in row
+        assert "local" in row  # authentication is off
         assert sim.fleet.get(target.aws_instance_id).reboots == 1
         await page.click("#action-start")  # a running worker cannot be started: refused, said
+        await page.click("#confirm-go")
         await until(page, "document.querySelector('#action-status').textContent.includes('start refused')")
         await page.screenshot(path=str(tmp_path / "idle.png"), full_page=True)
         assert [e for e in errors if "409" not in e] == []
@@ -449,12 +465,14 @@ async def test_the_actions_page_lists_every_stop_start_and_reboot(browser: Brows
         await page.goto(f"{server.url}/")
         await until(page, "document.querySelectorAll('#fleet tbody .badge.running').length === 2")
         async with httpx.AsyncClient(base_url=server.url) as client:
-            assert (await client.post(f"/api/workers/{workers[0].id}/reboot")).status_code == 202
-            assert (await client.post(f"/api/workers/{workers[1].id}/stop")).status_code == 202
+            forced = {"force": True, "reason": "end of class"}  # whatever labs the simulator started
+            assert (await client.post(f"/api/workers/{workers[0].id}/reboot", json=forced)).status_code == 202
+            assert (await client.post(f"/api/workers/{workers[1].id}/stop", json=forced)).status_code == 202
         await page.click("nav a[href='#/actions']")
         await until(page, "document.querySelectorAll('#fleet-actions tbody tr').length === 2")
         rows = [await r.text_content() or "" for r in await page.locator("#fleet-actions tbody tr").all()]
         assert "lab-01" in rows[0] and "stop" in rows[0] and "by hand" in rows[0]  # newest first
+        assert "reason: end of class" in rows[0]
         assert "lab-00" in rows[1] and "reboot" in rows[1]
         policy = await page.text_content("#policy") or ""
         assert "auto-pause on, dry run" in policy and "remediation of impaired workers off" in policy

@@ -14,7 +14,7 @@ from .tls import SelfSignedCertificate
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -53,7 +53,8 @@ class ThreadedServer:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> ThreadedServer:
         self._thread = threading.Thread(target=self._server.run, name=f"server-{self.port}", daemon=True)

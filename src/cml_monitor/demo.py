@@ -77,7 +77,7 @@ def run_demo(workers: int = 25, port: int = 8080, speed: float = 1.0, host: str 
         cml_username=USERNAME,
         cml_password=PASSWORD,
         # The simulated controllers listen on 127.0.0.1, which the default refuses.
-        cml_url_blocked_networks="::1/128,169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8",
+        cml_url_blocked_networks="::1/128,169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8,::/128,100.100.100.200/32",
         cml_monitor_host=host,
         cml_monitor_port=port,
         # Idle workers show within minutes; auto-pause is on but dry-run: recorded, never done.

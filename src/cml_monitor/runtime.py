@@ -38,7 +38,7 @@ from cml_monitor.alerts.notifiers import (
 from cml_monitor.alerts.outbox import Channel, action_payload, notification_rows
 from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.aws import AwsEc2Client
-from cml_monitor.aws.events_queue import EventQueueConsumer
+from cml_monitor.aws.events_queue import EventQueues
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
@@ -104,7 +104,7 @@ class MonitorRuntime:
     actions: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
-    events_queue: EventQueueConsumer | None
+    events_queue: EventQueues | None
     workers: WorkerOperations
     alerting: AlertOperations
     action_operations: ActionOperations
@@ -332,6 +332,7 @@ def build_runtime(
         max_attempts=settings.aws_max_attempts,
         retry_mode=settings.aws_retry_mode,
         clock=clock,
+        managed_tag=settings.managed_tag,
     )
     aws.requests.add_listener(metrics.on_aws_request)
     aws.requests.add_metrics_listener(metrics.cloudwatch_metrics.inc)
@@ -479,9 +480,9 @@ def build_runtime(
         ],
     )
     events_queue = None
-    if settings.worker_events_queue_url:
-        events_queue = EventQueueConsumer(
-            settings.worker_events_queue_url,
+    if settings.events_queue_urls:
+        events_queue = EventQueues.from_urls(
+            settings.events_queue_urls,
             StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon, clock=clock),
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
@@ -504,6 +505,7 @@ def build_runtime(
         url_guard=UrlGuard(settings.blocked_networks),
         executor=executor,
         freshness=freshness,
+        controllers=cml,
     )
     return MonitorRuntime(
         settings=settings,

@@ -42,6 +42,20 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def parse_managed_tag(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` → (key, value): the tag the IAM policy requires on instances the monitor may
+    stop, start or reboot. EC2 tag keys are 1-128 characters, values 0-256, `aws:` is reserved."""
+    key, sep, value = text.strip().partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE (like cml-monitor:managed=true)")
+    if len(key) > 128 or len(value) > 256 or key.lower().startswith("aws:"):
+        raise ValueError(
+            f"{text!r}: the key must be 1-128 characters not starting with aws:, the value 0-256"
+        )
+    return key, value.strip()
+
+
 def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -121,6 +135,11 @@ class Settings(BaseSettings):
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
     cml_monitor_port: int = Field(8080, ge=1, le=65_535)
+    # What a client may take to send a request's headers, then its body (seconds), and the
+    # connections open at once: half-open connections are dropped, not piled up.
+    cml_monitor_http_header_timeout: float = Field(10.0, gt=0, le=300)
+    cml_monitor_http_body_timeout: float = Field(30.0, gt=0, le=3600)
+    cml_monitor_http_max_connections: int = Field(1000, ge=1, le=100_000)
     api_tokens: Annotated[list[str], NoDecode] = []
     oidc_issuer: str = ""
     oidc_audience: str = ""
@@ -136,6 +155,7 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(5, ge=1, le=20)
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     worker_events_queue_url: str = ""
+    cml_monitor_managed_tag: str = "cml-monitor:managed=true"
 
     # CML controllers
     cml_username: str = "admin"
@@ -150,6 +170,8 @@ class Settings(BaseSettings):
         "169.254.0.0/16",
         "fd00:ec2::/32",
         "0.0.0.0/8",
+        "::/128",
+        "100.100.100.200/32",  # Alibaba Cloud's metadata service
     ]
     cml_timeout: float = Field(10.0, gt=0, le=300)
     cml_max_labs: int = Field(1000, ge=1, le=100_000)
@@ -302,7 +324,14 @@ class Settings(BaseSettings):
     @field_validator("worker_events_queue_url")
     @classmethod
     def _check_queue_url(cls, value: str) -> str:
-        return _check_http_url(value) if value else ""
+        """One queue URL, or a comma list of them (one queue per region)."""
+        return ",".join(_check_http_url(url.strip()) for url in value.split(",") if url.strip())
+
+    @field_validator("cml_monitor_managed_tag")
+    @classmethod
+    def _check_managed_tag(cls, value: str) -> str:
+        key, tag_value = parse_managed_tag(value)
+        return f"{key}={tag_value}"
 
     @field_validator("aws_endpoint_url")
     @classmethod
@@ -312,6 +341,15 @@ class Settings(BaseSettings):
     @property
     def blocked_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.cml_url_blocked_networks)
+
+    @property
+    def events_queue_urls(self) -> list[str]:
+        return [url for url in self.worker_events_queue_url.split(",") if url]
+
+    @property
+    def managed_tag(self) -> tuple[str, str]:
+        """(key, value) of the tag that IAM requires before the monitor may change an instance."""
+        return parse_managed_tag(self.cml_monitor_managed_tag)
 
     @property
     def api_token_roles(self) -> dict[str, str]:

@@ -108,6 +108,7 @@ class ActionExecutor:
         *,
         dry_run: bool = False,
         last_check: LastCheck | None = None,
+        comment: str | None = None,
     ) -> Action:
         state = worker.ec2_instance_state or "unknown"
         if state not in ALLOWED_FROM[kind]:
@@ -122,6 +123,7 @@ class ActionExecutor:
             now=now,
             owner=self.owner,
             lease_until=now + self._lease,
+            comment=comment,
         )
         if not await self.store.record(action):
             raise ActionInFlight(f"worker {worker.id} has an action in flight")

@@ -6,11 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPBearer, OpenIdConnect
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from opentelemetry import trace
@@ -104,6 +106,7 @@ def create_app(
             viewer_roles=settings.oidc_viewer_roles,
         )
         authenticate = Depends(authenticator)
+        dependencies = [*_declared_schemes(settings, enabled=authenticator.enabled), authenticate]
         for router in (
             workers.router,
             monitoring.router,
@@ -112,7 +115,7 @@ def create_app(
             me.router,
             events.router,
         ):
-            app.include_router(router, dependencies=[authenticate])
+            app.include_router(router, dependencies=dependencies)
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
         @app.get("/", include_in_schema=False)
@@ -145,6 +148,36 @@ def create_app(
     app.add_middleware(RequestTextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, policy=dashboard_policy([origin_of(settings.oidc_issuer)]))
     return app
+
+
+def _declared_schemes(settings: Settings, *, enabled: bool) -> list[Any]:
+    """How `/api` authenticates, as OpenAPI says it, so `/docs` shows "Authorize" and "Try it
+    out" sends the token. They only declare: `auto_error=False` makes them accept anything, and
+    the `Authenticator` decides. Either scheme is enough (one bearer header either way)."""
+    if not enabled:
+        return []
+    schemes = [
+        Security(
+            HTTPBearer(
+                auto_error=False,
+                scheme_name="bearer",
+                description="A token of API_TOKENS, or an access token from the OIDC issuer "
+                "(paste it without the word Bearer).",
+            )
+        )
+    ]
+    if settings.oidc_issuer:
+        schemes.append(
+            Security(
+                OpenIdConnect(
+                    openIdConnectUrl=f"{settings.oidc_issuer}/.well-known/openid-configuration",
+                    scheme_name="oidc",
+                    description="Sign in at the OIDC issuer (authorization code with PKCE).",
+                    auto_error=False,
+                )
+            )
+        )
+    return schemes
 
 
 def _safe(value: object) -> object:

@@ -339,6 +339,27 @@ class ActionOut(BaseModel):
     detail: str | None
 
 
+class ActionRequest(_Strict):
+    """Why a person stops, starts or reboots a worker, and whether to go ahead over started labs."""
+
+    reason: Annotated[str, Field(max_length=300)] | None = None
+    force: Annotated[bool, Field(strict=True)] = False
+
+
+class StartedLabOut(BaseModel):
+    id: str
+    title: str | None
+    owner: str | None
+
+
+class StartedLabList(BaseModel):
+    """The worker's started labs as its controller reports them now; `error` says why they
+    could not be read (then `items` is empty and says nothing)."""
+
+    items: list[StartedLabOut]
+    error: str | None
+
+
 class ActionList(BaseModel):
     items: list[ActionOut]
 

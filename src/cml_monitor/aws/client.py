@@ -36,6 +36,7 @@ class AwsEc2Client:
         concurrency: int = 4,
         max_pool_connections: int = 20,
         read_timeout: float = 30.0,
+        managed_tag: tuple[str, str] = ("cml-monitor:managed", "true"),
     ) -> None:
         self._pool = ClientPool(
             endpoint_url=endpoint_url,
@@ -47,7 +48,7 @@ class AwsEc2Client:
             read_timeout=read_timeout,
         )
         self.requests = self._pool.requests
-        self._ec2 = Ec2Reader(self._pool, concurrency=concurrency)
+        self._ec2 = Ec2Reader(self._pool, concurrency=concurrency, managed_tag=managed_tag)
         self._cloudwatch = CloudWatchReader(
             self._pool, clock=clock, dimension_ttl=dimension_cache_ttl, concurrency=concurrency
         )

@@ -86,10 +86,22 @@ def unknown_instance_ids(error: ClientError, asked: Sequence[str]) -> set[str]:
     return set(_INSTANCE_ID.findall(message)) & set(asked)
 
 
+class ActionNotPermitted(AwsError):
+    """IAM refused a stop, start or reboot (`UnauthorizedOperation`): the message says which tag
+    the instance needs and how to add it."""
+
+
 class Ec2Reader:
-    def __init__(self, pool: ClientPool, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        pool: ClientPool,
+        *,
+        concurrency: int = 4,
+        managed_tag: tuple[str, str] = ("cml-monitor:managed", "true"),
+    ) -> None:
         self._pool = pool
         self._concurrency = concurrency
+        self._managed_tag = managed_tag
         self._region_sizes: dict[str, int] = {}
 
     async def describe_instance_statuses(
@@ -190,6 +202,15 @@ class Ec2Reader:
                     )
         return found
 
+    def _not_permitted(self, aws_region: str, instance_id: str, action: str) -> ActionNotPermitted:
+        key, value = self._managed_tag
+        return ActionNotPermitted(
+            f"IAM refused to {action} {instance_id} in {aws_region}: the monitor may stop, start or "
+            f"reboot only instances tagged {key}={value}, and this one is missing the tag (or the "
+            f"role lacks deploy/iam-policy.json). Add it: aws ec2 create-tags --region {aws_region} "
+            f"--resources {instance_id} --tags 'Key={key},Value={value}'"
+        )
+
     async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
         """`start`, `stop` or `reboot` one instance; returns the state EC2 reports right after
         (a reboot keeps the instance `running`: EC2 answers nothing more)."""
@@ -200,6 +221,8 @@ class Ec2Reader:
         try:
             response = await self._pool.call("ec2", aws_region, operation, InstanceIds=[instance_id])
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "UnauthorizedOperation":
+                raise self._not_permitted(aws_region, instance_id, action) from exc
             raise AwsError(f"ec2 {operation} of {instance_id} in {aws_region} failed: {exc}") from exc
         if action == "reboot":
             return "running"

@@ -23,7 +23,7 @@ import aiohttp
 
 from cml_monitor.call_tally import count_cml
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.domain.cml import ControllerReading
+from cml_monitor.domain.cml import ControllerReading, StartedLab
 from cml_monitor.domain.text import clean, clean_deep
 from cml_monitor.domain.times import FUTURE_SKEW
 from cml_monitor.io_loop import IoLoop
@@ -217,6 +217,45 @@ class CmlControllerClient:
         if fresh_labs:  # right before acting on the worker: no count from an earlier cycle
             self._lab_counts.pop(base, None)
         return await self._io.run(self._read(base, licensing, activity))
+
+    async def started_labs(self, cml_url: str) -> list[StartedLab]:
+        """The labs the controller reports started right now, with title and owner: what a
+        person about to stop or reboot the worker would interrupt.
+
+        Raises `CmlControllerError` when the controller cannot be read (unreachable, refused,
+        not the shapes CML answers, or more than `max_labs` labs), within the client's deadline.
+        """
+        return await self._io.run(self._started_labs(self._base(cml_url)))
+
+    async def _started_labs(self, base: str) -> list[StartedLab]:
+        try:
+            async with asyncio.timeout(self._deadline):
+                status, body = await self._get(base, "/api/v0/labs", show_all="true")
+                if status != 200:
+                    raise CmlControllerError(f"the lab list answered HTTP {status}")
+                ids = shapes.lab_ids(body)
+                if len(ids) > self._max_labs:
+                    raise CmlControllerError(f"{len(ids)} labs listed, more than {self._max_labs}")
+                semaphore = asyncio.Semaphore(self._per_controller)
+
+                async def one(lab_id: str) -> StartedLab | None:
+                    async with semaphore:
+                        status, body = await self._get(base, f"/api/v0/labs/{lab_id}")
+                    if status != 200:
+                        raise CmlControllerError(f"lab {lab_id} answered HTTP {status}")
+                    state, title, owner = shapes.lab(body, lab_id)
+                    return StartedLab(lab_id, title, owner) if state == shapes.RUNNING_LAB_STATE else None
+
+                found = await asyncio.gather(*(one(i) for i in ids))
+        except TimeoutError:
+            raise CmlControllerError(f"no answer within {self._deadline:g} s") from None
+        except BlockedAddress as exc:
+            raise CmlControllerError(f"not contacted: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CmlControllerError(f"unreachable: {exc!r}") from None
+        except (shapes.ShapeError, ValueError) as exc:
+            raise CmlControllerError(str(exc)) from None
+        return [lab for lab in found if lab is not None]
 
     async def _read(self, base: str, licensing: bool, activity: bool) -> ControllerReading:
         read = _Read(base)

@@ -166,6 +166,17 @@ def lab_ids(body: Any) -> list[str]:
     return body
 
 
+def lab(body: Any, lab_id: str) -> tuple[str, str | None, str | None]:
+    """`labs/{id}` (LabResponse): its state, `lab_title` and `owner_username`."""
+    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+        raise ShapeError(f"lab {lab_id} is {describe(body)}, not a lab with a state")
+    return (
+        body["state"],
+        _text(body.get("lab_title"), "lab_title"),
+        _text(body.get("owner_username"), "owner"),
+    )
+
+
 def lab_state(body: Any, lab_id: str) -> str:
     """`labs/{id}/state` answers a JSON string (DEFINED_ON_CORE, STOPPED, STARTED)."""
     if not isinstance(body, str):

@@ -39,6 +39,9 @@ class ActionResult(StrEnum):
 
 
 AUTO = "auto"  # the actor of automatic actions
+LOCAL = "local"  # the actor of manual actions when the API has no authentication
+DETAIL_LENGTH = 1024  # the audit trail's column
+REASON_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,11 @@ class Action:
         now: datetime,
         owner: str | None = None,
         lease_until: datetime | None = None,
+        comment: str | None = None,
     ) -> Action:
+        """A pending action; a person's `comment` (why they act) is kept at the head of `detail`,
+        ahead of the outcome, so the audit trail says why as well as what happened."""
+        detail = f"reason: {comment.strip()[:REASON_LENGTH]}" if comment and comment.strip() else None
         return cls(
             str(uuid.uuid4()),
             worker_id,
@@ -77,6 +84,7 @@ class Action:
             actor,
             dry_run,
             now,
+            detail=detail,
             owner=owner,
             lease_until=lease_until,
         )
@@ -90,7 +98,11 @@ class Action:
         return self.actor == AUTO
 
     def finish(self, result: ActionResult, detail: str | None, now: datetime) -> Action:
-        return replace(self, result=result, detail=detail, finished_at=now)
+        if self.result is ActionResult.PENDING and self.detail:  # the person's reason stays first
+            detail = f"{self.detail} — {detail}" if detail else self.detail
+        return replace(
+            self, result=result, detail=detail[:DETAIL_LENGTH] if detail else detail, finished_at=now
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

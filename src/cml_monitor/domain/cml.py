@@ -51,6 +51,19 @@ class ControllerReading:
 
 
 @dataclass(frozen=True, slots=True)
+class StartedLab:
+    """A lab the controller reports `STARTED` (`GET labs/{id}`): what a person about to stop
+    or reboot the worker needs to see (whose work they would interrupt)."""
+
+    id: str
+    title: str | None
+    owner: str | None  # `owner_username`
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"id": self.id, "title": self.title, "owner": self.owner}
+
+
+@dataclass(frozen=True, slots=True)
 class CmlStatus:
     reachable: bool | None = None
     version: str | None = None

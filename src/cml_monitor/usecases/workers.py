@@ -10,9 +10,11 @@ from typing import Any, Literal
 from cml_monitor.actions import ActionExecutor, ActionInFlight, ActionNotAllowed
 from cml_monitor.aws import AwsEc2Client, AwsError
 from cml_monitor.clock import Clock
+from cml_monitor.cml import CmlControllerClient, CmlControllerError
 from cml_monitor.cml.guard import BlockedAddress, UrlGuard
 from cml_monitor.domain import Worker, looks_like_id
-from cml_monitor.domain.actions import Action, ActionKind, ActionReason, ActionResult
+from cml_monitor.domain.actions import LOCAL, Action, ActionKind, ActionReason, ActionResult
+from cml_monitor.domain.cml import StartedLab
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler
 from cml_monitor.monitoring.freshness import FleetFreshness
@@ -45,6 +47,7 @@ class WorkerOperations:
         url_guard: UrlGuard,
         executor: ActionExecutor,
         freshness: FleetFreshness,
+        controllers: CmlControllerClient | None = None,
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
@@ -56,6 +59,7 @@ class WorkerOperations:
         self._guard = url_guard
         self._executor = executor
         self._freshness = freshness
+        self._controllers = controllers
 
     def next_run_at(self, worker: Worker) -> datetime | None:
         """When the worker is collected next, from memory (never waits on the job store).
@@ -181,22 +185,66 @@ class WorkerOperations:
         self._scheduler.collect_soon(worker.id)
         return worker
 
-    async def act(self, worker_id: str, kind: str, actor: str = "anonymous") -> Action:
+    async def act(
+        self, worker_id: str, kind: str, actor: str = LOCAL, *, reason: str | None = None, force: bool = False
+    ) -> Action:
         """Stop, start or reboot the worker's instance by hand, through the audited path.
 
-        A stop asked for here raises no `unexpected_stop`; a start snoozes auto-pause. `Conflict`
-        when the worker's state does not allow it or another action is in flight;
-        `UpstreamFailed` when AWS refused (the action is recorded `failed` either way).
+        A stop or reboot of a running worker whose controller reports started labs is refused
+        (`Conflict` naming how many labs and users) unless `force`: a person should know whose
+        work they interrupt. `reason` is kept at the head of the action's `detail`. A stop asked
+        for here raises no `unexpected_stop`; a start snoozes auto-pause. `Conflict` too when the
+        worker's state does not allow it or another action is in flight; `UpstreamFailed` when
+        AWS refused (the action is recorded `failed` either way).
         """
         worker = await self.get(worker_id)
+        action_kind = ActionKind(kind)
+        if action_kind is not ActionKind.START and not force and worker.ec2_instance_state == "running":
+            in_the_way = await self._labs_in_the_way(worker, action_kind)
+            if in_the_way is not None:
+                raise Conflict(in_the_way)
         try:
-            action = await self._executor.run(worker, ActionKind(kind), ActionReason.MANUAL, actor)
+            action = await self._executor.run(worker, action_kind, ActionReason.MANUAL, actor, comment=reason)
         except (ActionNotAllowed, ActionInFlight) as exc:
             raise Conflict(str(exc)) from None
         self._scheduler.collect_soon(worker.id)
         if action.result is ActionResult.FAILED:
             raise UpstreamFailed(f"AWS refused to {kind} {worker.aws_instance_id}: {action.detail}")
         return action
+
+    async def started_labs(self, worker_id: str) -> tuple[list[StartedLab], str | None]:
+        """The worker's started labs, read from its controller now, and why they could not be
+        (None when they were)."""
+        worker = await self.get(worker_id)
+        if not worker.cml_url or self._controllers is None:
+            return [], "no controller URL is registered for this worker"
+        try:
+            return await self._controllers.started_labs(worker.cml_url), None
+        except CmlControllerError as exc:
+            return [], str(exc)
+
+    async def _labs_in_the_way(self, worker: Worker, kind: ActionKind) -> str | None:
+        """Why a stop or reboot would interrupt someone's work; None when nothing says it would.
+
+        The controller is asked now; when it cannot be, the count of the last collection stands.
+        """
+        labs, error = await self.started_labs(worker.id) if worker.cml_url else ([], "no controller")
+        advice = f'send {{"force": true}} to {kind.value} it anyway'
+        if error is None:
+            if not labs:
+                return None
+            users = sorted({lab.owner or "an unnamed user" for lab in labs})
+            return (
+                f"worker {worker.name} has {len(labs)} started lab(s) of {len(users)} user(s) "
+                f"({', '.join(users)}); {advice}"
+            )
+        started = worker.cml.labs_started if worker.cml is not None else None
+        if started:
+            return (
+                f"worker {worker.name} had {started} started lab(s) at its last collection (users "
+                f"unknown: the controller cannot be read now: {error}); {advice}"
+            )
+        return None
 
     async def history(
         self, worker_id: str, since: datetime | None, until: datetime | None, step: int | None, limit: int

@@ -9,17 +9,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 
 from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.domain.actions import LOCAL
 from cml_monitor.usecases import WorkerOperations
 
 from ..deps import WorkersDep
 from ..schemas import (
     Accepted,
     ActionOut,
+    ActionRequest,
     ImportRequest,
     ImportResult,
     MetricList,
     MetricPoint,
     SkippedInstance,
+    StartedLabList,
+    StartedLabOut,
     Timestamp,
     WorkerCreate,
     WorkerList,
@@ -106,19 +110,40 @@ async def refresh_worker(worker_id: str, workers: WorkersDep) -> Accepted:
     response_model=ActionOut,
     responses={
         **NOT_FOUND,
-        409: {"description": "the worker's state does not allow it, or another action is in flight"},
+        409: {
+            "description": "the worker's state does not allow it, another action is in flight, or "
+            "(stop, reboot) its controller reports started labs and `force` is not true"
+        },
         502: {"description": "AWS refused (the action is recorded as failed)"},
     },
 )
 async def act_on_worker(
-    worker_id: str, action: Literal["start", "stop", "reboot"], workers: WorkersDep, request: Request
+    worker_id: str,
+    action: Literal["start", "stop", "reboot"],
+    workers: WorkersDep,
+    request: Request,
+    body: ActionRequest | None = None,
 ) -> ActionOut:
     """Stop, start or reboot the worker's instance (admin). The action is recorded before it is
-    attempted (`GET /api/actions`); a stop asked here raises no `unexpected_stop`, a start
-    snoozes auto-pause for `WORKER_AUTO_PAUSE_SNOOZE`."""
+    attempted (`GET /api/actions`), with the `reason` given at the head of its `detail`. A stop
+    or reboot of a worker whose controller reports started labs is refused (409, naming how
+    many labs and users) unless `force` is true. A stop asked here raises no `unexpected_stop`,
+    a start snoozes auto-pause for `WORKER_AUTO_PAUSE_SNOOZE`. With authentication off the
+    actor is `local`."""
     principal = getattr(request.state, "principal", None)
-    done = await workers.act(worker_id, action, principal.subject if principal else "anonymous")
+    body = body or ActionRequest()
+    done = await workers.act(
+        worker_id, action, principal.subject if principal else LOCAL, reason=body.reason, force=body.force
+    )
     return ActionOut(**done.to_json())
+
+
+@router.get("/{worker_id}/labs", response_model=StartedLabList, responses=NOT_FOUND)
+async def worker_started_labs(worker_id: str, workers: WorkersDep) -> StartedLabList:
+    """The worker's started labs, read from its controller now (title, owner): what a stop or
+    a reboot would interrupt."""
+    labs, error = await workers.started_labs(worker_id)
+    return StartedLabList(items=[StartedLabOut(**lab.to_json()) for lab in labs], error=error)
 
 
 @router.get("/{worker_id}/metrics", response_model=MetricList, responses=NOT_FOUND)

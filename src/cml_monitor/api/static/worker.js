@@ -110,9 +110,11 @@ function idleSection(worker, actions) {
   const act = (kind) => el("button", {
     type: "button", class: "plain", id: `action-${kind}`, text: kind[0].toUpperCase() + kind.slice(1),
     onclick: async () => {
+      const choice = await confirmAction(worker, kind);
+      if (!choice) return tell(`${kind} cancelled`);
       tell(`${kind}…`);
       try {
-        const done = await send(`/api/workers/${worker.id}/${kind}`, "POST");
+        const done = await send(`/api/workers/${worker.id}/${kind}`, "POST", choice);
         tell(`${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`);
         renderWorker(worker.id);
       } catch (error) {
