@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cml_monitor.domain.discovery import template_problem
+
 API_ROLES = ("admin", "viewer")
 _SECRET_NAMES = {
     "API_TOKENS",
@@ -34,6 +36,9 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
 def _check_http_url(url: str) -> str:
@@ -117,6 +122,13 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(5, ge=1, le=20)
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     worker_events_queue_url: str = ""
+
+    # Discovery: register the instances that carry these tags, on a schedule
+    worker_discovery_tags: Annotated[list[str], NoDecode] = []
+    worker_discovery_regions: Annotated[list[str], NoDecode] = []
+    worker_discovery_interval: int = Field(600, ge=10, le=7 * 86_400)
+    worker_discovery_cml_url: str = ""
+    worker_discovery_forget_after: int = Field(604_800, ge=0, le=365 * 86_400)
 
     # CML controllers
     cml_username: str = "admin"
@@ -242,6 +254,38 @@ class Settings(BaseSettings):
     def _check_queue_url(cls, value: str) -> str:
         return _check_http_url(value) if value else ""
 
+    @field_validator("worker_discovery_tags", "worker_discovery_regions", mode="before")
+    @classmethod
+    def _parse_discovery_lists(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("worker_discovery_tags")
+    @classmethod
+    def _check_discovery_tags(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            key, sep, _ = entry.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{entry!r} is not Key=Value")
+        return value
+
+    @field_validator("worker_discovery_regions")
+    @classmethod
+    def _check_discovery_regions(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not _REGION.match(region):
+                raise ValueError(f"{region!r} is not an AWS region name (like eu-west-1)")
+        return value
+
+    @field_validator("worker_discovery_cml_url")
+    @classmethod
+    def _check_discovery_template(cls, value: str) -> str:
+        if not value:
+            return ""
+        problem = template_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("aws_endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
@@ -250,6 +294,11 @@ class Settings(BaseSettings):
     @property
     def blocked_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.cml_url_blocked_networks)
+
+    @property
+    def discovery_tags(self) -> dict[str, str]:
+        """`WORKER_DISCOVERY_TAGS` as tag key → value (every one must match)."""
+        return {k.strip(): v.strip() for k, _, v in (e.partition("=") for e in self.worker_discovery_tags)}
 
     @property
     def api_token_roles(self) -> dict[str, str]:

@@ -148,6 +148,7 @@ class WorkerOut(BaseModel):
     auto_pause: bool
     idle: IdleOut
     impaired_samples: int
+    discovered_at: datetime | None = None
     monitoring: Monitoring
 
     @classmethod
@@ -245,6 +246,7 @@ class AlertOut(BaseModel):
     last_notified_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_comment: str | None
+    acknowledged_by: str | None = None
 
 
 class AlertList(BaseModel):

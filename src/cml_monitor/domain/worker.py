@@ -54,6 +54,7 @@ class Worker:
     auto_pause: bool = True
     idle: IdleState = field(default_factory=IdleState)
     impaired_samples: int = 0  # consecutive collections with a status check impaired
+    discovered_at: datetime | None = None  # registered by tag discovery, which may forget it
 
     @classmethod
     def register(
@@ -101,6 +102,20 @@ class Worker:
     @property
     def is_terminated(self) -> bool:
         return self.status is WorkerStatus.TERMINATED
+
+    def has_problem(self, alerting: bool) -> bool:
+        """Whether the worker needs a look: an alert fires, its state is one nobody asked for
+        (unknown, or shutting down), or its controller is unreachable, unhealthy or not ready.
+
+        A stopped worker is not a problem by itself (stopping workers saves money); one that
+        stopped without being asked has an `unexpected_stop` alert, which counts.
+        """
+        if alerting or self.status in (WorkerStatus.UNKNOWN, WorkerStatus.SHUTTING_DOWN):
+            return True
+        cml = self.cml
+        if self.status is not WorkerStatus.RUNNING or not self.cml_url or cml is None:
+            return False
+        return cml.reachable is False or cml.healthy is False or cml.ready is False
 
     def update_ec2_state(
         self,

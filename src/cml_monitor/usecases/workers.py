@@ -62,6 +62,12 @@ class WorkerOperations:
             raise NotFound(f"worker {worker_id!r} not found")
         return worker
 
+    async def get_by_instance(self, instance_id: str) -> Worker:
+        worker = await self._repository.get_by_instance_id_async(instance_id)
+        if worker is None:
+            raise NotFound(f"no worker watches instance {instance_id!r}")
+        return worker
+
     async def exists(self, worker_id: str) -> bool:
         return looks_like_id(worker_id) and await self._repository.get_by_id_async(worker_id) is not None
 
@@ -70,9 +76,18 @@ class WorkerOperations:
         return await self._repository.list_async(**filters)
 
     async def register(
-        self, *, name: str, aws_region: str, aws_instance_id: str, cml_url: str | None = None
+        self,
+        *,
+        name: str,
+        aws_region: str,
+        aws_instance_id: str,
+        cml_url: str | None = None,
+        discovered: bool = False,
     ) -> Worker:
-        """Register a worker and start monitoring it; `Conflict` if the instance is registered."""
+        """Register a worker and start monitoring it; `Conflict` if the instance is registered.
+
+        `discovered`: registered by tag discovery, which forgets it once long terminated.
+        """
         if cml_url is not None:
             await self._check_cml_url(cml_url)
         worker = Worker.register(
@@ -82,6 +97,8 @@ class WorkerOperations:
             cml_url=cml_url,
             now=self._clock(),
         )
+        if discovered:
+            worker.discovered_at = worker.created_at
         try:
             await self._repository.add_async(worker)
         except DuplicateWorkerError:
@@ -147,6 +164,15 @@ class WorkerOperations:
         await self._repository.remove_async(worker.id)
         self._metrics.forget(worker.id)
         logger.info("Unregistered worker %s", worker.id)
+
+    async def mark_terminated(self, worker: Worker) -> None:
+        """EC2 says the instance is terminated: record it and stop monitoring it."""
+        worker.update_ec2_state(
+            instance_state="terminated", system_status=None, instance_status=None, now=self._clock()
+        )
+        await self._repository.update_async(worker)
+        await self._scheduler.stop_monitoring_worker_async(worker.id)
+        logger.info("Worker %s (%s) is terminated", worker.name, worker.aws_instance_id)
 
     async def refresh(self, worker_id: str) -> Worker:
         """Collect the worker now, in the background; the result arrives as usual."""
