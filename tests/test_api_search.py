@@ -117,3 +117,26 @@ async def test_acknowledged_by_names_the_actor(api_factory, moto: Moto) -> None:
     assert body["acknowledged_by"] == "admin" and body["acknowledged_comment"] == "on it"
     listed = (await api.client.get("/api/alerts")).json()["items"]
     assert [a["acknowledged_by"] for a in listed] == ["admin"]
+
+
+async def test_import_preview_registers_nothing(api_factory, moto: Moto) -> None:  # type: ignore[no-untyped-def]
+    a, b = moto.run_instances(2)
+    moto.ec2().create_tags(Resources=[a, b], Tags=[{"Key": "Role", "Value": "cml"}])
+    moto.ec2().create_tags(Resources=[a], Tags=[{"Key": "Name", "Value": "cml-a"}])
+    api = await api_factory(worker_monitoring_enabled=False)
+    body = {"aws_region": REGION, "aws_instance_id": b, "name": "known"}
+    assert (await api.client.post("/api/workers", json=body)).status_code == 201
+    preview = await api.client.post(
+        "/api/workers/import", json={"aws_region": REGION, "tags": {"Role": "cml"}, "preview": True}
+    )
+    assert preview.status_code == 200, preview.text
+    result = preview.json()
+    assert result["imported"] == [] and result["skipped"] == [
+        {"aws_instance_id": b, "reason": "already registered"}
+    ]
+    assert result["would_import"] == [{"aws_instance_id": a, "name": "cml-a", "state": "running"}]
+    assert (await api.client.get("/api/workers")).json()["total"] == 1
+    bad = await api.client.post(
+        "/api/workers/import", json={"aws_region": REGION, "tags": {"Role": "cml"}, "preview": "perhaps"}
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "preview"

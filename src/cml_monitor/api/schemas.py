@@ -60,6 +60,7 @@ class ImportRequest(_Strict):
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
         Field(min_length=1, max_length=50)
     )
+    preview: bool = False  # list what would be registered, register nothing
 
 
 class Monitoring(BaseModel):
@@ -183,9 +184,16 @@ class SkippedInstance(BaseModel):
     reason: str
 
 
+class PreviewInstance(BaseModel):
+    aws_instance_id: str
+    name: str
+    state: str | None
+
+
 class ImportResult(BaseModel):
     imported: list[WorkerOut]
     skipped: list[SkippedInstance]
+    would_import: list[PreviewInstance] = []  # with `preview`: what an import would register
 
 
 class MetricPoint(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 class ImportOutcome:
     imported: list[Worker]
     skipped: list[tuple[str, str]]  # (instance id, reason)
+    would_import: list[tuple[str, str, str | None]] = field(
+        default_factory=list
+    )  # preview: (id, name, state)
 
 
 class WorkerOperations:
@@ -117,8 +120,11 @@ class WorkerOperations:
         except BlockedAddress as exc:
             raise InvalidInput("body.cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
 
-    async def import_by_tags(self, aws_region: str, tags: dict[str, str]) -> ImportOutcome:
-        """Register every EC2 instance carrying all the tags that is not registered yet."""
+    async def import_by_tags(
+        self, aws_region: str, tags: dict[str, str], *, preview: bool = False
+    ) -> ImportOutcome:
+        """Register every EC2 instance carrying all the tags that is not registered yet
+        (`preview`: only say which ones would be)."""
         try:
             instances = await self._aws.describe_instances_by_tags(aws_region, tags)
         except AwsError as exc:
@@ -126,15 +132,20 @@ class WorkerOperations:
             raise UpstreamFailed(f"AWS could not list instances in {aws_region}: {exc}") from None
         imported: list[Worker] = []
         skipped: list[tuple[str, str]] = []
+        would_import: list[tuple[str, str, str | None]] = []
         for instance in instances:
             instance_id = instance["instance_id"]
             if await self._repository.get_by_instance_id_async(instance_id) is not None:
                 skipped.append((instance_id, "already registered"))
                 continue
             name = (instance.get("name") or instance_id)[:128]
+            name = name if name.isprintable() and name.strip() else instance_id
+            if preview:
+                would_import.append((instance_id, name, instance.get("state")))
+                continue
             try:
                 worker = await self.register(
-                    name=name if name.isprintable() and name.strip() else instance_id,
+                    name=name,
                     aws_region=aws_region,
                     aws_instance_id=instance_id,
                 )
@@ -142,7 +153,7 @@ class WorkerOperations:
                 skipped.append((instance_id, "already registered"))
                 continue
             imported.append(worker)
-        return ImportOutcome(imported, skipped)
+        return ImportOutcome(imported, skipped, would_import)
 
     async def edit(self, worker_id: str, changes: dict[str, Any]) -> Worker:
         """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""

@@ -19,6 +19,7 @@ from ..schemas import (
     ImportResult,
     MetricList,
     MetricPoint,
+    PreviewInstance,
     SkippedInstance,
     Timestamp,
     WorkerCreate,
@@ -88,11 +89,16 @@ async def get_worker_by_instance(
 
 @router.post("/import", response_model=ImportResult)
 async def import_workers(body: ImportRequest, workers: WorkersDep) -> ImportResult:
-    """Register every EC2 instance carrying all the tags that is not registered yet."""
-    outcome = await workers.import_by_tags(body.aws_region, body.tags)
+    """Register every EC2 instance carrying all the tags that is not registered yet.
+
+    With `"preview": true` nothing is registered: `would_import` lists what would be."""
+    outcome = await workers.import_by_tags(body.aws_region, body.tags, preview=body.preview)
     return ImportResult(
         imported=[_out(workers, w) for w in outcome.imported],
         skipped=[SkippedInstance(aws_instance_id=i, reason=r) for i, r in outcome.skipped],
+        would_import=[
+            PreviewInstance(aws_instance_id=i, name=n, state=s) for i, n, s in outcome.would_import
+        ],
     )
 
 

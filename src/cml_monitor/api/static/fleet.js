@@ -158,6 +158,7 @@ function renderFleet() {
   drawPage(
     el("h1", { text: "Fleet" }),
     summaryCards(),
+    managePanel(),
     el(
       "div",
       { class: "tools" },

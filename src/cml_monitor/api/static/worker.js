@@ -11,9 +11,10 @@ async function renderWorker(id) {
     api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
     api(`/api/alerts?worker_id=${id}&limit=100`),
     api(`/api/actions?worker_id=${id}&limit=20`),
+    api("/api/silences"),
   ]);
   if (!loaded) return;
-  const [worker, history, alerts, actions] = loaded;
+  const [worker, history, alerts, actions, silences] = loaded;
   state.workers.set(worker.id, worker);
   const rangeButtons = Object.keys(RANGES).map((range) =>
     el("button", { type: "button", "aria-pressed": String(range === state.range), text: range, onclick: () => { state.range = range; renderWorker(id); } }),
@@ -37,6 +38,7 @@ async function renderWorker(id) {
     scheduledEventsSection(worker),
     idleSection(worker, actions.items),
     monitoringSection(worker),
+    manageWorkerSection(worker),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
@@ -45,18 +47,41 @@ async function renderWorker(id) {
       el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
         ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
     ),
+    workerAlertsSection(worker, alerts.items, silences.items),
+  );
+}
+
+// The worker's alerts (value with unit and threshold, detail, who acknowledged, silence marker),
+// the silences that cover it now or later, and (admins) silencing it ahead of maintenance.
+function workerAlertsSection(worker, alerts, allSilences) {
+  const admin = state.role === "admin";
+  const silences = allSilences.filter((s) => Date.parse(s.ends_at) > Date.now() && (!s.worker_id || s.worker_id === worker.id));
+  const mine = silences.filter((s) => s.worker_id === worker.id);
+  const status = statusLine(worker.id, "silence-status");
+  const after = (message) => { say(worker.id, "silence-status", message); renderWorker(worker.id); };
+  return el(
+    "section",
+    { "aria-label": "Alerts", id: "worker-alerts" },
     el("h2", { text: "Alerts" }),
-    alerts.items.length
-      ? el("div", { class: "tablewrap" }, el("table", {},
-          el("thead", {}, el("tr", {}, ["Kind", "State", "Severity", "Value", "Detail", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
-          el("tbody", {}, alerts.items.map((a) => el("tr", {},
-            el("td", { text: KIND_NAMES[a.kind] || a.kind }),
-            el("td", {}, badge(a.state), a.acknowledged_at ? [" ", badge("ok", "acknowledged")] : null),
-            el("td", {}, badge(a.severity)),
-            el("td", { text: a.value === null ? "—" : `${a.value.toFixed(1)}` }),
-            el("td", { class: "detail-text", text: a.detail || "" }),
-            el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }),
-          )))))
+    admin ? el("p", {}, el("button", { type: "button", class: "plain", id: "silence-worker", text: "Silence this worker…",
+      onclick: () => openAlertDialog({ worker, done: after }) })) : null,
+    status,
+    mine.length
+      ? el("ul", { id: "worker-silences" }, mine.map((s) => el("li", {}, silenceMarker(s.ends_at),
+          ` ${s.kind ? KIND_NAMES[s.kind] || s.kind : "every alert"}${s.active ? "" : `, from ${new Date(s.starts_at).toLocaleString()}`} — ${s.comment}`)))
+      : null,
+    alerts.length
+      ? el("div", { class: "tablewrap" }, el("table", { id: "worker-alerts-table" },
+          el("thead", {}, el("tr", {}, ["Kind", "State", "Value", "Detail", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, alerts.map((a) => {
+            const marker = a.state === "resolved" ? null : silenceMarker(silencedUntil(a, silences));
+            return el("tr", {},
+              el("td", { text: KIND_NAMES[a.kind] || a.kind }),
+              el("td", {}, badge(a.state), " ", badge(a.severity), marker ? [" ", marker] : null),
+              el("td", { text: alertValue(a) }),
+              el("td", { class: "detail-text" }, el("div", { text: alertDetail(a) }), acknowledgement(a)),
+              el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }));
+          }))))
       : el("p", { class: "muted", text: "No alerts for this worker." }),
   );
 }
