@@ -24,13 +24,15 @@ def _iso(at: datetime) -> str:
 
 
 async def _seed(repository: CMLWorkerRepository, *, older_schema: bool = False) -> Worker:
-    worker = Worker.register(name="h", aws_region="us-east-1", aws_instance_id="i-0123456789abcdef0", now=NOW)
-    if older_schema:  # only the columns every schema has: later migrations add others
+    instance_id = "i-0123456789abcdef0"
+    worker = Worker.register(name="h", aws_region="us-east-1", aws_instance_id=instance_id, now=NOW)
+    if older_schema:  # only the columns every schema has (later migrations add others)
         async with repository.engine.begin() as conn:
             await conn.execute(
                 text(
                     "INSERT INTO workers (id, name, aws_region, aws_instance_id, status, active_labs_count,"
-                    " created_at, updated_at) VALUES (:id, 'h', 'us-east-1', :instance, 'unknown', 0, :now, :now)"
+                    " created_at, updated_at)"
+                    " VALUES (:id, 'h', 'us-east-1', :instance, 'unknown', 0, :now, :now)"
                 ),
                 {"id": worker.id, "instance": worker.aws_instance_id, "now": NOW},
             )

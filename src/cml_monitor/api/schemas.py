@@ -212,7 +212,8 @@ class MetricList(BaseModel):
     items: list[MetricPoint]
     step: int = Field(description="bucket width in seconds; 0 = every sample")
     source: Literal["raw", "hourly", "hourly+raw"] = Field(
-        description="`hourly+raw`: hourly averages, then raw samples averaged alike for the hours not rolled up yet"
+        description="`hourly+raw`: hourly averages, then raw samples averaged alike for the hours"
+        " not rolled up yet"
     )
 
 
