@@ -180,12 +180,18 @@ async def test_the_dashboard_asks_for_a_token_and_keeps_it(browser: Browser, tmp
         await page.reload()
         await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
         assert await page.locator("#login[open]").count() == 0  # kept for the browser session
+        assert await page.text_content("#signed-in-as") == "signed in as viewer (viewer)"
+        assert await page.is_visible("#sign-out")
         await page.click("#fleet tbody tr a")
         await page.wait_for_selector("#idle")
         assert await page.locator("#action-stop").count() == 0  # a viewer sees no buttons that act
         assert await page.is_disabled("#auto-pause")
         assert await page.locator("#save-thresholds, #collect-now").count() == 0
         assert await page.is_disabled("#threshold-cpu")
+        await page.click("#sign-out")
+        await page.wait_for_selector("#login[open]")
+        assert await page.evaluate("sessionStorage.getItem('cml-monitor-token')") is None
+        assert await page.is_hidden("#who")
         # The refused requests before sign-in are logged by the browser; nothing else may be.
         assert [e for e in errors if "401" not in e] == []
     finally:
@@ -288,6 +294,8 @@ async def test_controller_health_licence_and_scheduled_events_are_shown(
 
 
 async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Browser, tmp_path: Path) -> None:
+    import httpx
+
     sim, server, workers = await serve_fleet(tmp_path, 2)
     target = workers[0]
     try:
@@ -307,8 +315,22 @@ async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Brow
         row = await page.text_content("#actions tbody tr")
         assert row is not None and "reboot" in row and "manual" in row
         assert sim.fleet.get(target.aws_instance_id).reboots == 1
-        await page.click("#action-start")  # a running worker cannot be started: refused, said
-        await until(page, "document.querySelector('#action-status').textContent.includes('start refused')")
+        # A running worker cannot be started: the button says so, and the API's refusal names it.
+        assert await page.is_disabled("#action-start") and not await page.is_disabled("#action-stop")
+        assert "lab-00 is running" in (await page.get_attribute("#action-start", "title") or "")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            refused = await client.post(f"/api/workers/{target.id}/start")
+        assert refused.status_code == 409 and "lab-00" in refused.json()["detail"]
+        assert target.id not in refused.json()["detail"]
+        idle_badge = await page.text_content("#idle h2") or ""
+        assert "in use" in idle_badge or "idle" in idle_badge
+        assert "EC2 via CloudWatch" in (await page.text_content("section.detail") or "")
+        next_run = await page.text_content("#next-collection") or ""
+        assert next_run.startswith("in ") or next_run == "just now", next_run
+        legend = await page.text_content("#chart-legend") or ""
+        assert "not running" in legend and "thresholds" in legend
+        assert "above the alert threshold" in (await page.text_content("#bar-legend") or "")
+        assert await page.evaluate("window.scrollY") == 0
         await page.screenshot(path=str(tmp_path / "idle.png"), full_page=True)
         assert [e for e in errors if "409" not in e] == []
     finally:
@@ -574,6 +596,8 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
                 await phone.wait_for_selector("#policy")
             width = await phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{route}: the page itself scrolls sideways ({width} px)"
+            await asyncio.sleep(POLL)  # a live redraw or two: the header stays in view
+            assert await phone.evaluate("window.scrollY") == 0, f"{route}: loaded scrolled down"
             if table is None:
                 continue
             if table == "#alerts":  # stacked at phone width: no header row, no sideways scroll
@@ -610,6 +634,10 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
                 assert again == scrolled
         await phone.goto(f"{server.url}/#/workers/{workers[0].id}")
         await phone.wait_for_selector("#chart svg")
+        assert await phone.evaluate("window.scrollY") == 0  # the page loads at the top, header in view
+        await phone.click("nav a[href='#/alerts']")
+        await phone.wait_for_selector("#alert-state")
+        assert await phone.evaluate("window.scrollY") == 0
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
         await phone.screenshot(path=str(tmp_path / "phone-worker.png"), full_page=True)
         assert errors == []

@@ -77,7 +77,9 @@ class ActionExecutor:
     ) -> Action:
         state = worker.ec2_instance_state or "unknown"
         if state not in ALLOWED_FROM[kind]:
-            raise ActionNotAllowed(f"cannot {kind.value} worker {worker.id}: its instance is {state}")
+            raise ActionNotAllowed(
+                f"cannot {kind.value} {worker.name} ({worker.aws_instance_id}): its instance is {state}"
+            )
         action = Action.request(worker.id, kind, reason, actor, dry_run=dry_run, now=self._clock())
         if not await self.store.record(action):
             raise ActionInFlight(f"worker {worker.id} has an action in flight")

@@ -3,6 +3,16 @@
 // fetched from the internet.
 "use strict";
 
+const SOURCE_NAMES = { raw: "samples", hourly: "hourly roll-up", "hourly+raw": "hourly roll-up, then samples for the latest hours" };
+
+// Where the worker's CPU and memory come from: the controller's own figures, or CloudWatch's.
+function metricsSource(worker) {
+  return worker.metrics_source === "controller" ? "CML controller" : "EC2 via CloudWatch";
+}
+
+// Which action the instance's state allows (as the API decides): others are shown disabled.
+const ACTION_FROM = { stop: ["running", "pending"], start: ["stopped"], reboot: ["running"] };
+
 async function renderWorker(id) {
   const until = new Date();
   const since = new Date(until - RANGES[state.range]);
@@ -27,13 +37,17 @@ async function renderWorker(id) {
       { class: "detail", "aria-label": "Worker details" },
       fact("Instance", `${worker.aws_instance_id} (${worker.aws_region})`),
       fact("Status checks", [badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ", badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)]),
-      fact("CPU", bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
-      fact("Memory", bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
+      fact(`CPU (${metricsSource(worker)})`, bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
+      fact(`Memory (${metricsSource(worker)})`, bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
       fact("Running labs", String(worker.active_labs_count)),
       fact("Last collected", ago(worker.last_collected_at)),
       fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
-      fact("Next collection", worker.monitoring.next_run_at ? new Date(worker.monitoring.next_run_at).toLocaleTimeString() : "not monitored"),
+      fact("Next collection", worker.monitoring.next_run_at
+        ? el("span", { id: "next-collection", title: new Date(worker.monitoring.next_run_at).toLocaleString(), text: ago(worker.monitoring.next_run_at) })
+        : "not monitored"),
     ),
+    el("p", { class: "legend", id: "bar-legend" }, "Bars: ", el("span", { class: "swatch ok" }), " below 75 % · ",
+      el("span", { class: "swatch warn" }), " 75 % and above · ", el("span", { class: "swatch bad" }), " above the alert threshold"),
     controllerSection(worker),
     scheduledEventsSection(worker),
     idleSection(worker, actions.items),
@@ -44,8 +58,9 @@ async function renderWorker(id) {
       "div",
       { class: "chart", id: "chart" },
       chart(history.items, since.getTime(), until.getTime(), { cpu: thresholdOf(worker, "cpu"), memory: thresholdOf(worker, "memory") }),
-      el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
-        ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
+      el("p", { class: "legend", id: "chart-legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
+        " · ", el("span", { class: "swatch stopped" }), " not running", " · - - - alert thresholds",
+        ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${SOURCE_NAMES[history.source] || history.source})`),
     ),
     workerAlertsSection(worker, alerts.items, silences.items),
   );
@@ -124,6 +139,12 @@ function controllerSection(worker) {
   );
 }
 
+// "idle" or "in use" only mean something for a running worker; otherwise its state says it.
+function idleBadge(worker) {
+  if (worker.status !== "running") return badge(worker.status, worker.status === "stopped" && worker.idle.paused_by_us ? "paused" : worker.status);
+  return el("span", { id: "idle-state" }, badge(worker.idle.idle ? "warning" : "ok", worker.idle.idle ? "idle" : "in use"));
+}
+
 function idleSection(worker, actions) {
   const idle = worker.idle;
   const when = (iso) => (iso ? `${new Date(iso).toLocaleString()} (${ago(iso)})` : "—");
@@ -131,16 +152,19 @@ function idleSection(worker, actions) {
   const status = statusLine(worker.id, "action-status");
   const tell = (text) => say(worker.id, "action-status", text);
   const admin = state.role === "admin";
+  const instanceState = worker.ec2_instance_state || "unknown";
   const act = (kind) => el("button", {
     type: "button", class: "plain", id: `action-${kind}`, text: kind[0].toUpperCase() + kind.slice(1),
+    disabled: !ACTION_FROM[kind].includes(instanceState),
+    title: ACTION_FROM[kind].includes(instanceState) ? `${kind} ${worker.name}` : `${worker.name} is ${instanceState}: it cannot be ${kind === "stop" ? "stopped" : kind === "start" ? "started" : "rebooted"} now`,
     onclick: async () => {
-      tell(`${kind}…`);
+      tell(`${kind} ${worker.name}…`);
       try {
         const done = await send(`/api/workers/${worker.id}/${kind}`, "POST");
         tell(`${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`);
         renderWorker(worker.id);
       } catch (error) {
-        tell(`${kind} refused: ${error.message}`);
+        tell(`${kind} refused: ${error.message.replaceAll(worker.id, worker.name)}`);
       }
     },
   });
@@ -159,7 +183,7 @@ function idleSection(worker, actions) {
   return el(
     "section",
     { "aria-label": "Idle and actions", id: "idle" },
-    el("h2", {}, "Idle and actions ", badge(idle.idle ? "warning" : "ok", idle.idle ? "idle" : "in use")),
+    el("h2", {}, "Idle and actions ", idleBadge(worker)),
     el(
       "div",
       { class: "detail" },
