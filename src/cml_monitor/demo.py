@@ -157,7 +157,8 @@ def run_demo(
     has_dashboard = any(getattr(route, "path", None) == "/" for route in app.routes)
     minutes = (timing.idle_timeout + timing.grace + 2 * timing.idle_check_interval) // 60 + 1
     print(
-        f"\n  CML Worker Monitor demo: {len(fleet)} simulated workers, polled every {timing.poll_interval} s\n"
+        f"\n  CML Worker Monitor demo: {len(fleet)} simulated workers,"
+        + f" polled every {timing.poll_interval} s\n"
         + f"  {fleet[0].name} goes idle and is auto-paused (dry run) within {minutes} minutes: see Actions\n"
         + (f"  Dashboard:        {base}/\n" if has_dashboard else "")
         + f"  API docs:         {base}/docs\n"
