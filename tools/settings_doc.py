@@ -29,11 +29,13 @@ MEANINGS: dict[str, str] = {
     "worker_cpu_threshold": "percent; CPU above it is a `cpu` violation (a worker may have its own)",
     "worker_memory_threshold": "percent; memory above it is a `memory` violation (a worker may have its own)",
     "worker_disk_threshold": "percent of the controller's disk used; above it is a `disk` alert",
-    "worker_observer_timeout": "seconds an observer (alert engine, live events, gauges) may take on a region's"
+    "worker_observer_timeout": "seconds an observer (alert engine, live events, gauges) may take on a"
+    " region's"
     " events before it is left behind, logged and counted",
     "worker_metrics_raw_retention_hours": "hours raw samples are kept",
     "worker_metrics_retention_days": "days hourly averages are kept",
-    "worker_idle_timeout": "seconds without user activity and without a started lab before a running worker is idle",
+    "worker_idle_timeout": "seconds without user activity and without a started lab before a running worker"
+    " is idle",
     "worker_idle_cpu_threshold": "percent; a worker above it is not idle",
     "worker_idle_check_interval": "seconds between reads of a controller's user activity",
     "cml_automation_users": "comma list of regular expressions; activity by matching user ids or names is not"
@@ -50,7 +52,8 @@ MEANINGS: dict[str, str] = {
     "worker_alert_hysteresis": "points below the threshold a value must fall before the alert resolves",
     "worker_alert_repeat_interval": "seconds between reminders of a firing, unacknowledged alert",
     "worker_notification_webhooks": "comma list of http(s) URLs that receive every alert and action as JSON",
-    "worker_notification_webhook_secret": "HMAC-SHA256 key: `X-CML-Monitor-Signature: sha256=<hex>` on each POST",
+    "worker_notification_webhook_secret": "HMAC-SHA256 key: `X-CML-Monitor-Signature: sha256=<hex>` on each"
+    " POST",
     "worker_notification_max_age": "seconds a message is retried before it is given up",
     "worker_notification_timeout": "seconds one delivery may take",
     "worker_notification_retry_base": "seconds before the first retry (doubled each time)",
@@ -61,7 +64,8 @@ MEANINGS: dict[str, str] = {
     "opsgenie_api_key": "Opsgenie API key (alerts only)",
     "opsgenie_api_url": "Opsgenie API endpoint (EU: `https://api.eu.opsgenie.com`)",
     "database_url": "`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:password@host/db`",
-    "database_timeout": "seconds a database statement may take: a hung database costs a 503, not a hung request",
+    "database_timeout": "seconds a database statement may take: a hung database costs a 503, not a hung"
+    " request",
     "background_job_store_url": "empty: the jobs live in the database; `redis://host:6379/1`: in Redis",
     "event_bus_url": "empty: events stay in the process; `redis://…`: every replica's live stream sees every"
     " collection",
@@ -69,7 +73,8 @@ MEANINGS: dict[str, str] = {
     " `/health`, `/ready`, `/metrics`)",
     "cml_monitor_host": "address `serve` listens on",
     "cml_monitor_port": "port `serve` listens on",
-    "api_tokens": "comma list of `role:token` (roles `admin`, `viewer`); empty and no OIDC: no authentication",
+    "api_tokens": "comma list of `role:token` (roles `admin`, `viewer`); empty and no OIDC: no"
+    " authentication",
     "oidc_issuer": "accept `Authorization: Bearer <JWT>` from this issuer (keys from its discovery document)",
     "oidc_audience": "the audience the JWTs must carry",
     "oidc_client_id": "the dashboard's public client id at the identity provider (default: the audience)",
@@ -82,19 +87,22 @@ MEANINGS: dict[str, str] = {
     "aws_max_attempts": "attempts per AWS call (throttling and 5xx are retried with backoff)",
     "aws_retry_mode": "botocore's retry mode",
     "worker_events_queue_url": "SQS queue fed by EventBridge with EC2 state changes: applied within seconds",
-    "worker_discovery_tags": "comma list of `Key=Value`; every non-terminated instance carrying all of them is"
+    "worker_discovery_tags": "comma list of `Key=Value`; every non-terminated instance carrying all of them"
+    " is"
     " registered (empty: no discovery)",
     "worker_discovery_regions": "comma list of regions to discover in (default: the regions of registered"
     " workers and `AWS_REGION`)",
     "worker_discovery_interval": "seconds between two discoveries",
-    "worker_discovery_cml_url": "template of a discovered worker's controller URL: `{private_ip}`, `{public_ip}`,"
+    "worker_discovery_cml_url": "template of a discovered worker's controller URL: `{private_ip}`,"
+    " `{public_ip}`,"
     " `{private_dns}`, `{public_dns}`, `{instance_id}`, `{tag:KEY}` (empty: no controller)",
     "worker_discovery_forget_after": "seconds after which a discovered worker whose instance is terminated is"
     " removed with its history",
     "cml_username": "the controllers' API account",
     "cml_password": "its password",
     "cml_verify_tls": "verify the controllers' certificates (`false` for self-signed ones)",
-    "cml_url_blocked_networks": "a controller URL whose host is, or resolves into, these networks is refused and"
+    "cml_url_blocked_networks": "a controller URL whose host is, or resolves into, these networks is refused"
+    " and"
     " never contacted",
     "cml_timeout": "seconds a controller's whole read may take",
     "cml_max_labs": "a controller listing more labs than this is an error for that worker",
