@@ -70,7 +70,7 @@ class AlertEngine:
         stale = await self.store.stale_worker_events(now - self.settings.unreachable_after)
         if stale:
             batch = [
-                (event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING, detail=_not_collected(event))])
+                (event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING, detail=unreachable_detail(event))])
                 for event in stale
             ]
             await self.process(batch, notify_status=False)
@@ -159,7 +159,7 @@ class AlertEngine:
         return after, rows
 
 
-def _not_collected(event: dict[str, Any]) -> str:
+def unreachable_detail(event: dict[str, Any]) -> str:
     last = event.get("last_collected_at")
     when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "its registration"
     return f"no successful collection since {when}"
