@@ -59,6 +59,7 @@ from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.collections import CollectionStatusStore
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
+from cml_monitor.usecases.discovery import DiscoverySettings, WorkerDiscovery
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class MonitorRuntime:
     freshness: FleetFreshness
     bus: RedisEventBus | None = None
     alertmanager_refresher: AlertmanagerRefresher | None = None
+    discovery: WorkerDiscovery | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -157,6 +159,10 @@ class MonitorRuntime:
                 await self._start_monitoring()
                 if self.events_queue is not None:
                     self._loop(self.events_queue.run())
+                if self.discovery is not None:
+                    self._loop(
+                        _every(self.discovery.settings.interval, self.discovery.run_once, "Worker discovery")
+                    )
             else:
                 logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
         except BaseException:
@@ -452,6 +458,7 @@ def build_runtime(
         notices=cml if settings.worker_auto_pause_notice else None,
     )
     events = EventHub()
+    leases = LeaseStore(engine)
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
     scheduler = WorkerMonitoringScheduler(
         repository,
@@ -459,7 +466,7 @@ def build_runtime(
         handler,
         cml_client=cml,
         job_store=build_job_store(settings.background_job_store_url, settings.database_url),
-        leases=LeaseStore(engine),
+        leases=leases,
         poll_interval=settings.worker_metrics_poll_interval,
         clock=clock,
         tracer=tracer,
@@ -508,6 +515,7 @@ def build_runtime(
         controllers=cml,
     )
     return MonitorRuntime(
+        discovery=build_discovery(settings, workers, repository, aws, leases, scheduler.instance_id, clock),
         settings=settings,
         clock=clock,
         engine=engine,
@@ -532,6 +540,36 @@ def build_runtime(
         freshness=freshness,
         bus=bus,
         alertmanager_refresher=refresher,
+    )
+
+
+def build_discovery(
+    settings: Settings,
+    workers: WorkerOperations,
+    repository: CMLWorkerRepository,
+    aws: AwsEc2Client,
+    leases: LeaseStore,
+    holder: str,
+    clock: Clock,
+) -> WorkerDiscovery | None:
+    """Discovery by tags, when `WORKER_DISCOVERY_TAGS` names any."""
+    if not settings.discovery_tags:
+        return None
+    return WorkerDiscovery(
+        workers,
+        repository,
+        aws,
+        DiscoverySettings(
+            tags=settings.discovery_tags,
+            regions=settings.worker_discovery_regions,
+            default_region=settings.aws_region,
+            cml_url_template=settings.worker_discovery_cml_url,
+            interval=float(settings.worker_discovery_interval),
+            forget_after=timedelta(seconds=settings.worker_discovery_forget_after),
+        ),
+        leases=leases,
+        holder=holder,
+        clock=clock,
     )
 
 

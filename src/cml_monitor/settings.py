@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cml_monitor.domain.discovery import template_problem
+
 API_ROLES = ("admin", "viewer")
 _SECRET_NAMES = {
     "API_TOKENS",
@@ -54,6 +56,9 @@ def parse_managed_tag(text: str) -> tuple[str, str]:
             f"{text!r}: the key must be 1-128 characters not starting with aws:, the value 0-256"
         )
     return key, value.strip()
+
+
+_REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
 def _check_http_url(url: str) -> str:
@@ -156,6 +161,13 @@ class Settings(BaseSettings):
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     worker_events_queue_url: str = ""
     cml_monitor_managed_tag: str = "cml-monitor:managed=true"
+
+    # Discovery: register the instances that carry these tags, on a schedule
+    worker_discovery_tags: Annotated[list[str], NoDecode] = []
+    worker_discovery_regions: Annotated[list[str], NoDecode] = []
+    worker_discovery_interval: int = Field(600, ge=10, le=7 * 86_400)
+    worker_discovery_cml_url: str = ""
+    worker_discovery_forget_after: int = Field(604_800, ge=0, le=365 * 86_400)
 
     # CML controllers
     cml_username: str = "admin"
@@ -333,6 +345,38 @@ class Settings(BaseSettings):
         key, tag_value = parse_managed_tag(value)
         return f"{key}={tag_value}"
 
+    @field_validator("worker_discovery_tags", "worker_discovery_regions", mode="before")
+    @classmethod
+    def _parse_discovery_lists(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("worker_discovery_tags")
+    @classmethod
+    def _check_discovery_tags(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            key, sep, _ = entry.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{entry!r} is not Key=Value")
+        return value
+
+    @field_validator("worker_discovery_regions")
+    @classmethod
+    def _check_discovery_regions(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not _REGION.match(region):
+                raise ValueError(f"{region!r} is not an AWS region name (like eu-west-1)")
+        return value
+
+    @field_validator("worker_discovery_cml_url")
+    @classmethod
+    def _check_discovery_template(cls, value: str) -> str:
+        if not value:
+            return ""
+        problem = template_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("aws_endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
@@ -350,6 +394,11 @@ class Settings(BaseSettings):
     def managed_tag(self) -> tuple[str, str]:
         """(key, value) of the tag that IAM requires before the monitor may change an instance."""
         return parse_managed_tag(self.cml_monitor_managed_tag)
+
+    @property
+    def discovery_tags(self) -> dict[str, str]:
+        """`WORKER_DISCOVERY_TAGS` as tag key → value (every one must match)."""
+        return {k.strip(): v.strip() for k, _, v in (e.partition("=") for e in self.worker_discovery_tags)}
 
     @property
     def api_token_roles(self) -> dict[str, str]:

@@ -112,7 +112,9 @@ class ActionExecutor:
     ) -> Action:
         state = worker.ec2_instance_state or "unknown"
         if state not in ALLOWED_FROM[kind]:
-            raise ActionNotAllowed(f"cannot {kind.value} worker {worker.id}: its instance is {state}")
+            raise ActionNotAllowed(
+                f"cannot {kind.value} {worker.name} ({worker.aws_instance_id}): its instance is {state}"
+            )
         now = self._clock()
         action = Action.request(
             worker.id,

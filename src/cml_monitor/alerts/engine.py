@@ -106,7 +106,10 @@ class AlertEngine:
         now = self._clock()
         stale = await self.store.stale_worker_events(now - self.settings.unreachable_after)
         if stale:
-            batch = [(event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING)]) for event in stale]
+            batch = [
+                (event, [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING, detail=unreachable_detail(event))])
+                for event in stale
+            ]
             await self.process(batch, notify_status=False)
         return len(stale)
 
@@ -219,3 +222,9 @@ class AlertEngine:
                 payload, self.channels, alert_id=after.id, worker_id=after.worker_id, now=now
             )
         return after, rows
+
+
+def unreachable_detail(event: dict[str, Any]) -> str:
+    last = event.get("last_collected_at")
+    when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "its registration"
+    return f"no successful collection since {when}"

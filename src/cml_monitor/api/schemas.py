@@ -60,6 +60,7 @@ class ImportRequest(_Strict):
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
         Field(min_length=1, max_length=50)
     )
+    preview: bool = False  # list what would be registered, register nothing
 
 
 class Monitoring(BaseModel):
@@ -150,6 +151,7 @@ class WorkerOut(BaseModel):
     idle: IdleOut
     impaired_samples: int
     metrics_source: Literal["controller", "cloudwatch"] | None = None
+    discovered_at: datetime | None = None
     monitoring: Monitoring
 
     @classmethod
@@ -184,9 +186,16 @@ class SkippedInstance(BaseModel):
     reason: str
 
 
+class PreviewInstance(BaseModel):
+    aws_instance_id: str
+    name: str
+    state: str | None
+
+
 class ImportResult(BaseModel):
     imported: list[WorkerOut]
     skipped: list[SkippedInstance]
+    would_import: list[PreviewInstance] = []  # with `preview`: what an import would register
 
 
 class MetricPoint(BaseModel):
@@ -204,7 +213,10 @@ class MetricPoint(BaseModel):
 class MetricList(BaseModel):
     items: list[MetricPoint]
     step: int = Field(description="bucket width in seconds; 0 = every sample")
-    source: Literal["raw", "hourly"]
+    source: Literal["raw", "hourly", "hourly+raw"] = Field(
+        description="`hourly+raw`: hourly averages, then raw samples averaged alike for the hours"
+        " not rolled up yet"
+    )
 
 
 class MonitoringJob(BaseModel):
@@ -270,6 +282,7 @@ class AlertOut(BaseModel):
     last_notified_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_comment: str | None
+    acknowledged_by: str | None = None
 
 
 class AlertList(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cml_monitor.domain.discovery import TaggedInstance
 from cml_monitor.domain.scheduled_events import ScheduledEvent
 from cml_monitor.domain.text import clean, clean_optional
 
@@ -179,27 +180,32 @@ class Ec2Reader:
 
     async def describe_instances_by_tags(self, aws_region: str, tags: dict[str, str]) -> list[dict[str, Any]]:
         """Instances (not terminated) carrying all the given tags: id, state and Name tag."""
+        instances = await self.list_tagged_instances(aws_region, tags)
+        return [
+            {"instance_id": i.instance_id, "state": i.state, "name": i.name}
+            for i in instances
+            if i.state in _LIVE_STATES
+        ]
+
+    async def list_tagged_instances(
+        self, aws_region: str, tags: dict[str, str], *, include_terminated: bool = False
+    ) -> list[TaggedInstance]:
+        """Every instance carrying all the tags, with its addresses and tags.
+
+        The tags are filters of the call, so EC2 returns only the fleet's instances, 1000 a page:
+        a region of 3000 workers is 3 calls whatever the size of the account.
+        """
         filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
-        filters.append(
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
-        )
-        found: list[dict[str, Any]] = []
+        states = [*_LIVE_STATES, *(("shutting-down", "terminated") if include_terminated else ())]
+        filters.append({"Name": "instance-state-name", "Values": states})
+        found: list[TaggedInstance] = []
         pages = self._pool.pages(
             "ec2", aws_region, "describe_instances", Filters=filters, PaginationConfig={"PageSize": 1000}
         )
         async for response in pages:
             for reservation in response.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
-                    name = next(
-                        (t["Value"] for t in instance.get("Tags", []) if t.get("Key") == "Name"), None
-                    )
-                    found.append(
-                        {
-                            "instance_id": clean(instance["InstanceId"]),
-                            "state": clean_optional(instance.get("State", {}).get("Name")),
-                            "name": clean_optional(name),
-                        }
-                    )
+                    found.append(_tagged_instance(instance))
         return found
 
     def _not_permitted(self, aws_region: str, instance_id: str, action: str) -> ActionNotPermitted:
@@ -228,3 +234,21 @@ class Ec2Reader:
             return "running"
         changes = response.get(key) or [{}]
         return str(changes[0].get("CurrentState", {}).get("Name", "unknown"))
+
+
+_LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def _tagged_instance(instance: dict[str, Any]) -> TaggedInstance:
+    """An instance as discovery and import read it, its strings cleaned of control characters."""
+    tags = {clean(t["Key"]): clean(t.get("Value", "")) for t in instance.get("Tags", []) if "Key" in t}
+    return TaggedInstance(
+        instance_id=clean(instance["InstanceId"]),
+        state=clean_optional(instance.get("State", {}).get("Name")),
+        name=tags.get("Name"),
+        private_ip=clean_optional(instance.get("PrivateIpAddress")) or None,
+        public_ip=clean_optional(instance.get("PublicIpAddress")) or None,
+        private_dns=clean_optional(instance.get("PrivateDnsName")) or None,
+        public_dns=clean_optional(instance.get("PublicDnsName")) or None,
+        tags=tags,
+    )

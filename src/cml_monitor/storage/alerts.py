@@ -157,12 +157,16 @@ class AlertRepository:
             row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
         return _to_alert(row) if row else None
 
-    async def acknowledge(self, alert_id: str, comment: str | None, now: datetime) -> Alert | None:
+    async def acknowledge(
+        self, alert_id: str, comment: str | None, now: datetime, actor: str | None = None
+    ) -> Alert | None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(alerts)
                 .where(alerts.c.id == alert_id)
-                .values(acknowledged_at=now, acknowledged_comment=comment, updated_at=now)
+                .values(
+                    acknowledged_at=now, acknowledged_comment=comment, acknowledged_by=actor, updated_at=now
+                )
             )
         return await self.get_alert(alert_id)
 

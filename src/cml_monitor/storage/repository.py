@@ -21,7 +21,7 @@ from cml_monitor.domain import MetricSample, Worker, WorkerStatus
 
 from .database import StorageError
 from .rows import RejectListener, reason, refused, write_each
-from .tables import UTCDateTime, worker_metrics, workers
+from .tables import UTCDateTime, alerts, worker_metrics, workers
 
 logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -98,27 +98,73 @@ class CMLWorkerRepository:
         *,
         status: WorkerStatus | str | None = None,
         aws_region: str | None = None,
+        q: str | None = None,
+        alerting: bool | None = None,
+        problem: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[Worker], int]:
-        """A page of workers (oldest first, then by id, so pages are stable) and the total."""
-        conditions = []
+        """A page of workers (oldest first, then by id, so pages are stable) and the total.
+
+        `q` matches name, instance id or region (contains, any case); `alerting` keeps the
+        workers with (or without) a firing alert; `problem` those that need a look (see
+        `Worker.has_problem`), decided here in Python because it reads the controller's JSON.
+        """
+        conditions: list[Any] = []
         if status is not None:
             conditions.append(workers.c.status == str(status))
         if aws_region is not None:
             conditions.append(workers.c.aws_region == aws_region)
-        page = (
-            select(workers)
-            .where(*conditions)
-            .order_by(workers.c.created_at, workers.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        if q:
+            pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(
+                or_(
+                    *(
+                        func.lower(column).like(pattern, escape="\\")
+                        for column in (workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+                    )
+                )
+            )
+        firing = select(alerts.c.worker_id).where(alerts.c.state == "firing")
+        if alerting is not None:
+            conditions.append(workers.c.id.in_(firing) if alerting else workers.c.id.not_in(firing))
+        ordered = select(workers).where(*conditions).order_by(workers.c.created_at, workers.c.id)
+        if problem is not None:
+            async with self._engine.connect() as conn:
+                alerting_ids = {row.worker_id for row in await conn.execute(firing)}
+                rows = (await conn.execute(ordered)).all()
+            matching = [w for w in map(_to_worker, rows) if w.has_problem(w.id in alerting_ids) is problem]
+            return matching[offset : offset + limit], len(matching)
         count = select(func.count()).select_from(workers).where(*conditions)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(page)).all()
+            rows = (await conn.execute(ordered.limit(limit).offset(offset))).all()
             total = (await conn.execute(count)).scalar_one()
         return [_to_worker(row) for row in rows], int(total)
+
+    async def regions_async(self) -> set[str]:
+        """The regions that have a registered worker."""
+        async with self._engine.connect() as conn:
+            return {row.aws_region for row in await conn.execute(select(workers.c.aws_region).distinct())}
+
+    async def get_by_instance_ids_async(self, instance_ids: Sequence[str]) -> dict[str, Worker]:
+        """The registered workers among these instances, by instance id."""
+        found: dict[str, Worker] = {}
+        async with self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(instance_ids))):
+                query = select(workers).where(workers.c.aws_instance_id.in_(chunk))
+                for row in await conn.execute(query):
+                    found[row.aws_instance_id] = _to_worker(row)
+        return found
+
+    async def list_forgettable_async(self, terminated_before: datetime) -> list[Worker]:
+        """Discovered workers terminated before this instant: discovery removes them."""
+        query = select(workers).where(
+            workers.c.discovered_at.is_not(None),
+            workers.c.status == WorkerStatus.TERMINATED.value,
+            func.coalesce(workers.c.status_changed_at, workers.c.updated_at) <= terminated_before,
+        )
+        async with self._engine.connect() as conn:
+            return [_to_worker(row) for row in await conn.execute(query)]
 
     async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]:
         """(id, region) of every worker that is not terminated, optionally in one region."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 class ImportOutcome:
     imported: list[Worker]
     skipped: list[tuple[str, str]]  # (instance id, reason)
+    would_import: list[tuple[str, str, str | None]] = field(
+        default_factory=list
+    )  # preview: (id, name, state)
 
 
 class WorkerOperations:
@@ -94,6 +97,12 @@ class WorkerOperations:
             raise NotFound(f"worker {worker_id!r} not found")
         return worker
 
+    async def get_by_instance(self, instance_id: str) -> Worker:
+        worker = await self._repository.get_by_instance_id_async(instance_id)
+        if worker is None:
+            raise NotFound(f"no worker watches instance {instance_id!r}")
+        return worker
+
     async def exists(self, worker_id: str) -> bool:
         return looks_like_id(worker_id) and await self._repository.get_by_id_async(worker_id) is not None
 
@@ -101,9 +110,18 @@ class WorkerOperations:
         return await self._repository.list_async(**filters)
 
     async def register(
-        self, *, name: str, aws_region: str, aws_instance_id: str, cml_url: str | None = None
+        self,
+        *,
+        name: str,
+        aws_region: str,
+        aws_instance_id: str,
+        cml_url: str | None = None,
+        discovered: bool = False,
     ) -> Worker:
-        """Register a worker and start monitoring it; `Conflict` if the instance is registered."""
+        """Register a worker and start monitoring it; `Conflict` if the instance is registered.
+
+        `discovered`: registered by tag discovery, which forgets it once long terminated.
+        """
         if cml_url is not None:
             await self._check_cml_url(cml_url)
         worker = Worker.register(
@@ -113,6 +131,8 @@ class WorkerOperations:
             cml_url=cml_url,
             now=self._clock(),
         )
+        if discovered:
+            worker.discovered_at = worker.created_at
         try:
             await self._repository.add_async(worker)
         except DuplicateWorkerError:
@@ -131,8 +151,11 @@ class WorkerOperations:
         except BlockedAddress as exc:
             raise InvalidInput("body.cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
 
-    async def import_by_tags(self, aws_region: str, tags: dict[str, str]) -> ImportOutcome:
-        """Register every EC2 instance carrying all the tags that is not registered yet."""
+    async def import_by_tags(
+        self, aws_region: str, tags: dict[str, str], *, preview: bool = False
+    ) -> ImportOutcome:
+        """Register every EC2 instance carrying all the tags that is not registered yet
+        (`preview`: only say which ones would be)."""
         try:
             instances = await self._aws.describe_instances_by_tags(aws_region, tags)
         except AwsError as exc:
@@ -140,15 +163,20 @@ class WorkerOperations:
             raise UpstreamFailed(f"AWS could not list instances in {aws_region}: {exc}") from None
         imported: list[Worker] = []
         skipped: list[tuple[str, str]] = []
+        would_import: list[tuple[str, str, str | None]] = []
         for instance in instances:
             instance_id = instance["instance_id"]
             if await self._repository.get_by_instance_id_async(instance_id) is not None:
                 skipped.append((instance_id, "already registered"))
                 continue
             name = (instance.get("name") or instance_id)[:128]
+            name = name if name.isprintable() and name.strip() else instance_id
+            if preview:
+                would_import.append((instance_id, name, instance.get("state")))
+                continue
             try:
                 worker = await self.register(
-                    name=name if name.isprintable() and name.strip() else instance_id,
+                    name=name,
                     aws_region=aws_region,
                     aws_instance_id=instance_id,
                 )
@@ -156,7 +184,7 @@ class WorkerOperations:
                 skipped.append((instance_id, "already registered"))
                 continue
             imported.append(worker)
-        return ImportOutcome(imported, skipped)
+        return ImportOutcome(imported, skipped, would_import)
 
     async def edit(self, worker_id: str, changes: dict[str, Any]) -> Worker:
         """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""
@@ -178,6 +206,15 @@ class WorkerOperations:
         await self._repository.remove_async(worker.id)
         self._metrics.forget(worker.id)
         logger.info("Unregistered worker %s", worker.id)
+
+    async def mark_terminated(self, worker: Worker) -> None:
+        """EC2 says the instance is terminated: record it and stop monitoring it."""
+        worker.update_ec2_state(
+            instance_state="terminated", system_status=None, instance_status=None, now=self._clock()
+        )
+        await self._repository.update_async(worker)
+        await self._scheduler.stop_monitoring_worker_async(worker.id)
+        logger.info("Worker %s (%s) is terminated", worker.name, worker.aws_instance_id)
 
     async def refresh(self, worker_id: str) -> Worker:
         """Collect the worker now, in the background; the result arrives as usual."""

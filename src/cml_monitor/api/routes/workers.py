@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from cml_monitor.domain import Worker, WorkerStatus
 from cml_monitor.domain.actions import LOCAL
@@ -21,6 +21,7 @@ from ..schemas import (
     ImportResult,
     MetricList,
     MetricPoint,
+    PreviewInstance,
     SkippedInstance,
     StartedLabList,
     StartedLabOut,
@@ -31,6 +32,7 @@ from ..schemas import (
     WorkerUpdate,
     worker_json,
 )
+from ..validation import INSTANCE_ID
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 RegionFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
@@ -56,23 +58,51 @@ async def list_workers(
     workers: WorkersDep,
     status_filter: Annotated[WorkerStatus | None, Query(alias="status")] = None,
     aws_region: RegionFilter = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    alerting: bool | None = None,
+    problem: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> WorkerList:
-    items, total = await workers.list(status=status_filter, aws_region=aws_region, limit=limit, offset=offset)
+    """Workers, oldest first. `q`: name, instance id or region contains (any case);
+    `alerting=true`: an alert is firing; `problem=true`: an alert is firing, the state is
+    `unknown` or `shutting-down`, or the controller of a running worker is unreachable,
+    unhealthy or not ready. Filters combine."""
+    items, total = await workers.list(
+        status=status_filter,
+        aws_region=aws_region,
+        q=q,
+        alerting=alerting,
+        problem=problem,
+        limit=limit,
+        offset=offset,
+    )
     # The most requested page (dashboards poll it): serialised once, straight from our own typed
     # data, rather than validated, dumped, validated again and dumped again.
     page = {"items": [worker_json(w, workers.next_run_at(w)) for w in items], "total": total}
     return Response(json.dumps(page, allow_nan=False), media_type="application/json")  # type: ignore[return-value]
 
 
+@router.get("/by-instance/{instance_id}", response_model=WorkerOut, responses=NOT_FOUND)
+async def get_worker_by_instance(
+    instance_id: Annotated[str, Path(pattern=INSTANCE_ID.pattern)], workers: WorkersDep
+) -> WorkerOut:
+    """The worker watching this EC2 instance; 404 when none does."""
+    return _out(workers, await workers.get_by_instance(instance_id))
+
+
 @router.post("/import", response_model=ImportResult)
 async def import_workers(body: ImportRequest, workers: WorkersDep) -> ImportResult:
-    """Register every EC2 instance carrying all the tags that is not registered yet."""
-    outcome = await workers.import_by_tags(body.aws_region, body.tags)
+    """Register every EC2 instance carrying all the tags that is not registered yet.
+
+    With `"preview": true` nothing is registered: `would_import` lists what would be."""
+    outcome = await workers.import_by_tags(body.aws_region, body.tags, preview=body.preview)
     return ImportResult(
         imported=[_out(workers, w) for w in outcome.imported],
         skipped=[SkippedInstance(aws_instance_id=i, reason=r) for i, r in outcome.skipped],
+        would_import=[
+            PreviewInstance(aws_instance_id=i, name=n, state=s) for i, n, s in outcome.would_import
+        ],
     )
 
 
