@@ -337,6 +337,8 @@ class _Read:
     def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
         if status != 200:
             self.errors[name] = http_error(name, status)
+            if status == 403:  # refused for good: unknown values, asked again at the next due time
+                self.values.update(_REFUSED.get(name, {}))
             return
         try:
             values = parse(body)
@@ -366,6 +368,14 @@ class _Read:
     def reading(self) -> ControllerReading:
         failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
         return ControllerReading(reachable=bool(self.answered), values=dict(self.values), errors=failed)
+
+
+# What an endpoint CML keeps for administrators leaves unknown when it refuses the account: read
+# as such, so the hourly licensing and the activity checks wait their interval, not one cycle.
+_REFUSED: dict[str, dict[str, Any]] = {
+    "licensing": dict.fromkeys(("license_registration", "license_authorization", "license_expires_at")),
+    "telemetry/events": {"last_user_activity_at": None},
+}
 
 
 def http_error(name: str, status: int) -> str:
