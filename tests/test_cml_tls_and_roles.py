@@ -85,6 +85,9 @@ async def test_a_non_administrator_reads_what_it_may_and_is_told_what_it_lacks(
     assert "licensing: needs an administrator account for licensing (HTTP 403)" in status.errors
     assert "telemetry/events: needs an administrator account for telemetry/events (HTTP 403)" in status.errors
     assert status.labs_total == 0  # a non-administrator sees only its own labs
+    # Refused, the licensing and activity checks wait their interval rather than every cycle.
+    now = datetime.now(UTC)
+    assert not status.licensing_due(now, 3600) and not status.activity_due(now, 600)
 
 
 def test_a_ca_bundle_that_is_not_a_pem_file_names_the_setting(tmp_path: object) -> None:

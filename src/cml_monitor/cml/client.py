@@ -384,6 +384,8 @@ class _Read:
     def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
         if status != 200:
             self.errors[name] = http_error(name, status)
+            if status == 403:  # refused for good: unknown values, asked again at the next due time
+                self.values.update(_REFUSED.get(name, {}))
             return
         try:
             values = parse(body)
@@ -425,6 +427,14 @@ def decode(raw: bytes) -> Any:
     if b"\\u00" in raw or b"\\b" in raw or b"\\f" in raw:
         return clean_deep(body)
     return body
+
+
+# What an endpoint CML keeps for administrators leaves unknown when it refuses the account: read
+# as such, so the hourly licensing and the activity checks wait their interval, not one cycle.
+_REFUSED: dict[str, dict[str, Any]] = {
+    "licensing": dict.fromkeys(("license_registration", "license_authorization", "license_expires_at")),
+    "telemetry/events": {"last_user_activity_at": None},
+}
 
 
 def http_error(name: str, status: int) -> str:
