@@ -69,6 +69,7 @@ def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> 
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}",
         "AWS_ENDPOINT_URL": sim.url,
         "WORKER_METRICS_POLL_INTERVAL": "1",
+        "WORKER_METRICS_SOURCE": "cloudwatch",  # the CPU set above is CloudWatch's
         "CML_PASSWORD": "cml-sim",
         "CML_URL_BLOCKED_NETWORKS": "169.254.0.0/16",
         "CML_LICENSING_CHECK_INTERVAL": "1",
