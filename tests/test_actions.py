@@ -246,6 +246,11 @@ async def test_an_action_interrupted_between_recorded_and_done_is_settled_at_the
     settled = {a["worker_id"]: a for a in await actions(again)}
     assert settled[ids[stopped]]["result"] == "ok" and "interrupted" in settled[ids[stopped]]["detail"]
     assert settled[ids[untouched]]["result"] == "failed" and "running" in settled[ids[untouched]]["detail"]
+    paused = await again.worker(ids[stopped])  # an auto-pause EC2 did: paused by us, as if finished
+    assert (
+        paused["idle"]["paused_by_us"] is True
+        and (await again.worker(ids[untouched]))["idle"]["paused_by_us"] is False
+    )
 
 
 async def test_two_replicas_seeing_the_same_idle_worker_act_once(
