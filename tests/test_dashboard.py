@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
@@ -628,7 +629,13 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
             labels = []
             for index in range(await headers.count()):
                 header = headers.nth(index)
-                await header.scroll_into_view_if_needed()
+                for attempt in range(5):  # a live redraw may replace the table under the locator
+                    try:
+                        await header.scroll_into_view_if_needed()
+                        break
+                    except PlaywrightError as error:
+                        if "not attached" not in str(error) or attempt == 4:
+                            raise
                 box = await header.bounding_box()
                 assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, (
                     route,
@@ -765,7 +772,7 @@ async def test_admins_register_import_rename_and_remove_workers(browser: Browser
         text = await page.text_content("#remove-dialog") or ""
         assert "spare-renamed" in text and "history goes too" in text
         await page.click("#remove-cancel")
-        assert await page.locator("#remove-dialog").count() == 0
+        await until(page, "document.querySelector('#remove-dialog') === null")  # closed, then removed
         await page.click("#remove-worker")
         await page.click("#remove-confirm")
         await until(page, "location.hash === '#/'")

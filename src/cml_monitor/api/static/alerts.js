@@ -26,9 +26,9 @@ async function renderAlerts() {
     { "data-alert": a.id },
     el("td", { class: "alert-main" },
       el("div", { class: "kind", text: KIND_NAMES[a.kind] || a.kind }),
-      a.worker_id ? el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) }) : el("span", { text: `region ${a.region}` }),
+      a.worker_id ? el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) }) : el("span", { text: alertSubject(a) }),
       admin ? el("div", {}, el("button", {
-        type: "button", class: "plain work", text: "Acknowledge or silence…", "aria-label": `Acknowledge or silence ${KIND_NAMES[a.kind] || a.kind} on ${workerName(a.worker_id)}`,
+        type: "button", class: "plain work", text: "Acknowledge or silence…", "aria-label": `Acknowledge or silence ${KIND_NAMES[a.kind] || a.kind} on ${alertSubject(a)}`,
         onclick: () => openAlertDialog({ alert: a, done: after }),
       })) : null),
     el("td", { class: "state" }, badge(a.state), " ", badge(a.severity), marker ? [" ", marker] : null),

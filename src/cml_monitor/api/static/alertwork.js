@@ -56,7 +56,7 @@ function silenceMarker(until) {
 // `done(message)` runs after the API said yes.
 function openAlertDialog({ alert, worker, done }) {
   const workerId = alert ? alert.worker_id : worker.id;
-  const name = workerName(workerId);
+  const name = alert ? alertSubject(alert) : workerName(workerId);
   const kindName = alert ? KIND_NAMES[alert.kind] || alert.kind : null;
   const error = el("p", { class: "error", role: "alert", id: "work-error" });
   const radio = (group, value, label, checked) => el("label", { class: "choice" },
@@ -65,7 +65,9 @@ function openAlertDialog({ alert, worker, done }) {
   const what = alert ? el("fieldset", { id: "work-what" }, el("legend", { text: "What to do" }),
     canAck ? radio("work-what", "ack", "Acknowledge: keep it firing, stop reminders", true) : null,
     radio("work-what", "silence", "Silence: send no notification while it lasts", !canAck)) : null;
-  const scopes = alert
+  const scopes = alert && !workerId  // a fleet-level alert: no worker to silence
+    ? [["kind", `${kindName} everywhere`, true]]
+    : alert
     ? [["worker-kind", `${kindName} on ${name}`, true], ["worker", `every alert on ${name}`, false], ["kind", `${kindName} on every worker`, false]]
     : [["worker", `every alert on ${name}`, true]];
   const scope = el("fieldset", { id: "work-scope" }, el("legend", { text: "Silence" }), scopes.map(([v, l, c]) => radio("work-scope", v, l, c)));

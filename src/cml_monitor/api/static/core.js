@@ -149,6 +149,11 @@ function workerName(id) {
   return (state.workers.get(id) || {}).name || id.slice(0, 8);
 }
 
+// Who an alert is about: its worker, or the region for a fleet-level alert (no worker).
+function alertSubject(alert) {
+  return alert.worker_id ? workerName(alert.worker_id) : `region ${alert.region}`;
+}
+
 // A summary card (a number and what it counts) and a fact card (a label over a value).
 function card(n, label, extra = "") {
   return el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
