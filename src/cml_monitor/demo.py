@@ -22,6 +22,7 @@ from cml_monitor.clock import utcnow
 from cml_monitor.domain import Worker
 from cml_monitor.settings import load_settings
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.supervisor import serve_runtime
 from cml_monitor.telemetry import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def run_demo(workers: int = 25, port: int = 8080, speed: float = 1.0, host: str 
         worker_auto_pause_dry_run=True,
         worker_auto_pause_grace=60,
     )
-    app = create_app(settings)
+    app = create_app(settings, runtime=serve_runtime(settings))
     scenario = DemoScenario(simulator, [i.instance_id for i in instances], speed=speed)
     scenario.start()
     base = f"http://{host}:{port}"

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     background_job_store_url: str = ""
     event_bus_url: str = ""
     cml_monitor_role: Literal["all", "api", "collector"] = "all"
+    # Role `all`: `serve` collects in a child process of its own, so the API never waits behind
+    # a cycle; false keeps everything in one process.
+    cml_monitor_collector_process: bool = True
 
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
