@@ -54,12 +54,7 @@ class CollectorService:
                 checks.pop("event_bus", None)  # it is answering this very call
             return checks
         if method == "view":
-            return {
-                "started": scheduler.running,
-                "runs": {region: _iso(at) for region, at in scheduler.region_jobs().items()},
-                "paused": sorted(scheduler.monitored.paused()),
-                "monitored": scheduler.monitored.items(),
-            }
+            return {**self.schedule(), "monitored": scheduler.monitored.items()}
         worker_id = str(params["worker_id"])
         if method == "start_monitoring":
             await scheduler.start_monitoring_worker_async(worker_id)
@@ -71,12 +66,22 @@ class CollectorService:
             raise ValueError(f"unknown call {method!r}")
         return None
 
+    def schedule(self) -> dict[str, Any]:
+        """Whether the scheduler runs, each region's next run, the workers paused by hand."""
+        scheduler = self.runtime.scheduler
+        return {
+            "started": scheduler.running,
+            "runs": {region: _iso(at) for region, at in scheduler.region_jobs().items()},
+            "paused": sorted(scheduler.monitored.paused()),
+        }
 
-async def _send_snapshots(client: ChannelClient, runtime: MonitorRuntime) -> None:
-    """The collector's counters and histograms, for the parent to merge into its `/metrics`."""
+
+async def _send_snapshots(client: ChannelClient, service: CollectorService) -> None:
+    """The collector's counters and histograms (merged into the parent's `/metrics`) and its
+    schedule (the next runs the API shows), once a second."""
     while True:
-        text = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
-        await client.send({"t": "metrics", "text": text.decode()})
+        text = await asyncio.to_thread(generate_latest, service.runtime.metrics.registry)
+        await client.send({"t": "metrics", "text": text.decode(), "schedule": service.schedule()})
         await asyncio.sleep(SNAPSHOT_PERIOD)
 
 
@@ -94,12 +99,13 @@ async def run_collector(settings: Settings, path: str) -> None:
     # With EVENT_BUS_URL, events go through Redis as for any collector; the channel still
     # carries the calls and the snapshots.
     runtime = build_runtime(settings, event_bus=channel_bus if local_bus else None)
-    client.handler = CollectorService(runtime, local_bus=local_bus)
+    service = CollectorService(runtime, local_bus=local_bus)
+    client.handler = service
     if not local_bus:
         await client.start()
     try:
         async with runtime:
-            snapshots = loop.create_task(_send_snapshots(client, runtime))
+            snapshots = loop.create_task(_send_snapshots(client, service))
             logger.info("Collector process ready")
             await stop.wait()
             logger.info("Collector process stopping")

@@ -185,8 +185,17 @@ class RemoteScheduler:
             logger.debug("Could not read the collector's schedule: %s", exc)
             return
         self._view = view
-        self._runs = {region: _parse_time(at) for region, at in view["runs"].items()}
-        self._paused = frozenset(view["paused"])
+        self._take(view)
+
+    def on_snapshot(self, kind: str, message: dict[str, Any]) -> None:
+        """The child's schedule, sent every second: next runs stay current between reads."""
+        if kind == "metrics" and isinstance(message.get("schedule"), dict):
+            self._view["started"] = message["schedule"].get("started", False)
+            self._take(message["schedule"])
+
+    def _take(self, schedule: dict[str, Any]) -> None:
+        self._runs = {region: _parse_time(at) for region, at in schedule.get("runs", {}).items()}
+        self._paused = frozenset(schedule.get("paused", ()))
 
     def region_jobs(self) -> dict[str, datetime | None]:
         return dict(self._runs)
@@ -282,7 +291,8 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
 
     api_settings = settings.model_copy(update={"cml_monitor_role": "api"})
     base = build_runtime(api_settings, event_bus=channel_bus if channel_is_bus else None, **kwargs)
-    scheduler = cast(WorkerMonitoringScheduler, RemoteScheduler(channel))
+    remote = RemoteScheduler(channel)
+    scheduler = cast(WorkerMonitoringScheduler, remote)
     workers = WorkerOperations(
         base.repository,
         scheduler,
@@ -295,7 +305,12 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
         executor=base.executor,
     )
     relay = CollectorMetricsRelay(base.metrics)
-    channel.on_snapshot = relay.on_snapshot
+
+    def on_snapshot(kind: str, message: dict[str, Any]) -> None:
+        relay.on_snapshot(kind, message)
+        remote.on_snapshot(kind, message)
+
+    channel.on_snapshot = on_snapshot
     supervisor = CollectorSupervisor(settings, channel.path, on_exit=relay.forget_child)
     fresh = ("background", "_stack")  # the new runtime's own
     parts = {f.name: getattr(base, f.name) for f in dataclasses.fields(MonitorRuntime) if f.name not in fresh}
