@@ -114,7 +114,11 @@ async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[st
         async def one(offset: int) -> None:
             nonlocal errors
             started = time.perf_counter()
-            response = await client.get("/api/workers", params={"limit": 100, "offset": offset})
+            try:
+                response = await client.get("/api/workers", params={"limit": 100, "offset": offset})
+            except httpx.HTTPError:  # a reset connection is an error to count, not the end of the run
+                errors += 1
+                return
             latencies.append((started, (time.perf_counter() - started) * 1000))
             if response.status_code != 200:
                 errors += 1
