@@ -169,6 +169,8 @@ class RemoteScheduler:
         self._runs: dict[str, datetime | None] = {}
         self._paused: frozenset[str] = frozenset()
         self._read_at = 0.0
+        self._reading: asyncio.Future[None] | None = None
+        self._has_view = False
         self._calls: set[asyncio.Task[Any]] = set()
 
     @property
@@ -176,15 +178,26 @@ class RemoteScheduler:
         return bool(self._view["started"]) and self._channel.connected
 
     async def refresh_view(self, *, force: bool = False) -> None:
+        """Read the child's full view, at most once a second, without making a request wait.
+
+        A request never waits on the child's event loop (busy in a cycle, it may answer late):
+        once a view was read, a stale one is served while a fresh one is read in the background.
+        """
         if not force and time.monotonic() - self._read_at < 1.0:
             return
-        self._read_at = time.monotonic()
+        if self._reading is None or self._reading.done():
+            self._read_at = time.monotonic()
+            self._reading = asyncio.ensure_future(self._read_view())
+        if force or not self._has_view:
+            await asyncio.shield(self._reading)
+
+    async def _read_view(self) -> None:
         try:
             view = await self._channel.call("view", CALL_TIMEOUT)
         except Exception as exc:
             logger.debug("Could not read the collector's schedule: %s", exc)
             return
-        self._view = view
+        self._view, self._has_view = view, True
         self._take(view)
 
     def on_snapshot(self, kind: str, message: dict[str, Any]) -> None:
@@ -220,7 +233,8 @@ class RemoteScheduler:
         except Exception as exc:
             # The child derives its schedule from the database when it (re)starts.
             logger.warning("The collector did not take %s of %s: %s", method, worker_id, exc)
-        self._read_at = 0.0
+        if method != "collect_soon":  # the monitored set changed: the next reader waits for it
+            self._read_at, self._has_view = 0.0, False
 
     async def start_monitoring_worker_async(self, worker_id: str, *, run_now: bool = True) -> None:
         await self._call("start_monitoring", worker_id)
