@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cml_fleet_sim.serving import free_port
 
@@ -43,7 +44,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _serve(moto: Moto, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+def _serve(moto: Moto, tmp_path: Path, event_bus_url: str = "") -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -51,8 +52,8 @@ def _serve(moto: Moto, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         "AWS_ENDPOINT_URL": moto.url,
         "WORKER_METRICS_POLL_INTERVAL": "2",
         "CML_MONITOR_PORT": str(port),
+        "EVENT_BUS_URL": event_bus_url,
     }
-    env.pop("EVENT_BUS_URL", None)
     env.pop("BACKGROUND_JOB_STORE_URL", None)
     return spawn_cli(["serve"], env, tmp_path), f"http://127.0.0.1:{port}"
 
@@ -108,10 +109,15 @@ def test_sigterm_stops_both_processes(moto: Moto, tmp_path: Path) -> None:
     assert "The collector process stopped" in output
 
 
-def test_an_sse_client_of_serve_receives_what_the_child_collects(moto: Moto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bus", ["local", "redis"])
+def test_an_sse_client_of_serve_receives_what_the_child_collects(
+    moto: Moto, tmp_path: Path, bus: str, request: pytest.FixtureRequest
+) -> None:
+    """Over the local channel, or over Redis when `EVENT_BUS_URL` is set (several machines)."""
     (instance,) = moto.run_instances(1)
     cpu(moto, instance, 64.0)
-    process, base = _serve(moto, tmp_path)
+    event_bus_url = request.getfixturevalue("redis_url") if bus == "redis" else ""
+    process, base = _serve(moto, tmp_path, event_bus_url)
     try:
         wait_until(lambda: httpx.get(f"{base}/ready").status_code == 200, timeout=60)
         events: list[dict] = []
