@@ -30,7 +30,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT = 5.0
 READINESS_TIMEOUT = 12.0  # the child's own checks take up to 5 s each
+CLEAN_EXIT_GRACE = 15.0  # longer than the API's own graceful stop (10 s)
 
 
 def settings_payload(settings: Settings) -> str:
@@ -71,7 +72,7 @@ class CollectorSupervisor:
         restart_min: float = 1.0,
         restart_max: float = 30.0,
         stop_timeout: float = 45.0,
-        on_exit: Any = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self._payload = settings_payload(settings)
         self._path = socket_path
@@ -119,9 +120,17 @@ class CollectorSupervisor:
             if time.monotonic() - started > 60:
                 delay = self._restart_min  # it ran a while: a new failure, not a crash loop
             how = f"signal {-code}" if code < 0 else f"code {code}"
-            self.problem = f"restarting: the collector exited with {how}; next start in {delay:.0f} s"
-            logger.error("The collector process exited with %s; restarting it in %.0f s", how, delay)
-            await asyncio.sleep(delay)
+            # A clean exit we did not ask for is SIGTERM or Ctrl-C sent to the whole group
+            # (systemd, a terminal): this process is stopping too; restart only if it is not.
+            wait = max(delay, CLEAN_EXIT_GRACE) if code == 0 else delay
+            self.problem = f"restarting: the collector exited with {how}; next start in {wait:.0f} s"
+            logger.log(
+                logging.WARNING if code == 0 else logging.ERROR,
+                "The collector process exited with %s; restarting it in %.0f s",
+                how,
+                wait,
+            )
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self._restart_max)
             try:
                 await self._spawn()
