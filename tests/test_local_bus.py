@@ -129,3 +129,30 @@ def test_the_collectors_counters_add_up_and_its_gauges_win() -> None:
     text = generate_latest(parent.registry).decode()
     assert 'cml_monitor_aws_requests_total{operation="DescribeInstanceStatus",service="ec2"} 1.0' in text
     assert "cml_monitor_alerts_firing 1.0" in text
+
+
+async def test_the_apis_dispatcher_wake_reaches_the_collectors_dispatcher(tmp_path: Path) -> None:
+    from cml_monitor.collector_process import CollectorService
+    from cml_monitor.supervisor import RemoteScheduler
+
+    woke = asyncio.Event()
+
+    class Dispatcher:
+        def wake(self) -> None:
+            woke.set()
+
+    class Runtime:
+        dispatcher = Dispatcher()
+        scheduler = None
+
+    server = ChannelServer(str(tmp_path / "c.sock"))
+    await server.start()
+    client = ChannelClient(server.path, CollectorService(Runtime(), local_bus=True))  # type: ignore[arg-type]
+    try:
+        await client.start()
+        assert await server.wait_connected(5)
+        RemoteScheduler(server).wake_dispatcher()
+        await asyncio.wait_for(woke.wait(), 5)
+    finally:
+        await client.close()
+        await server.close()

@@ -55,6 +55,9 @@ class CollectorService:
             return checks
         if method == "view":
             return {**self.schedule(), "monitored": scheduler.monitored.items()}
+        if method == "wake_dispatcher":  # the API wrote notifications (a manual action's)
+            self.runtime.dispatcher.wake()
+            return None
         worker_id = str(params["worker_id"])
         if method == "start_monitoring":
             await scheduler.start_monitoring_worker_async(worker_id)

@@ -257,6 +257,18 @@ class RemoteScheduler:
         task.add_done_callback(self._calls.discard)
         return task
 
+    def wake_dispatcher(self) -> None:
+        """Notifications written here (a manual action's) go out now, not at the child's next poll."""
+        task = asyncio.ensure_future(self._wake())
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _wake(self) -> None:
+        try:
+            await self._channel.call("wake_dispatcher", CALL_TIMEOUT)
+        except Exception as exc:  # the child's dispatcher polls the outbox anyway
+            logger.debug("Could not wake the collector's dispatcher: %s", exc)
+
 
 @dataclasses.dataclass
 class SupervisedRuntime(MonitorRuntime):
@@ -327,6 +339,8 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
         url_guard=UrlGuard(settings.blocked_networks),
         executor=base.executor,
     )
+    # The API's own dispatcher never runs (the child's does): a wake goes to the child.
+    base.dispatcher.wake = remote.wake_dispatcher  # type: ignore[method-assign]
     relay = CollectorMetricsRelay(base.metrics)
 
     def on_snapshot(kind: str, message: dict[str, Any]) -> None:
