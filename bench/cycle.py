@@ -3,6 +3,7 @@
     python -m bench.cycle --workers 10000 [--regions 1] [--controllers 1000]
                           [--database sqlite|postgresql] [--job-store redis|database]
                           [--seed-budget 60] [--metrics-source auto|cloudwatch|controller]
+                          [--profile cycle.prof]
 
 The simulator runs in its own process (so its CPU is not counted as ours) with AWS's default
 token buckets and CML controllers answering in 50 ms. The real monitor (scheduler, region job,
@@ -23,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -231,9 +235,15 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         due_at = time.perf_counter()
         cpu_before = _cpu_seconds()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
         await asyncio.wait_for(counters.done.wait(), 600)
         cycle_seconds = counters.last_event_at - due_at
         cpu_seconds = _cpu_seconds() - cpu_before
+        if profiler is not None:
+            profiler.disable()
+            write_profile(profiler, Path(args.profile))
         stats = fetch_stats(fleet["url"])
     finally:
         await scheduler.stop_async()
@@ -255,6 +265,17 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         "job_store_writes": counters.job_store_writes,
         "job_store_seconds": round(counters.job_store_seconds, 2),
     }
+
+
+def write_profile(profiler: cProfile.Profile, path: Path) -> None:
+    """The measured cycle's profile: the raw stats, and the top functions by own and total time."""
+    profiler.dump_stats(str(path))
+    report = io.StringIO()
+    stats = pstats.Stats(profiler, stream=report)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+    path.with_suffix(".txt").write_text(report.getvalue())
+    print(f"  profile of the measured cycle (event-loop thread only): {path} and {path.with_suffix('.txt')}")
 
 
 def fetch_stats(url: str) -> dict[str, Any]:
@@ -377,6 +398,11 @@ def main() -> None:
         choices=("auto", "cloudwatch", "controller"),
         default="auto",
         help="WORKER_METRICS_SOURCE: where CPU and memory come from",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="profile the measured cycle with cProfile (slows it: time it without this flag)",
     )
     args = parser.parse_args()
     args.controllers = min(args.controllers, args.workers)

@@ -24,6 +24,10 @@ SOURCE = ROOT / "src" / "cml_monitor" / "settings.py"
 
 # What each setting means, for settings that carry no `Field(description=...)` of their own.
 MEANINGS: dict[str, str] = {
+    "cml_monitor_collector_process": (
+        "role `all`: `serve` collects in a supervised child process so the API never waits behind "
+        "a cycle; `false` keeps one process"
+    ),
     "worker_auto_pause_notice": (
         "post a CML system notice when the idle grace starts (when, why, how to keep the worker)"
     ),

@@ -125,6 +125,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cml_monitor.api.app import create_app
     from cml_monitor.api.http_limits import HttpLimits
     from cml_monitor.api.server import run_server
+    from cml_monitor.supervisor import serve_runtime
     from cml_monitor.telemetry import configure_logging, configure_tracing
 
     settings = _settings_or_exit()
@@ -138,7 +139,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_file, settings.log_format)
     configure_tracing()
-    app = create_app(settings)
+    app = create_app(settings, runtime=serve_runtime(settings))
     limits = HttpLimits(
         header_timeout=settings.cml_monitor_http_header_timeout,
         body_timeout=settings.cml_monitor_http_body_timeout,

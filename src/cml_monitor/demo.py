@@ -29,6 +29,7 @@ from cml_monitor.clock import utcnow
 from cml_monitor.domain import Worker
 from cml_monitor.settings import load_settings
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
+from cml_monitor.supervisor import serve_runtime
 from cml_monitor.telemetry import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def run_demo(
         worker_auto_pause_dry_run=True,
         worker_auto_pause_grace=timing.grace,
     )
-    app = create_app(settings)
+    app = create_app(settings, runtime=serve_runtime(settings))
     # The scenario's faults and labs leave the idle and the by-hand workers alone.
     scenario = DemoScenario(simulator, [i.instance_id for i in instances[2:]], speed=speed)
     scenario.start()

@@ -45,7 +45,7 @@ from cml_monitor.cml.guard import UrlGuard
 from cml_monitor.domain import Worker
 from cml_monitor.domain.actions import Action
 from cml_monitor.domain.idle import IdlePolicy
-from cml_monitor.event_bus import RedisEventBus
+from cml_monitor.event_bus import EventBus, EventBusFactory, RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
@@ -110,7 +110,7 @@ class MonitorRuntime:
     alerting: AlertOperations
     action_operations: ActionOperations
     freshness: FleetFreshness
-    bus: RedisEventBus | None = None
+    bus: EventBus | None = None
     alertmanager_refresher: AlertmanagerRefresher | None = None
     discovery: WorkerDiscovery | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -328,6 +328,7 @@ def build_runtime(
     cml_client: CmlControllerClient | None = None,
     clock: Clock = utcnow,
     tracer: trace.Tracer | None = None,
+    event_bus: EventBusFactory | None = None,
 ) -> MonitorRuntime:
     """Wire every part from the settings; nothing is started until the runtime is entered."""
     engine = create_engine(settings.database_url, timeout=settings.database_timeout)
@@ -459,7 +460,11 @@ def build_runtime(
     )
     events = EventHub()
     leases = LeaseStore(engine)
-    bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
+    bus: EventBus | None = None
+    if event_bus is not None:  # `serve`'s local channel
+        bus = event_bus([metrics, events])
+    elif settings.event_bus_url:
+        bus = RedisEventBus(settings.event_bus_url, [metrics, events])
     scheduler = WorkerMonitoringScheduler(
         repository,
         aws,

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     cml_monitor_role: Literal["all", "api", "collector"] = "all"
     # Never silent: a dead-man's switch pinged while collection works (empty = off).
     cml_monitor_heartbeat_url: str = ""
+    # Role `all`: `serve` collects in a child process of its own, so the API never waits behind
+    # a cycle; false keeps everything in one process.
+    cml_monitor_collector_process: bool = True
 
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"

@@ -42,6 +42,10 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers: time (UTC, ISO 8601), level, logger, message,
     and the structured fields the line was logged with (worker, region, alert kind, cycle…)."""
 
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self.process = process  # `collector` in serve's child process, so one stream tells them apart
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
@@ -51,6 +55,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in structured_fields(record).items():
             entry.setdefault(key, value)
+        if self.process:
+            entry["process"] = self.process
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -78,12 +84,16 @@ class QuietStartupFailure(logging.Filter):
         return not str(record.msg).startswith(_STARTUP_NOISE)
 
 
-def configure_logging(level: str = "INFO", log_file: Path | None = None, log_format: str = "text") -> None:
+def configure_logging(
+    level: str = "INFO", log_file: Path | None = None, log_format: str = "text", *, process: str | None = None
+) -> None:
+    """Log to stdout (and the file); `process` tags every line of a child of `serve`."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT)
+    text_format = f"[{process}] {LOG_FORMAT}" if process else LOG_FORMAT
+    formatter = JsonFormatter(process) if log_format == "json" else logging.Formatter(text_format)
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=handlers, force=True)

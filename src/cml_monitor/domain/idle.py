@@ -48,8 +48,18 @@ class IdleState:
         return replace(self, snoozed_until=now + policy.snooze, paused_by_us=False, pause_at=None)
 
     def to_json(self) -> dict[str, Any]:
-        values = ((name, getattr(self, name)) for name in _NAMES)
-        return {name: to_iso(value) if isinstance(value, datetime) else value for name, value in values}
+        # Written out: called twice per worker per cycle, and a loop over the fields cost 10x this.
+        return {
+            "idle": self.idle,
+            "idle_since": to_iso(self.idle_since),
+            "last_user_activity_at": to_iso(self.last_user_activity_at),
+            "pause_at": to_iso(self.pause_at),
+            "snoozed_until": to_iso(self.snoozed_until),
+            "paused_by_us": self.paused_by_us,
+            "running_seconds": self.running_seconds,
+            "idle_seconds": self.idle_seconds,
+            "paused_seconds": self.paused_seconds,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> IdleState:

@@ -52,6 +52,9 @@ class MonitoredWorkers:
     def is_paused(self, worker_id: str) -> bool:
         return worker_id in self._paused
 
+    def paused(self) -> frozenset[str]:
+        return frozenset(self._paused)
+
     def replace(self, pairs: Iterable[tuple[str, str]], region: str | None = None) -> list[str]:
         """Take the database's list (of one region, or all); returns the ids monitored now."""
         if region is None:

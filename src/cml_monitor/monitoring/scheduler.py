@@ -379,6 +379,10 @@ class WorkerMonitoringScheduler:
         else:
             self.view_error = None
 
+    async def jobs_view(self) -> tuple[list[dict[str, Any]], bool]:
+        """The per-worker view and whether it is stale, from memory (never the job store)."""
+        return self.monitoring_jobs(), self.view_stale
+
     @property
     def view_stale(self) -> bool:
         """Whether the next-run view is older than the job store (the store could not be read)."""

@@ -80,7 +80,7 @@ class WorkerOperations:
     async def monitoring_jobs(self) -> tuple[list[dict[str, Any]], bool]:
         """Every monitored worker with its region's job and next run, and whether that view is stale."""
         if self._monitoring == "schedule":
-            return self._scheduler.monitoring_jobs(), self._scheduler.view_stale
+            return await self._scheduler.jobs_view()
         if self._monitoring == "off":
             return [], False
         pairs = await self._repository.list_monitorable_async()
