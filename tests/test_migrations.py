@@ -21,6 +21,10 @@ LANDED = {
     "0007_actions.py": "1bb758d00cac040be5306fa71a27f3f909598d41d8d0c3d0ea8d327bcfee976e",
     "0008_partitioned_history.py": "3f1807e49e5a1b921b0fa7c6a398b8cec17a000950bb1cb9e429cefd1935e4aa",
     "0009_repair_history_index.py": "ae6a8c2f229ac3fbc3e5d31cf823dc70af1df95c516921601746fc5b34c0b79d",
+    "0010_collection_status.py": "a51420ed30e8b751bdaa3b28abc987a168cdd4de45b46745f4f500cd81497248",
+    "0011_action_owner_lease.py": "33b661facb4165d869c53b58e48feceee37228fa6b081aea85c0ff1355026c36",
+    "0012_metrics_source.py": "5b6021dbf97d492f193c4dc63709b932a9b550448742dcb25abc4398556cfa2e",
+    "0013_discovery.py": "3db8f9064b54ddbf6d25f19480ec568b8d015ea2a7de8e744833648634454f63",
 }
 
 

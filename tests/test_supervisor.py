@@ -147,7 +147,8 @@ def test_an_sse_client_of_serve_receives_what_the_child_collects(
         metrics = f"{base}/metrics"
         wait_until(lambda: "cml_monitor_collection_seconds_count 0.0" not in httpx.get(metrics).text)
         text = httpx.get(metrics).text
-        gauge = f'cml_monitor_worker_cpu_utilization_percent{{worker_id="{worker["id"]}",worker_name="sse"}} 64.0'
+        labels = f'worker_id="{worker["id"]}",worker_name="sse"'
+        gauge = f"cml_monitor_worker_cpu_utilization_percent{{{labels}}} 64.0"
         assert gauge in text
         assert 'cml_monitor_aws_requests_total{operation="DescribeInstanceStatus",service="ec2"}' in text
         jobs = httpx.get(f"{base}/api/monitoring/jobs").json()["items"]

@@ -4,7 +4,7 @@ A replica that starts settles only the pending actions whose owner's lease has r
 written before this revision have neither and are settled as before.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 `system_stats` (`controller`), CloudWatch (`cloudwatch`), or nowhere (null).
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 workers discovery added are forgotten after termination), and who acknowledged an alert.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 """
 
 from __future__ import annotations
