@@ -59,6 +59,7 @@ class IdleState:
             "running_seconds": self.running_seconds,
             "idle_seconds": self.idle_seconds,
             "paused_seconds": self.paused_seconds,
+            "notice_id": self.notice_id,
         }
 
     @classmethod
