@@ -162,11 +162,18 @@ it by hand.
 """
 
 
+def _after(line: str) -> str:
+    """The line that follows `line` in `settings.py` (first occurrence)."""
+    lines = SOURCE.read_text().splitlines()
+    return lines[lines.index(line) + 1] if line in lines and lines.index(line) + 1 < len(lines) else ""
+
+
 def _groups() -> dict[str, str]:
     """Setting → the `# Heading` comment above it in `settings.py`."""
     groups: dict[str, str] = {}
     current = "General"
     in_class = False
+    previous = ""
     for line in SOURCE.read_text().splitlines():
         if line.startswith("class Settings("):
             in_class = True
@@ -176,8 +183,12 @@ def _groups() -> dict[str, str]:
         if line.startswith("    @") or line.startswith("    def "):
             break
         heading = re.match(r"^    # (.+)$", line)
-        if heading:
+        # A heading opens a block (after a blank line, one line long); other comments explain
+        # the field below them.
+        if heading and not previous.strip() and not re.match(r"^    # ", _after(line)):
             current = heading.group(1).split(":")[0].split("(")[0].strip()
+        previous = line
+        if heading:
             continue
         field = re.match(r"^    ([a-z_][a-z0-9_]*)\s*:", line)
         if field:
