@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
 
@@ -302,19 +302,7 @@ class AlertRepository:
                 .scalars()
                 .all()
             )
-            claimed = []
-            for notification_id in candidates:
-                won = await conn.execute(
-                    update(notifications)
-                    .where(notifications.c.id == notification_id, due)
-                    .values(lease_until=lease_until)
-                )
-                if won.rowcount:
-                    claimed.append(notification_id)
-            if not claimed:
-                return []
-            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
-        return [dict(row._mapping) for row in rows]
+            return await _lease(conn, candidates, due, lease_until)
 
     async def claim_queued(
         self, channel: str, target: str, now: datetime, lease_until: datetime, *, exclude: Sequence[str] = ()
@@ -337,19 +325,7 @@ class AlertRepository:
             candidates = (
                 (await conn.execute(select(notifications.c.id).where(queued).limit(500))).scalars().all()
             )
-            claimed = []
-            for notification_id in candidates:
-                won = await conn.execute(
-                    update(notifications)
-                    .where(notifications.c.id == notification_id, queued)
-                    .values(lease_until=lease_until)
-                )
-                if won.rowcount:
-                    claimed.append(notification_id)
-            if not claimed:
-                return []
-            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
-        return [dict(row._mapping) for row in rows]
+            return await _lease(conn, candidates, queued, lease_until)
 
     async def finish(self, notification_id: str, **values: Any) -> None:
         async with self._engine.begin() as conn:
@@ -370,3 +346,23 @@ class AlertRepository:
             query = query.where(notifications.c.state == state)
         async with self._engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def _lease(
+    conn: AsyncConnection, candidates: Sequence[str], still: Any, lease_until: datetime
+) -> list[dict[str, Any]]:
+    """Lease each candidate that still meets `still` (an UPDATE only one replica can win); the
+    rows won."""
+    claimed = []
+    for notification_id in candidates:
+        won = await conn.execute(
+            update(notifications)
+            .where(notifications.c.id == notification_id, still)
+            .values(lease_until=lease_until)
+        )
+        if won.rowcount:
+            claimed.append(notification_id)
+    if not claimed:
+        return []
+    rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
+    return [dict(row._mapping) for row in rows]
