@@ -103,8 +103,8 @@ class AlertingApp:
         Collections already in flight (the refresh a start/stop triggers) finish first: two
         collections of one worker at once would leave only the newer one written and told.
         """
-        await self.runtime.scheduler.drain()
-        report = await self.runtime.scheduler.refresh_worker_async(worker_id)
+        await self.runtime.monitor.drain()
+        report = await self.runtime.monitor.collect_soon(worker_id)
         assert [e.worker_id for e in report.events] == [worker_id], report.failed
 
     async def alerts(self, **params: str) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ async def _firing(app: Monitor) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 async def _cycle(app: Monitor) -> None:
-    run = await app.runtime.scheduler.run_region(REGION)
+    run = await app.runtime.monitor.run_region(REGION)
     assert run.report is not None and not run.report.failed
 
 

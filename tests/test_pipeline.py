@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from cml_monitor.domain import WorkerMetricsCollected
+from cml_monitor.domain.collections import TRIGGER_ANCHOR
 from cml_monitor.monitoring import MonitoredWorkers, ObserverPublisher, run_region_collection
 from cml_monitor.monitoring.job import RUNNERS
-from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR, AlignedIntervalTrigger
+from cml_monitor.monitoring.region_jobs import AlignedIntervalTrigger
 
 from .test_domain import make_event
 
@@ -80,7 +81,7 @@ async def test_the_job_function_runs_the_region_on_the_monitors_loop_from_anothe
         def __init__(self) -> None:
             self.regions: list[tuple[str, int]] = []
 
-        async def run_region(self, aws_region: str) -> None:
+        async def run_job(self, aws_region: str) -> None:
             self.regions.append((aws_region, threading.get_ident()))
 
     runner = Runner()

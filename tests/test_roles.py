@@ -43,7 +43,7 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
         await asyncio.sleep(0)
         body = {"name": "w", "aws_region": REGION, "aws_instance_id": instance}
         worker = (await api.post("/api/workers", json=body)).json()
-        run = await collector_app.state.runtime.scheduler.run_region(REGION)  # the collector's cycle
+        run = await collector_app.state.runtime.monitor.run_region(REGION)  # the collector's cycle
         assert run.workers == 1
         seen = [json.loads(data) for _, data in sse_events(await asyncio.wait_for(first, 10))]
         while len(seen) < 2:  # the API replica's own first collection, then the collector's

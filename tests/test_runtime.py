@@ -30,7 +30,8 @@ async def test_the_runtime_monitors_without_http_and_unwinds_everything(moto: Mo
         with pytest.raises(InvalidInput) as invalid:
             await runtime.workers.edit(worker.id, {"name": None})
         assert invalid.value.field == "body.name"
-        assert await runtime.readiness() == {"database": "ok", "job_store": "ok", "schedule": "ok"}
+        checks = {check.name: check.text for check in await runtime.readiness()}
+        assert checks == {"database": "ok", "collection": "ok", "job_store": "ok", "schedule": "ok"}
     assert not runtime.scheduler.running
     assert not runtime.background  # every loop it started was stopped
 

@@ -9,46 +9,52 @@ was started is stopped, in reverse order, whatever failed half-way. It needs no 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
 import httpx
-from opentelemetry import trace
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.actions import ActionExecutor, ActionSettings, AutomaticActions
+from cml_monitor.actions import ActionExecutor, AutomaticActions
+from cml_monitor.alerts.action_notices import ActionNotices
+from cml_monitor.alerts.channels import build_channels
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
-from cml_monitor.alerts.engine import AlertEngine, AlertSettings
-from cml_monitor.alerts.notifiers import (
-    Notifier,
-    OpsgenieNotifier,
-    PagerDutyNotifier,
-    SlackNotifier,
-    WebhookNotifier,
-)
-from cml_monitor.alerts.outbox import Channel, action_payload, notification_rows
-from cml_monitor.alerts.rules import RuleSettings
+from cml_monitor.alerts.engine import AlertEngine
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.aws.events_queue import EventQueueConsumer
+from cml_monitor.background import BackgroundTasks
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
-from cml_monitor.domain import Worker
-from cml_monitor.domain.actions import Action
-from cml_monitor.domain.idle import IdlePolicy
 from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
-from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
+from cml_monitor.monitoring import (
+    FleetCollector,
+    FleetMonitor,
+    MonitoredWorkers,
+    ObserverPublisher,
+    WorkerMonitoringScheduler,
+    WorkerNotificationHandler,
+    build_job_store,
+)
 from cml_monitor.monitoring.freshness import FleetFreshness
 from cml_monitor.monitoring.heartbeat import Heartbeat
+from cml_monitor.monitoring.region_jobs import RegionJobs
 from cml_monitor.monitoring.state_changes import StateChangeApplier
+from cml_monitor.monitoring.unreachable import OwnOutages, UnreachableCheck
+from cml_monitor.policies import (
+    action_settings,
+    alert_settings,
+    collects,
+    history_retention,
+    idle_policy,
+    monitoring_mode,
+    rule_settings,
+)
+from cml_monitor.readiness import Check, Readiness
 from cml_monitor.settings import Settings
 from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
 from cml_monitor.storage.actions import ActionRepository
@@ -58,17 +64,6 @@ from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
 
 logger = logging.getLogger(__name__)
-
-
-async def _every(period: float, work: Any, what: str, *, first_delay: float = 0.0) -> None:
-    """Run `work()` every `period` seconds for ever; a failure is logged, the loop goes on."""
-    await asyncio.sleep(first_delay)
-    while True:
-        try:
-            await work()
-        except Exception as exc:
-            logger.error("%s failed: %s", what, exc)
-        await asyncio.sleep(period)
 
 
 @dataclass
@@ -86,7 +81,9 @@ class MonitorRuntime:
     events: EventHub
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
+    monitor: FleetMonitor
     scheduler: WorkerMonitoringScheduler
+    unreachable: UnreachableCheck
     actions: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
@@ -95,8 +92,9 @@ class MonitorRuntime:
     alerting: AlertOperations
     action_operations: ActionOperations
     freshness: FleetFreshness
+    ready: Readiness
     bus: RedisEventBus | None = None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    background: BackgroundTasks = field(default_factory=BackgroundTasks)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     async def __aenter__(self) -> MonitorRuntime:
@@ -111,23 +109,27 @@ class MonitorRuntime:
             if self.bus is not None:
                 stack.push_async_callback(self.bus.close)
                 await self.bus.start()
-            stack.push_async_callback(self._finish_background)
-            await self._refresh_freshness()
+            stack.push_async_callback(self.background.cancel_all)
+            stack.push_async_callback(self.monitor.stop)  # the collections an API replica asked for
+            await self.freshness.reread()
             period = min(10.0, max(1.0, self.settings.worker_metrics_poll_interval / 4))
-            self._loop(
-                _every(period, self._refresh_freshness, "Reading the collection records", first_delay=period)
+            self.background.every(
+                period, self.freshness.reread, "Reading the collection records", first_delay=period
             )
             if not self.collects:
-                logger.info("Role %s: serving the API only; collectors do the monitoring", self.role)
+                logger.info(
+                    "Role %s: serving the API only; collectors do the monitoring",
+                    self.settings.cml_monitor_role,
+                )
                 return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
-            await self._reconcile_actions()
-            self._loop(_every(600.0, self._maintain_history, "History maintenance"))
+            await self.executor.settle_interrupted()
+            self.background.every(600.0, lambda: self.history.maintain(self.clock()), "History maintenance")
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
                 if self.events_queue is not None:
-                    self._loop(self.events_queue.run())
+                    self.background.spawn(self.events_queue.run())
             else:
                 logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
         except BaseException:
@@ -136,169 +138,38 @@ class MonitorRuntime:
         return self
 
     @property
-    def role(self) -> str:
-        return self.settings.cml_monitor_role
-
-    @property
     def collects(self) -> bool:
         """Whether this replica runs the scheduler, the dispatcher and the background checks."""
-        return self.role in ("all", "collector")
+        return collects(self.settings)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
 
-    async def _reconcile_actions(self) -> None:
-        """Actions a crash left between "recorded" and "done" are settled from what EC2 shows."""
-        try:
-            settled = await self.executor.reconcile()
-        except Exception as exc:
-            logger.error("Could not reconcile interrupted actions: %s", exc)
-            return
-        if settled:
-            logger.warning("Settled %d action(s) interrupted by the last stop", settled)
-
     async def _start_monitoring(self) -> None:
         period = min(60.0, max(1.0, self.settings.worker_metrics_poll_interval / 2))
-        self._loop(_every(period, self._check_unreachable, "Unreachable-worker check", first_delay=period))
+        self.background.every(period, self.unreachable, "Unreachable-worker check", first_delay=period)
         self._stack.push_async_callback(self.scheduler.stop_async)
-        self.scheduler.monitor.outages.note(self.clock())  # we were not watching until now
+        self.unreachable.blind_until_now()
         try:
             await self.scheduler.start_async()
         except Exception as exc:
             # The job store (Redis) may be down at boot: serve anyway, report not ready, retry.
             logger.error("Could not start worker monitoring (%s); retrying in the background", exc)
-            self._loop(self._start_monitoring_later())
+            self.background.spawn(self.scheduler.start_retrying())
 
-    async def _start_monitoring_later(self, delay: float = 5.0) -> None:
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self.scheduler.start_async()
-            except RuntimeError:
-                return  # stopped meanwhile
-            except Exception as exc:
-                logger.error("Worker monitoring still cannot start: %s", exc)
-                continue
-            logger.info("Worker monitoring started after retrying")
-            return
-
-    async def _check_unreachable(self) -> None:
-        """Raise `unreachable` for workers nobody could collect, unless the fault is ours.
-
-        While the scheduler is not running, a region's runs have stopped working (job store or
-        database down), or within one unreachable window after any of that, no worker is judged.
-        """
-        outages = self.scheduler.monitor.outages
-        now = self.clock()
-        scheduler = self.scheduler
-        if not scheduler.running or scheduler.schedule_error is not None or scheduler.overdue_regions(now):
-            outages.note(now)
-            return
-        if not outages.quiet_since(now, self.alert_engine.settings.unreachable_after):
-            return
-        try:
-            await self.alert_engine.check_unreachable()
-        except Exception:
-            outages.note(now)
-            raise
-
-    async def _refresh_freshness(self) -> None:
-        """Every replica re-reads how each region's collection went (logged once per outage)."""
-        had_error = self.freshness.read_error is not None
-        try:
-            await self.freshness.refresh()
-        except Exception as exc:
-            if not had_error:
-                logger.error("Could not read the collection records: %s", exc)
-        else:
-            if had_error:
-                logger.info("Reading the collection records works again")
-
-    async def _maintain_history(self) -> None:
-        """Roll raw samples up into hours and prune both."""
-        await self.history.maintain(self.clock())
-
-    def _loop(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _finish_background(self) -> None:
-        for task in list(self.background):
-            task.cancel()
-        await asyncio.gather(*self.background, return_exceptions=True)
-
-    async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: `ok`, `disabled`, or what is wrong with it.
-
-        The probes that touch something (database, job store) run side by side, each with its
-        own 3 s deadline, and the rest is read from memory: `/ready` answers within 5 s whatever
-        hangs.
-        """
-
-        async def probe(name: str, call: Any) -> tuple[str, str]:
-            # Not `wait_for`: it waits for the cancelled probe to wind down, and a driver
-            # talking to a frozen server may take its own timeout to do so.
-            task = asyncio.ensure_future(call())
-            done, _ = await asyncio.wait({task}, timeout=3.0)
-            if not done:
-                task.cancel()
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
-                return name, "unavailable: TimeoutError"
-            if (exc := task.exception()) is not None:
-                return name, f"unavailable: {type(exc).__name__}"
-            return name, "ok"
-
-        async def database() -> None:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        schedules = self.collects and self.settings.worker_monitoring_enabled
-        probes = [probe("database", database)]
-        if schedules:
-            probes.append(probe("job_store", self.scheduler.check_job_store))
-        probed = dict(await asyncio.gather(*probes))
-        checks = {"database": probed["database"], "collection": self.freshness.check()}
-        if self.events_queue is not None and self.collects:
-            problem = self.events_queue.problem
-            checks["events_queue"] = "ok" if problem is None else f"degraded (polling goes on): {problem}"
-        if self.bus is not None:
-            checks["event_bus"] = self.bus.problem or "ok"
-        if not schedules:
-            checks["job_store"] = "disabled"
-            return checks
-        checks["job_store"] = probed["job_store"]
-        if not self.scheduler.running:
-            checks["scheduler"] = "stopped"
-        elif checks["database"] == "ok" and checks["job_store"] == "ok":
-            problem = self.scheduler.schedule_problem()
-            checks["schedule"] = "ok" if problem is None else f"out of date: {problem}"
-        return checks
+    async def readiness(self) -> list[Check]:
+        """Each dependency's check, for `/ready`."""
+        return await self.ready.checks()
 
 
-def rule_settings(settings: Settings) -> RuleSettings:
-    return RuleSettings(
-        cpu_threshold=settings.worker_cpu_threshold,
-        memory_threshold=settings.worker_memory_threshold,
-        hysteresis=settings.worker_alert_hysteresis,
-        disk_threshold=settings.worker_disk_threshold,
-        license_warning_days=settings.cml_license_expiry_warning_days,
-    )
-
-
-def build_runtime(
-    settings: Settings,
-    *,
-    aws_client: AwsEc2Client | None = None,
-    cml_client: CmlControllerClient | None = None,
-    clock: Clock = utcnow,
-    tracer: trace.Tracer | None = None,
-) -> MonitorRuntime:
+def build_runtime(settings: Settings) -> MonitorRuntime:
     """Wire every part from the settings; nothing is started until the runtime is entered."""
+    clock = utcnow
+    collecting = collects(settings)
     engine = create_engine(settings.database_url, timeout=settings.database_timeout)
     repository = CMLWorkerRepository(engine)
     metrics = PrometheusMetrics()
-    aws = aws_client or AwsEc2Client(
+    aws = AwsEc2Client(
         endpoint_url=settings.aws_endpoint_url,
         max_attempts=settings.aws_max_attempts,
         retry_mode=settings.aws_retry_mode,
@@ -306,7 +177,7 @@ def build_runtime(
     )
     aws.requests.add_listener(metrics.on_aws_request)
     aws.requests.add_metrics_listener(metrics.cloudwatch_metrics.inc)
-    cml = cml_client or CmlControllerClient(
+    cml = CmlControllerClient(
         username=settings.cml_username,
         password=settings.cml_password.get_secret_value(),
         verify_tls=settings.cml_verify_tls,
@@ -316,11 +187,8 @@ def build_runtime(
         automation_users=settings.cml_automation_users,
     )
     alerts = AlertRepository(engine)
-    history = HistoryStore(
-        engine,
-        raw_retention=timedelta(hours=settings.worker_metrics_raw_retention_hours),
-        retention=timedelta(days=settings.worker_metrics_retention_days),
-    )
+    raw_retention, retention = history_retention(settings)
+    history = HistoryStore(engine, raw_retention=raw_retention, retention=retention)
     http = httpx.AsyncClient(
         timeout=settings.worker_notification_timeout, limits=httpx.Limits(max_connections=50)
     )
@@ -338,25 +206,13 @@ def build_runtime(
     alert_engine = AlertEngine(
         alerts,
         channels,
-        AlertSettings(
-            rules=rule_settings(settings),
-            for_samples=settings.worker_alert_for_samples,
-            repeat_interval=timedelta(seconds=settings.worker_alert_repeat_interval),
-            unreachable_after=timedelta(seconds=3 * settings.worker_metrics_poll_interval),
-        ),
+        alert_settings(settings),
         clock=clock,
         on_outbox=dispatcher.wake,
         on_firing_count=metrics.alerts_firing.set,
     )
     handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
-    idle_policy = IdlePolicy(
-        timeout=timedelta(seconds=settings.worker_idle_timeout),
-        cpu_threshold=settings.worker_idle_cpu_threshold,
-        grace=timedelta(seconds=settings.worker_auto_pause_grace),
-        snooze=timedelta(seconds=settings.worker_auto_pause_snooze),
-        auto_pause=settings.worker_auto_pause_enabled,
-        max_gap=timedelta(seconds=2 * settings.worker_metrics_poll_interval),
-    )
+    idle = idle_policy(settings)
     action_store = ActionRepository(engine)
     replica = uuid.uuid4().hex  # this replica, as lease holder and in the collection records
     freshness = FleetFreshness(
@@ -378,20 +234,12 @@ def build_runtime(
         else None
     )
 
-    async def notify_action(action: Action, worker: Worker) -> None:
-        now = clock()
-        who = {"id": worker.id, "name": worker.name, "aws_instance_id": worker.aws_instance_id}
-        payload = action_payload(action.to_json(), {**who, "aws_region": worker.aws_region}, now)
-        rows = notification_rows(payload, channels, alert_id=None, worker_id=worker.id, now=now)
-        if rows:
-            await alerts.apply([], [], [], rows)
-            dispatcher.wake()
-
+    notify_action = ActionNotices(alerts, channels, clock=clock, on_outbox=dispatcher.wake)
     executor = ActionExecutor(
         action_store,
         repository,
         aws,
-        idle_policy=idle_policy,
+        idle_policy=idle,
         clock=clock,
         notify=notify_action,
         on_result=metrics.on_action,
@@ -401,48 +249,73 @@ def build_runtime(
         action_store,
         alerts,
         cml,
-        ActionSettings(
-            auto_pause=settings.worker_auto_pause_enabled,
-            dry_run=settings.worker_auto_pause_dry_run,
-            remediation=settings.worker_remediation_enabled,
-            remediation_after_samples=settings.worker_remediation_after_samples,
-            remediation_cooldown=timedelta(seconds=settings.worker_remediation_cooldown),
-            max_per_hour=settings.worker_actions_max_per_hour,
-        ),
+        action_settings(settings),
         clock=clock,
     )
     events = EventHub()
     bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
-    scheduler = WorkerMonitoringScheduler(
+    monitored = MonitoredWorkers()
+    collector = FleetCollector(
         repository,
         aws,
-        handler,
-        cml_client=cml,
-        job_store=build_job_store(settings.background_job_store_url, settings.database_url),
-        leases=LeaseStore(engine),
-        poll_interval=settings.worker_metrics_poll_interval,
+        cml,
         clock=clock,
-        tracer=tracer,
         cml_concurrency=settings.cml_concurrency,
         licensing_interval=settings.cml_licensing_check_interval,
         activity_interval=settings.worker_idle_check_interval,
-        idle_policy=idle_policy,
-        observers=[automatic, *([bus] if bus is not None else [metrics, events])],
-        observer_timeout=settings.worker_observer_timeout,
-        on_observer_failure=lambda name: metrics.observer_failures.labels(name).inc(),
+        idle_policy=idle,
         cycle_observer=metrics.collection_seconds.observe,
-        instance_id=replica,
+    )
+    # The one rule that picks observers per role: with an event bus, a collector publishes its
+    # events to Redis and every replica (this one too) feeds its gauges and SSE from the bus;
+    # without one, this replica feeds them directly. Automatic actions run where the events are
+    # collected, and the alert engine sees every event first.
+    publisher = ObserverPublisher(
+        [handler, automatic, *([bus] if bus is not None else [metrics, events])],
+        timeout=settings.worker_observer_timeout,
+        on_failure=lambda name: metrics.observer_failures.labels(name).inc(),
+    )
+    outages = OwnOutages()
+    monitor = FleetMonitor(
+        repository,
+        collector,
+        publisher,
+        monitored,
+        leases=LeaseStore(engine),
+        holder=replica,
+        poll_interval=settings.worker_metrics_poll_interval,
+        clock=clock,
+        outages=outages,
         outcome_listeners=[
             freshness.record,
             alert_engine.region_outcome,
             *([heartbeat.note] if heartbeat is not None else []),
         ],
     )
+    scheduler = WorkerMonitoringScheduler(
+        monitor,
+        monitored,
+        repository,
+        RegionJobs(
+            build_job_store(settings.background_job_store_url, settings.database_url),
+            poll_interval=settings.worker_metrics_poll_interval,
+            clock=clock,
+        ),
+        poll_interval=settings.worker_metrics_poll_interval,
+    )
+    unreachable = UnreachableCheck(
+        outages,
+        scheduler,
+        monitor,
+        alert_engine.check_unreachable,
+        window=alert_engine.settings.unreachable_after,
+        clock=clock,
+    )
     events_queue = None
     if settings.worker_events_queue_url:
         events_queue = EventQueueConsumer(
             settings.worker_events_queue_url,
-            StateChangeApplier(repository, scheduler.monitor.publish, scheduler.collect_soon),
+            StateChangeApplier(repository, monitor.publish, monitor.collect_soon),
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
             on_result=lambda kind, result: metrics.aws_events.labels(kind, result).inc(),
@@ -450,17 +323,12 @@ def build_runtime(
     workers = WorkerOperations(
         repository,
         scheduler,
+        monitor,
         aws,
         history,
         metrics,
         clock=clock,
-        monitoring=(
-            "off"
-            if not settings.worker_monitoring_enabled
-            else "collect_once"
-            if settings.cml_monitor_role == "api"
-            else "schedule"
-        ),
+        monitoring=monitoring_mode(settings),
         url_guard=UrlGuard(settings.blocked_networks),
         executor=executor,
         freshness=freshness,
@@ -479,7 +347,9 @@ def build_runtime(
         events=events,
         alert_engine=alert_engine,
         dispatcher=dispatcher,
+        monitor=monitor,
         scheduler=scheduler,
+        unreachable=unreachable,
         actions=action_store,
         executor=executor,
         automatic=automatic,
@@ -488,28 +358,12 @@ def build_runtime(
         alerting=AlertOperations(alerts, workers, clock=clock),
         action_operations=ActionOperations(action_store, repository),
         freshness=freshness,
+        ready=Readiness(
+            engine,
+            freshness.check,
+            schedule=scheduler if collecting and settings.worker_monitoring_enabled else None,
+            events_queue=events_queue if collecting else None,
+            bus=bus,
+        ),
         bus=bus,
     )
-
-
-def build_channels(settings: Settings, http: httpx.AsyncClient) -> tuple[list[Channel], dict[str, Notifier]]:
-    """The receivers the settings name, and a notifier for each kind of them."""
-    secret = settings.worker_notification_webhook_secret
-    channels = [Channel("webhook", url) for url in settings.worker_notification_webhooks]
-    notifiers: dict[str, Notifier] = {
-        "webhook": WebhookNotifier(http, secret.get_secret_value() if secret else None)
-    }
-    if settings.slack_webhook_url is not None:
-        channels.append(Channel("slack", alerts_only=True))
-        notifiers["slack"] = SlackNotifier(http, settings.slack_webhook_url.get_secret_value())
-    if settings.pagerduty_routing_key is not None and settings.pagerduty_routing_key.get_secret_value():
-        channels.append(Channel("pagerduty", alerts_only=True))
-        notifiers["pagerduty"] = PagerDutyNotifier(
-            http, settings.pagerduty_routing_key.get_secret_value(), settings.pagerduty_events_url
-        )
-    if settings.opsgenie_api_key is not None and settings.opsgenie_api_key.get_secret_value():
-        channels.append(Channel("opsgenie", alerts_only=True))
-        notifiers["opsgenie"] = OpsgenieNotifier(
-            http, settings.opsgenie_api_key.get_secret_value(), settings.opsgenie_api_url
-        )
-    return channels, notifiers

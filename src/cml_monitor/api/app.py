@@ -13,15 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from opentelemetry import trace
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cml_monitor import __version__
-from cml_monitor.aws import AwsEc2Client
-from cml_monitor.clock import Clock, utcnow
-from cml_monitor.cml import CmlControllerClient
-from cml_monitor.runtime import MonitorRuntime, build_runtime
+from cml_monitor.runtime import build_runtime
 from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
 from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFailed
@@ -36,20 +32,10 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    runtime: MonitorRuntime | None = None,
-    aws_client: AwsEc2Client | None = None,
-    cml_client: CmlControllerClient | None = None,
-    clock: Clock = utcnow,
-    tracer: trace.Tracer | None = None,
-) -> FastAPI:
-    """Build the app around a runtime (built here from the settings unless one is given)."""
-    settings = settings or (runtime.settings if runtime else load_settings())
-    runtime = runtime or build_runtime(
-        settings, aws_client=aws_client, cml_client=cml_client, clock=clock, tracer=tracer
-    )
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app around a runtime built from the settings (read from the environment if none)."""
+    settings = settings or load_settings()
+    runtime = build_runtime(settings)
 
     oidc = (
         OidcVerifier(

@@ -6,7 +6,8 @@ from .jobstores import build_job_store
 from .monitor import FleetMonitor, MonitoredWorkers
 from .notifications import WorkerNotificationHandler
 from .observers import EventObserver, ObserverPublisher
-from .scheduler import JOB_ID_PREFIX, WorkerMonitoringScheduler, job_id_for_region
+from .region_jobs import JOB_ID_PREFIX, RegionJobs, job_id_for_region
+from .scheduler import WorkerMonitoringScheduler
 
 __all__ = [
     "JOB_ID_PREFIX",
@@ -16,6 +17,7 @@ __all__ = [
     "FleetMonitor",
     "MonitoredWorkers",
     "ObserverPublisher",
+    "RegionJobs",
     "WorkerMetricsCollectionJob",
     "WorkerMonitoringScheduler",
     "WorkerNotificationHandler",

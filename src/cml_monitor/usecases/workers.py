@@ -14,9 +14,8 @@ from cml_monitor.cml.guard import BlockedAddress, UrlGuard
 from cml_monitor.domain import Worker, looks_like_id
 from cml_monitor.domain.actions import Action, ActionKind, ActionReason, ActionResult
 from cml_monitor.metrics import PrometheusMetrics
-from cml_monitor.monitoring import WorkerMonitoringScheduler
+from cml_monitor.monitoring import FleetMonitor, WorkerMonitoringScheduler, job_id_for_region
 from cml_monitor.monitoring.freshness import FleetFreshness
-from cml_monitor.monitoring.scheduler import job_id_for_region
 from cml_monitor.storage import CMLWorkerRepository, DuplicateWorkerError
 from cml_monitor.storage.history import HistoryStore, Point
 
@@ -36,6 +35,7 @@ class WorkerOperations:
         self,
         repository: CMLWorkerRepository,
         scheduler: WorkerMonitoringScheduler,
+        monitor: FleetMonitor,
         aws: AwsEc2Client,
         history: HistoryStore,
         metrics: PrometheusMetrics,
@@ -48,6 +48,7 @@ class WorkerOperations:
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
+        self._monitor = monitor
         self._aws = aws
         self._history = history
         self._metrics = metrics
@@ -116,7 +117,7 @@ class WorkerOperations:
         if self._monitoring == "schedule":
             await self._scheduler.start_monitoring_worker_async(worker.id)
         elif self._monitoring == "collect_once":  # an API-only replica: collectors schedule it
-            self._scheduler.collect_soon(worker.id)
+            self._monitor.collect_soon(worker.id)
         logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
         return worker
 
@@ -178,7 +179,7 @@ class WorkerOperations:
     async def refresh(self, worker_id: str) -> Worker:
         """Collect the worker now, in the background; the result arrives as usual."""
         worker = await self.get(worker_id)
-        self._scheduler.collect_soon(worker.id)
+        self._monitor.collect_soon(worker.id)
         return worker
 
     async def act(self, worker_id: str, kind: str, actor: str = "anonymous") -> Action:
@@ -193,7 +194,7 @@ class WorkerOperations:
             action = await self._executor.run(worker, ActionKind(kind), ActionReason.MANUAL, actor)
         except (ActionNotAllowed, ActionInFlight) as exc:
             raise Conflict(str(exc)) from None
-        self._scheduler.collect_soon(worker.id)
+        self._monitor.collect_soon(worker.id)
         if action.result is ActionResult.FAILED:
             raise UpstreamFailed(f"AWS refused to {kind} {worker.aws_instance_id}: {action.detail}")
         return action
