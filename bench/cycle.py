@@ -51,7 +51,6 @@ from cml_monitor.monitoring import (
     ObserverPublisher,
     RegionJobs,
     WorkerMonitoringScheduler,
-    WorkerNotificationHandler,
     build_job_store,
 )
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
@@ -199,12 +198,11 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     else:
         store = build_job_store("", database_url)
     counters = Counters()
-    # The real observer chain: the notification handler feeding the alert engine (no receivers).
+    # The real observer chain: the alert engine (the seed's notification handler), no receivers.
     alert_engine = AlertEngine(AlertRepository(engine), [])
-    handler = WorkerNotificationHandler(alert_engine=alert_engine)
     monitored = MonitoredWorkers()
     collector = FleetCollector(repository, aws, cml)
-    publisher = ObserverPublisher([handler, counters])
+    publisher = ObserverPublisher([alert_engine, counters])
     monitor = FleetMonitor(repository, collector, publisher, monitored, poll_interval=args.interval)
     jobs = RegionJobs(store, poll_interval=args.interval, clock=utcnow)
     scheduler = WorkerMonitoringScheduler(monitor, monitored, repository, jobs, poll_interval=args.interval)

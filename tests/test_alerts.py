@@ -22,12 +22,12 @@ from starlette.routing import Route
 from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
-from cml_monitor.alerts.rules import samples_for
 from cml_monitor.alerts.state import AlertKind, AlertState, Sample, Verdict, advance, threshold_verdict
 from cml_monitor.api.app import create_app
+from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
 
-from .conftest import make_settings
-from .test_monitoring import eventually
+from .conftest import REGION, make_settings
+from .helpers import eventually
 
 SECRET = "s3cret-for-hmac"
 
@@ -405,16 +405,29 @@ async def test_acknowledged_alerts_are_not_repeated(
         AlertSettings(repeat_interval=timedelta(seconds=60)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),
     )
-    event = {
-        "worker_id": worker["id"],
-        "status": "running",
-        "previous_status": "running",
-        "metrics": {"cpu_utilization": 99.0},
-    }
-    await later.evaluate([(event, samples_for(event, later.settings.rules))])
+    await later.observe([metrics_event(worker["id"], cpu=99.0, at=datetime.now(UTC) + timedelta(hours=1))])
     await app.runtime.dispatcher.dispatch_due()
     await eventually(lambda: len(recording.requests) == 1)  # one firing, no repeat
     assert [r["json"]["type"] for r in recording.requests].count("alert.firing") == 1
+
+
+def metrics_event(worker_id: str, *, cpu: float, at: datetime) -> WorkerMetricsCollected:
+    """A running worker's metrics event, as the collector would make it."""
+    return WorkerMetricsCollected(
+        worker_id=worker_id,
+        worker_name="w",
+        aws_instance_id="i-0",
+        aws_region=REGION,
+        status=WorkerStatus.RUNNING,
+        previous_status=WorkerStatus.RUNNING,
+        timestamp=at,
+        cpu_utilization=cpu,
+        memory_utilization=None,
+        instance_state="running",
+        system_status="ok",
+        instance_status="ok",
+        active_labs_count=0,
+    )
 
 
 async def test_a_stop_behind_our_back_alerts_and_mutes_cpu_but_ours_does_not(

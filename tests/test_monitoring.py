@@ -15,15 +15,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
+from cml_monitor.alerts import WorkerNotificationHandler
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import Worker, WorkerStatus
-from cml_monitor.monitoring import (
-    WorkerNotificationHandler,
-    build_job_store,
-    job_id_for_region,
-)
+from cml_monitor.monitoring import build_job_store, job_id_for_region
 from cml_monitor.storage import CMLWorkerRepository
+from cml_monitor.storage.alerts import AlertRepository
 
 from .conftest import REGION, Moto
 from .helpers import Events, Monitoring, build_monitoring, eventually, register
@@ -33,8 +31,10 @@ __all__ = ["Events", "eventually", "register"]  # still importable from here by 
 
 
 class RecordingHandler(WorkerNotificationHandler):
-    def __init__(self) -> None:
-        super().__init__(cpu_threshold=90.0, memory_threshold=90.0)
+    """The seed's notification handler (the alert engine) recording its threshold-violation hook."""
+
+    def __init__(self, repository: CMLWorkerRepository) -> None:
+        super().__init__(AlertRepository(repository.engine), [])
         self.violations: list[tuple[str, str, str, float, float]] = []
 
     def _handle_threshold_violation(self, *args: Any) -> None:  # type: ignore[override]
@@ -48,13 +48,8 @@ async def make_monitoring(
 ) -> AsyncIterator[Callable[..., Monitoring]]:
     made: list[Monitoring] = []
 
-    def factory(
-        *, notification_handler: Any = None, aws_client: Any = None, observers: Any = (), **kwargs: Any
-    ) -> Monitoring:
-        handler = notification_handler or RecordingHandler()
-        monitoring = build_monitoring(
-            sqlite_repository, aws_client or aws, observers=[handler, *observers], **kwargs
-        )
+    def factory(*, aws_client: Any = None, **kwargs: Any) -> Monitoring:
+        monitoring = build_monitoring(sqlite_repository, aws_client or aws, **kwargs)
         made.append(monitoring)
         return monitoring
 
@@ -161,9 +156,9 @@ async def test_cpu_95_calls_the_violation_once(
     cpu(moto, instance, 95.0)
     memory(moto, instance, 40.0)
     worker = await register(sqlite_repository, instance)
-    handler = RecordingHandler()
+    handler = RecordingHandler(sqlite_repository)
     events = Events()
-    await make_monitoring(notification_handler=handler, observers=[events]).scheduler.start_async()
+    await make_monitoring(observers=[handler, events]).scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
     assert handler.violations == [(worker.id, worker.name, "cpu", 95.0, 90.0)]
 
@@ -356,21 +351,19 @@ async def test_250_workers_cost_four_aws_requests_per_cycle(
 async def test_a_region_run_feeds_the_alert_engine_in_one_batch(
     moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
-    from cml_monitor.alerts.engine import AlertEngine
-    from cml_monitor.storage.alerts import AlertRepository
+    from cml_monitor.alerts import AlertEngine
 
     workers = [await register(sqlite_repository, i) for i in moto.run_instances(30)]
     engine = AlertEngine(AlertRepository(sqlite_repository.engine), [])
     batches: list[int] = []
-    original = engine.evaluate
+    original = engine.process
 
     async def counted(batch):  # type: ignore[no-untyped-def]
         batches.append(len(batch))
         await original(batch)
 
-    engine.evaluate = counted  # type: ignore[method-assign]
+    engine.process = counted  # type: ignore[method-assign]
     events = Events()
-    handler = WorkerNotificationHandler(alert_engine=engine)
-    await make_monitoring(notification_handler=handler, observers=[events]).scheduler.start_async()
+    await make_monitoring(observers=[engine, events]).scheduler.start_async()
     await eventually(lambda: len(events.items) == len(workers))
     assert batches == [len(workers)]  # one evaluation, one transaction, for the whole region

@@ -37,7 +37,6 @@ from cml_monitor.monitoring import (
     MonitoredWorkers,
     ObserverPublisher,
     WorkerMonitoringScheduler,
-    WorkerNotificationHandler,
     build_job_store,
 )
 from cml_monitor.monitoring.freshness import FleetFreshness
@@ -52,7 +51,6 @@ from cml_monitor.policies import (
     history_retention,
     idle_policy,
     monitoring_mode,
-    rule_settings,
 )
 from cml_monitor.readiness import Check, Readiness
 from cml_monitor.settings import Settings
@@ -211,7 +209,6 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         on_outbox=dispatcher.wake,
         on_firing_count=metrics.alerts_firing.set,
     )
-    handler = WorkerNotificationHandler(alert_engine=alert_engine, rules=rule_settings(settings))
     idle = idle_policy(settings)
     action_store = ActionRepository(engine)
     replica = uuid.uuid4().hex  # this replica, as lease holder and in the collection records
@@ -269,9 +266,9 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
     # The one rule that picks observers per role: with an event bus, a collector publishes its
     # events to Redis and every replica (this one too) feeds its gauges and SSE from the bus;
     # without one, this replica feeds them directly. Automatic actions run where the events are
-    # collected, and the alert engine sees every event first.
+    # collected, and the alert engine (the seed's notification handler) sees every event first.
     publisher = ObserverPublisher(
-        [handler, automatic, *([bus] if bus is not None else [metrics, events])],
+        [alert_engine, automatic, *([bus] if bus is not None else [metrics, events])],
         timeout=settings.worker_observer_timeout,
         on_failure=lambda name: metrics.observer_failures.labels(name).inc(),
     )

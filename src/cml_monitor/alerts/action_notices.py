@@ -13,7 +13,7 @@ from cml_monitor.clock import Clock
 from cml_monitor.domain import Worker
 from cml_monitor.domain.actions import Action
 
-from .outbox import Channel, action_payload, notification_rows
+from .outbox import Channel, action_payload, outbox_messages
 from .store import AlertStore
 
 
@@ -29,14 +29,8 @@ class ActionNotices:
     async def __call__(self, action: Action, worker: Worker) -> None:
         """Queue the notice of `action` on `worker` for every channel; nothing when none takes it."""
         now = self._clock()
-        who = {
-            "id": worker.id,
-            "name": worker.name,
-            "aws_instance_id": worker.aws_instance_id,
-            "aws_region": worker.aws_region,
-        }
-        payload = action_payload(action.to_json(), who, now)
-        rows = notification_rows(payload, self._channels, alert_id=None, worker_id=worker.id, now=now)
-        if rows:
-            await self._store.apply([], [], [], rows)
+        payload = action_payload(action.to_json(), worker.ref, now)
+        messages = outbox_messages(payload, self._channels, alert_id=None, worker_id=worker.id, now=now)
+        if messages:
+            await self._store.apply([], [], [], messages)
             self._on_outbox()

@@ -5,9 +5,10 @@ from .alerts import Alert, AlertKind, AlertState, Silence
 from .cml import CmlStatus, ComputeHealth, ControllerReading
 from .events import WorkerMetricsCollected
 from .history import MetricSample
+from .notifications import OutboxMessage
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus, map_ec2_state_to_status
-from .worker import Worker, looks_like_id
+from .worker import Worker, WorkerRef, looks_like_id
 
 __all__ = [
     "Alert",
@@ -17,10 +18,12 @@ __all__ = [
     "ComputeHealth",
     "ControllerReading",
     "MetricSample",
+    "OutboxMessage",
     "ScheduledEvent",
     "Silence",
     "Worker",
     "WorkerMetricsCollected",
+    "WorkerRef",
     "WorkerStatus",
     "looks_like_id",
     "map_ec2_state_to_status",

@@ -16,6 +16,7 @@ from .idle import IdleState
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus
 from .times import to_iso
+from .worker import WorkerRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class WorkerMetricsCollected:
     auto_pause: bool = True
     impaired_samples: int = 0
     stop_requested: bool = False
+
+    @property
+    def worker(self) -> WorkerRef:
+        return WorkerRef(self.worker_id, self.worker_name, self.aws_instance_id, self.aws_region)
 
     @property
     def status_changed(self) -> bool:

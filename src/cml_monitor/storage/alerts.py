@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
+from cml_monitor.domain import Alert, AlertKind, AlertState, OutboxMessage, Silence, WorkerRef
 
 from .tables import alerts, notifications, silences, workers
 
@@ -75,7 +75,7 @@ class AlertRepository:
         inserted: Sequence[Alert],
         updated: Sequence[Alert],
         deleted: Sequence[str],
-        outbox: Sequence[dict[str, Any]],
+        outbox: Sequence[OutboxMessage],
     ) -> None:
         """Alert changes and their notifications, all or nothing."""
         async with self._engine.begin() as conn:
@@ -88,7 +88,7 @@ class AlertRepository:
                 record.pop("id")
                 await conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**record))
             if outbox:
-                await conn.execute(insert(notifications), list(outbox))
+                await conn.execute(insert(notifications), [_pending_row(message) for message in outbox])
 
     async def list_alerts(
         self,
@@ -128,23 +128,14 @@ class AlertRepository:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
+    async def stale_workers(self, cutoff: datetime) -> list[WorkerRef]:
         """Workers (not terminated) with no successful collection since `cutoff`."""
         last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)
-        query = select(workers).where(workers.c.status != "terminated", last_seen < cutoff)
+        columns = (workers.c.id, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+        query = select(*columns).where(workers.c.status != "terminated", last_seen < cutoff)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            {
-                "worker_id": row.id,
-                "worker_name": row.name,
-                "aws_instance_id": row.aws_instance_id,
-                "aws_region": row.aws_region,
-                "status": row.status,
-                "last_collected_at": row.last_collected_at,
-            }
-            for row in rows
-        ]
+        return [WorkerRef(*row) for row in rows]
 
     # -- silences --------------------------------------------------------------------------
 
@@ -252,3 +243,16 @@ class AlertRepository:
             query = query.where(notifications.c.state == state)
         async with self._engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+def _pending_row(message: OutboxMessage) -> dict[str, Any]:
+    """A new message as its row: pending, due at once, never tried."""
+    return {
+        **{f.name: getattr(message, f.name) for f in fields(OutboxMessage)},
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": message.created_at,
+        "lease_until": None,
+        "last_error": None,
+        "sent_at": None,
+    }
