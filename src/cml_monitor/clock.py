@@ -11,4 +11,3 @@ Clock = Callable[[], datetime]
 def utcnow() -> datetime:
     """The current time, always timezone-aware UTC."""
     return datetime.now(UTC)
-
