@@ -16,7 +16,7 @@ from apscheduler.jobstores.base import BaseJobStore
 from opentelemetry import trace
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.domain import Worker
+from cml_monitor.domain import Worker, WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.idle import IdlePolicy
 from cml_monitor.monitoring import (
     FleetCollector,
@@ -70,6 +70,25 @@ class Events:
 
     def of(self, worker_id: str) -> list[dict[str, Any]]:
         return [e for e in self.items if e["worker_id"] == worker_id]
+
+
+def metrics_event(worker_id: str, *, cpu: float, at: datetime | None = None) -> WorkerMetricsCollected:
+    """A running worker's metrics event, as the collector would make it."""
+    return WorkerMetricsCollected(
+        worker_id=worker_id,
+        worker_name="w",
+        aws_instance_id="i-0",
+        aws_region=REGION,
+        status=WorkerStatus.RUNNING,
+        previous_status=WorkerStatus.RUNNING,
+        timestamp=at or datetime.now(UTC),
+        cpu_utilization=cpu,
+        memory_utilization=None,
+        instance_state="running",
+        system_status="ok",
+        instance_status="ok",
+        active_labs_count=0,
+    )
 
 
 @dataclass

@@ -24,10 +24,9 @@ from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
 from cml_monitor.alerts.state import AlertKind, AlertState, Sample, Verdict, advance, threshold_verdict
 from cml_monitor.api.app import create_app
-from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
 
-from .conftest import REGION, make_settings
-from .helpers import eventually
+from .conftest import make_settings
+from .helpers import eventually, metrics_event
 
 SECRET = "s3cret-for-hmac"
 
@@ -409,25 +408,6 @@ async def test_acknowledged_alerts_are_not_repeated(
     await app.runtime.dispatcher.dispatch_due()
     await eventually(lambda: len(recording.requests) == 1)  # one firing, no repeat
     assert [r["json"]["type"] for r in recording.requests].count("alert.firing") == 1
-
-
-def metrics_event(worker_id: str, *, cpu: float, at: datetime) -> WorkerMetricsCollected:
-    """A running worker's metrics event, as the collector would make it."""
-    return WorkerMetricsCollected(
-        worker_id=worker_id,
-        worker_name="w",
-        aws_instance_id="i-0",
-        aws_region=REGION,
-        status=WorkerStatus.RUNNING,
-        previous_status=WorkerStatus.RUNNING,
-        timestamp=at,
-        cpu_utilization=cpu,
-        memory_utilization=None,
-        instance_state="running",
-        system_status="ok",
-        instance_status="ok",
-        active_labs_count=0,
-    )
 
 
 async def test_a_stop_behind_our_back_alerts_and_mutes_cpu_but_ours_does_not(

@@ -28,6 +28,7 @@ from cml_monitor.background import BackgroundTasks
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
+from cml_monitor.domain import EventObserver
 from cml_monitor.event_bus import RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
@@ -163,6 +164,7 @@ class MonitorRuntime:
 def build_runtime(settings: Settings) -> MonitorRuntime:
     """Wire every part from the settings; nothing is started until the runtime is entered."""
     clock = utcnow
+    poll = settings.worker_metrics_poll_interval
     collecting = collects(settings)
     engine = create_engine(settings.database_url, timeout=settings.database_timeout)
     repository = CMLWorkerRepository(engine)
@@ -214,43 +216,34 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
     replica = uuid.uuid4().hex  # this replica, as lease holder and in the collection records
     freshness = FleetFreshness(
         CollectionStatusStore(engine),
-        interval_seconds=settings.worker_metrics_poll_interval,
+        interval_seconds=poll,
         holder=replica,
         enabled=settings.worker_monitoring_enabled,
         clock=clock,
         on_collected=lambda region, at: metrics.last_collection.labels(region).set(at),
     )
-    heartbeat = (
-        Heartbeat(
-            http,
-            settings.cml_monitor_heartbeat_url,
-            interval_seconds=settings.worker_metrics_poll_interval,
-            clock=clock,
-        )
-        if settings.cml_monitor_heartbeat_url
-        else None
-    )
-
-    notify_action = ActionNotices(alerts, channels, clock=clock, on_outbox=dispatcher.wake)
+    beat_url = settings.cml_monitor_heartbeat_url
+    heartbeat = Heartbeat(http, beat_url, interval_seconds=poll, clock=clock) if beat_url else None
+    notices = ActionNotices(alerts, channels, clock=clock, on_outbox=dispatcher.wake)
     executor = ActionExecutor(
         action_store,
         repository,
         aws,
         idle_policy=idle,
         clock=clock,
-        notify=notify_action,
+        notify=notices,
         on_result=metrics.on_action,
     )
-    automatic = AutomaticActions(
-        executor,
-        action_store,
-        alerts,
-        cml,
-        action_settings(settings),
-        clock=clock,
-    )
+    automatic = AutomaticActions(executor, action_store, alerts, cml, action_settings(settings), clock=clock)
     events = EventHub()
-    bus = RedisEventBus(settings.event_bus_url, [metrics, events]) if settings.event_bus_url else None
+    observer_failed = metrics.observer_failures.labels
+
+    def fan_out(*observers: EventObserver) -> ObserverPublisher:
+        return ObserverPublisher(
+            observers, timeout=settings.worker_observer_timeout, on_failure=lambda n: observer_failed(n).inc()
+        )
+
+    bus = RedisEventBus(settings.event_bus_url, fan_out(metrics, events)) if settings.event_bus_url else None
     monitored = MonitoredWorkers()
     collector = FleetCollector(
         repository,
@@ -267,11 +260,7 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
     # events to Redis and every replica (this one too) feeds its gauges and SSE from the bus;
     # without one, this replica feeds them directly. Automatic actions run where the events are
     # collected, and the alert engine (the seed's notification handler) sees every event first.
-    publisher = ObserverPublisher(
-        [alert_engine, automatic, *([bus] if bus is not None else [metrics, events])],
-        timeout=settings.worker_observer_timeout,
-        on_failure=lambda name: metrics.observer_failures.labels(name).inc(),
-    )
+    publisher = fan_out(alert_engine, automatic, *([bus] if bus is not None else [metrics, events]))
     outages = OwnOutages()
     monitor = FleetMonitor(
         repository,
@@ -280,7 +269,7 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         monitored,
         leases=LeaseStore(engine),
         holder=replica,
-        poll_interval=settings.worker_metrics_poll_interval,
+        poll_interval=poll,
         clock=clock,
         outages=outages,
         outcome_listeners=[
@@ -289,17 +278,9 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
             *([heartbeat.note] if heartbeat is not None else []),
         ],
     )
-    scheduler = WorkerMonitoringScheduler(
-        monitor,
-        monitored,
-        repository,
-        RegionJobs(
-            build_job_store(settings.background_job_store_url, settings.database_url),
-            poll_interval=settings.worker_metrics_poll_interval,
-            clock=clock,
-        ),
-        poll_interval=settings.worker_metrics_poll_interval,
-    )
+    job_store = build_job_store(settings.background_job_store_url, settings.database_url)
+    jobs = RegionJobs(job_store, poll_interval=poll, clock=clock)
+    scheduler = WorkerMonitoringScheduler(monitor, monitored, repository, jobs, poll_interval=poll)
     unreachable = UnreachableCheck(
         outages,
         scheduler,

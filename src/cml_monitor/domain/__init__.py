@@ -3,7 +3,7 @@ and nothing of ours imported: every other part may depend on it."""
 
 from .alerts import Alert, AlertKind, AlertState, Silence
 from .cml import CmlStatus, ComputeHealth, ControllerReading
-from .events import WorkerMetricsCollected
+from .events import EventObserver, WorkerMetricsCollected
 from .history import MetricSample
 from .notifications import OutboxMessage
 from .scheduled_events import ScheduledEvent
@@ -17,6 +17,7 @@ __all__ = [
     "CmlStatus",
     "ComputeHealth",
     "ControllerReading",
+    "EventObserver",
     "MetricSample",
     "OutboxMessage",
     "ScheduledEvent",

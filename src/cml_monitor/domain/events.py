@@ -7,9 +7,10 @@ plain-callable observers have always received, so that contract lives next to th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .cml import CmlStatus
 from .idle import IdleState
@@ -112,3 +113,12 @@ class WorkerMetricsCollected:
             impaired_samples=int(data.get("impaired_samples") or 0),
             stop_requested=bool(data.get("stop_requested")),
         )
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    """Anything given each region's batch of events (alert engine, gauges, SSE hub, event bus)."""
+
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Take one batch (never empty); may raise or be slow: the publisher isolates and times it."""
+        ...

@@ -1,4 +1,7 @@
-"""Handing a region's events to every observer: side by side, each one isolated.
+"""Handing a region's events to every observer: side by side, each one isolated and timed.
+
+The one fan-out: the monitoring loop publishes through it, and the event bus delivers what it
+receives through it too.
 
 An observer is anything with `async observe(events)`; the seed's form, a plain callable
 `observer(metrics_data: dict)` (sync or async), is wrapped and called once per event with the
@@ -13,18 +16,13 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from cml_monitor.domain import WorkerMetricsCollected
+from cml_monitor.domain import EventObserver, WorkerMetricsCollected
 
 logger = logging.getLogger(__name__)
 
 SeedObserver = Callable[[dict[str, Any]], Any]
-
-
-@runtime_checkable
-class EventObserver(Protocol):
-    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None: ...
 
 
 class PerEventObserver:
@@ -63,9 +61,6 @@ class ObserverPublisher:
         self._timeout = timeout
         self._on_failure = on_failure
         self.failures: Counter[str] = Counter()
-
-    def add(self, observer: EventObserver | SeedObserver) -> None:
-        self._observers.append(as_observer(observer))
 
     async def publish(self, events: Sequence[WorkerMetricsCollected]) -> None:
         if events:
