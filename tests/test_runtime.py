@@ -29,7 +29,7 @@ async def test_the_runtime_monitors_without_http_and_unwinds_everything(moto: Mo
             await runtime.workers.get("not-an-id")
         with pytest.raises(InvalidInput) as invalid:
             await runtime.workers.edit(worker.id, {"name": None})
-        assert invalid.value.field == "body.name"
+        assert invalid.value.field == "name"
         checks = {check.name: check.text for check in await runtime.readiness()}
         assert checks == {"database": "ok", "collection": "ok", "job_store": "ok", "schedule": "ok"}
     assert not runtime.scheduler.running

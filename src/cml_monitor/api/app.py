@@ -149,8 +149,10 @@ def _map_errors(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(InvalidInput)
-    async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
-        detail = [{"loc": exc.field.split("."), "msg": str(exc), "type": "value_error"}]
+    async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        # The use case names the field; where it came from (query string or body) is HTTP's.
+        where = "query" if exc.field in request.query_params else "body"
+        detail = [{"loc": [where, exc.field], "msg": str(exc), "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(UpstreamFailed)

@@ -126,7 +126,7 @@ class WorkerOperations:
         try:
             await self._guard.check_url(url)
         except BlockedAddress as exc:
-            raise InvalidInput("body.cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
+            raise InvalidInput("cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
 
     async def import_by_tags(self, aws_region: str, tags: dict[str, str]) -> ImportOutcome:
         """Register every EC2 instance carrying all the tags that is not registered yet."""
@@ -159,7 +159,7 @@ class WorkerOperations:
         """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""
         for name in ("name", "auto_pause"):
             if name in changes and changes[name] is None:
-                raise InvalidInput(f"body.{name}", f"{name} cannot be null")
+                raise InvalidInput(name, f"{name} cannot be null")
         worker = await self.get(worker_id)
         if changes.get("cml_url") is not None:
             await self._check_cml_url(changes["cml_url"])
@@ -207,5 +207,5 @@ class WorkerOperations:
         until = until or self._clock()
         since = since or until - timedelta(hours=24)
         if since > until:
-            raise InvalidInput("query.since", "must not be after until")
+            raise InvalidInput("since", "must not be after until")
         return await self._history.series(worker.id, since, until, step, limit)
