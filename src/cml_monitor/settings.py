@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 API_ROLES = ("admin", "viewer")
@@ -34,6 +34,11 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+# A list setting written as one comma-separated variable (`A,B, C`); blanks are dropped. The one
+# parser of every list setting: declare the field `CommaList` and add only its own checks.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
 def _check_http_url(url: str) -> str:
@@ -64,7 +69,7 @@ class Settings(BaseSettings):
     worker_idle_timeout: int = Field(3600, ge=0, le=30 * 86_400)
     worker_idle_cpu_threshold: float = Field(10.0, ge=0, le=100)
     worker_idle_check_interval: int = Field(600, ge=1, le=86_400)
-    cml_automation_users: Annotated[list[str], NoDecode] = ["^00000000-0000-"]
+    cml_automation_users: CommaList = ["^00000000-0000-"]
     worker_auto_pause_enabled: bool = False
     worker_auto_pause_dry_run: bool = False
     worker_auto_pause_grace: int = Field(600, ge=0, le=7 * 86_400)
@@ -80,7 +85,7 @@ class Settings(BaseSettings):
     worker_alert_repeat_interval: int = Field(14_400, ge=60, le=7 * 86_400)
 
     # Notifications
-    worker_notification_webhooks: Annotated[list[str], NoDecode] = []
+    worker_notification_webhooks: CommaList = []
     worker_notification_webhook_secret: SecretStr | None = None
     worker_notification_max_age: float = Field(86_400, ge=1, le=30 * 86_400)
     worker_notification_timeout: float = Field(10.0, gt=0, le=300)
@@ -104,13 +109,13 @@ class Settings(BaseSettings):
     # HTTP service
     cml_monitor_host: str = "127.0.0.1"
     cml_monitor_port: int = Field(8080, ge=1, le=65_535)
-    api_tokens: Annotated[list[str], NoDecode] = []
+    api_tokens: CommaList = []
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_client_id: str = ""
     oidc_roles_claim: str = Field("roles", min_length=1, max_length=200)
-    oidc_admin_roles: Annotated[list[str], NoDecode] = ["cml-monitor-admin"]
-    oidc_viewer_roles: Annotated[list[str], NoDecode] = ["cml-monitor-viewer"]
+    oidc_admin_roles: CommaList = ["cml-monitor-admin"]
+    oidc_viewer_roles: CommaList = ["cml-monitor-viewer"]
     oidc_jwks_refresh_floor: float = Field(30.0, ge=0, le=3600)
 
     # AWS (the standard SDK variables; credentials are read by botocore itself)
@@ -124,7 +129,7 @@ class Settings(BaseSettings):
     cml_username: str = "admin"
     cml_password: SecretStr = SecretStr("")
     cml_verify_tls: bool = True
-    cml_url_blocked_networks: Annotated[list[str], NoDecode] = [
+    cml_url_blocked_networks: CommaList = [
         "127.0.0.0/8",
         "::1/128",
         "169.254.0.0/16",
@@ -147,25 +152,10 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("worker_notification_webhooks", mode="before")
-    @classmethod
-    def _parse_webhooks(cls, value: object) -> object:
-        return _split_csv(value)
-
     @field_validator("worker_notification_webhooks")
     @classmethod
     def _check_webhooks(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
-
-    @field_validator("oidc_admin_roles", "oidc_viewer_roles", mode="before")
-    @classmethod
-    def _parse_roles(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("cml_automation_users", mode="before")
-    @classmethod
-    def _parse_automation_users(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("cml_automation_users")
     @classmethod
@@ -181,11 +171,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_issuer(cls, value: str) -> str:
         return _check_http_url(value).rstrip("/") if value else ""
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("api_tokens")
     @classmethod
@@ -210,11 +195,6 @@ class Settings(BaseSettings):
         if value and urlsplit(value).scheme not in ("redis", "rediss"):
             raise ValueError("must be empty or a redis:// URL")
         return value
-
-    @field_validator("cml_url_blocked_networks", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("cml_url_blocked_networks")
     @classmethod
