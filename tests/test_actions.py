@@ -235,7 +235,7 @@ async def test_an_action_interrupted_between_recorded_and_done_is_settled_at_the
     ids = await _register(app, sim, 2)
     stopped, untouched = ids
     await _cycle(app)
-    store = app.runtime.actions
+    store = app.runtime.action_store
     # What `kill -9` between the two steps leaves: pending rows. One stop reached EC2, one did not.
     now = datetime.now(UTC)
     reached = Action.request(ids[stopped], ActionKind.STOP, ActionReason.IDLE, AUTO, dry_run=False, now=now)
@@ -268,6 +268,6 @@ async def test_two_replicas_seeing_the_same_idle_worker_act_once(
     assert sim.fleet.requests[("ec2", "StopInstances")] == 1
     executor = first.runtime.executor
     pending = Action.request(worker_id, ActionKind.REBOOT, ActionReason.MANUAL, "a", dry_run=False, now=now)
-    assert await first.runtime.actions.record(pending)
+    assert await first.runtime.action_store.record(pending)
     with pytest.raises(ActionInFlight):
         await executor.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")

@@ -399,7 +399,7 @@ async def test_acknowledged_alerts_are_not_repeated(
     acked = await app.client.post(f"/api/alerts/{alert['id']}/ack", json={"comment": "on it"})
     assert acked.status_code == 200 and acked.json()["acknowledged_comment"] == "on it"
     later = AlertEngine(
-        app.runtime.alerts,
+        app.runtime.alert_store,
         app.runtime.alert_engine.channels,
         AlertSettings(repeat_interval=timedelta(seconds=60)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),
@@ -449,7 +449,7 @@ async def test_unreachable_fires_when_collections_stop_and_resolves_when_they_re
     worker = await app.register(instance.instance_id)
     await app.poll(worker["id"])
     future = AlertEngine(
-        app.runtime.alerts,
+        app.runtime.alert_store,
         [],
         AlertSettings(unreachable_after=timedelta(seconds=900)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),

@@ -38,7 +38,7 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
         assert ready["checks"]["event_bus"] == "ok" and ready["checks"]["job_store"] == "disabled"
         assert not api_app.state.runtime.scheduler.running  # an API replica schedules nothing
 
-        stream = api_app.state.runtime.events.subscribe()
+        stream = api_app.state.runtime.live_events.subscribe()
         first = asyncio.ensure_future(stream.__anext__())
         await asyncio.sleep(0)
         body = {"name": "w", "aws_region": REGION, "aws_instance_id": instance}

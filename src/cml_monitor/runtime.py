@@ -1,10 +1,11 @@
 """The composition root: builds the whole monitor from `Settings` and owns its lifetime.
 
-`MonitorRuntime` holds every part (database, AWS and CML clients, scheduler, alerting,
-dispatcher, live events, metrics, the background loops) and the use cases the API calls. It is
-entered as an async context manager whose exit unwinds one `AsyncExitStack`, so every part that
-was started is stopped, in reverse order, whatever failed half-way. It needs no web app:
-`api` only adds HTTP on top.
+It only wires: every policy lives with the part it concerns (`policies.py` turns settings into
+each part's parameters, `readiness.py` judges `/ready`, `monitoring/unreachable.py` decides when
+workers may be judged unreachable). `MonitorRuntime` holds every part and the use cases the API
+calls, named alike: `*_store` for persistence, `*_operations` for use cases. It is entered as an
+async context manager whose exit unwinds one `AsyncExitStack`, so every part that was started is
+stopped, in reverse order, whatever failed half-way. It needs no web app: `api` only adds HTTP.
 """
 
 from __future__ import annotations
@@ -72,27 +73,27 @@ class MonitorRuntime:
     engine: AsyncEngine
     repository: CMLWorkerRepository
     history: HistoryStore
-    alerts: AlertRepository
+    alert_store: AlertRepository
     aws: AwsEc2Client
     cml: CmlControllerClient
     http: httpx.AsyncClient
     metrics: PrometheusMetrics
-    events: EventHub
+    live_events: EventHub
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
     monitor: FleetMonitor
     scheduler: WorkerMonitoringScheduler
     unreachable: UnreachableCheck
-    actions: ActionRepository
+    action_store: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
     events_queue: EventQueueConsumer | None
     workers: WorkerOperations
-    alerting: AlertOperations
+    alert_operations: AlertOperations
     action_operations: ActionOperations
     freshness: FleetFreshness
     ready: Readiness
-    bus: RedisEventBus | None = None
+    event_bus: RedisEventBus | None = None
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -104,10 +105,10 @@ class MonitorRuntime:
             stack.push_async_callback(self.cml.close)
             stack.push_async_callback(self.http.aclose)
             await migrate(self.engine)
-            self.metrics.alerts_firing.set(await self.alerts.count_firing())
-            if self.bus is not None:
-                stack.push_async_callback(self.bus.close)
-                await self.bus.start()
+            self.metrics.alerts_firing.set(await self.alert_store.count_firing())
+            if self.event_bus is not None:
+                stack.push_async_callback(self.event_bus.close)
+                await self.event_bus.start()
             stack.push_async_callback(self.background.cancel_all)
             stack.push_async_callback(self.monitor.stop)  # the collections an API replica asked for
             await self.freshness.reread()
@@ -317,23 +318,23 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         engine=engine,
         repository=repository,
         history=history,
-        alerts=alerts,
+        alert_store=alerts,
         aws=aws,
         cml=cml,
         http=http,
         metrics=metrics,
-        events=events,
+        live_events=events,
         alert_engine=alert_engine,
         dispatcher=dispatcher,
         monitor=monitor,
         scheduler=scheduler,
         unreachable=unreachable,
-        actions=action_store,
+        action_store=action_store,
         executor=executor,
         automatic=automatic,
         events_queue=events_queue,
         workers=workers,
-        alerting=AlertOperations(alerts, workers, clock=clock),
+        alert_operations=AlertOperations(alerts, workers, clock=clock),
         action_operations=ActionOperations(action_store, repository),
         freshness=freshness,
         ready=Readiness(
@@ -343,5 +344,5 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
             events_queue=events_queue if collecting else None,
             bus=bus,
         ),
-        bus=bus,
+        event_bus=bus,
     )

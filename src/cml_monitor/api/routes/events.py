@@ -13,4 +13,4 @@ HEARTBEAT_SECONDS = 15
 
 @router.get("/events", response_class=EventSourceResponse)
 async def events(runtime: RuntimeDep) -> EventSourceResponse:
-    return EventSourceResponse(runtime.events.subscribe(), ping=HEARTBEAT_SECONDS)
+    return EventSourceResponse(runtime.live_events.subscribe(), ping=HEARTBEAT_SECONDS)
