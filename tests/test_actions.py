@@ -21,7 +21,8 @@ from cml_monitor.domain.actions import AUTO, Action, ActionKind, ActionReason
 from cml_monitor.monitoring.collector import metrics_event
 
 from .conftest import REGION, Monitor
-from .test_cml_depth import _cycle, _register
+from .helpers import cycle as _cycle
+from .helpers import register_with_controllers as _register
 
 AUTOMATION = "00000000-0000-4000-a000-000000000001"
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -14,10 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
@@ -26,41 +19,9 @@ from cml_monitor.alerts.state import AlertKind, AlertState, Sample, Verdict, adv
 from cml_monitor.api.app import create_app
 
 from .conftest import make_settings
-from .helpers import eventually, metrics_event
+from .helpers import Receiver, eventually, metrics_event
 
 SECRET = "s3cret-for-hmac"
-
-
-class Receiver:
-    """A webhook receiver that records every request and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.script: dict[str, list[tuple[int, dict[str, str]]]] = {}  # path → answers, then 202
-        self.stalls: dict[str, list[float]] = {}  # path → seconds to hold the next answers back
-        self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        self.requests.append(
-            {
-                "path": request.url.path,
-                "query": str(request.url.query),
-                "headers": dict(request.headers),
-                "body": body,
-                "json": json.loads(body),
-                "at": time.monotonic(),
-            }
-        )
-        stalls = self.stalls.get(request.url.path) or []
-        if stalls:
-            await asyncio.sleep(stalls.pop(0))  # a slow receiver, as seen from the sender
-        answers = self.script.get(request.url.path) or []
-        status, headers = answers.pop(0) if answers else (202, {})
-        return Response(status_code=status, headers=headers)
-
-    def of(self, path: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["path"] == path]
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from cml_fleet_sim.simulator import FleetSimulator
 
 from .conftest import REGION, Monitor
+from .helpers import eventually
 from .private_servers import PrivatePostgres, PrivateRedis
-from .test_monitoring import eventually
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ from cml_monitor.storage import CMLWorkerRepository
 from cml_monitor.storage.alerts import AlertRepository
 
 from .conftest import REGION, Moto
-from .helpers import Events, Monitoring, build_monitoring, eventually, register
-from .test_aws_client import cpu, memory
+from .helpers import Events, Monitoring, build_monitoring, cpu, eventually, memory, register
 
 __all__ = ["Events", "eventually", "register"]  # still importable from here by older tests
 

@@ -28,9 +28,8 @@ from cml_monitor.domain.collections import RegionOutcome, next_fire_time
 from cml_monitor.monitoring.heartbeat import Heartbeat
 
 from .conftest import REGION, Monitor, make_settings
+from .helpers import Receiver, eventually
 from .private_servers import PrivateRedis
-from .test_alerts import Receiver
-from .test_monitoring import eventually
 
 
 class Checker:

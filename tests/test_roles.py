@@ -11,8 +11,7 @@ import httpx
 from cml_monitor.api.app import create_app
 
 from .conftest import REGION, Moto, make_settings
-from .test_api import sse_events
-from .test_aws_client import cpu
+from .helpers import cpu, sse_events
 
 
 async def test_a_collectors_events_reach_an_api_replicas_stream(

@@ -8,8 +8,7 @@ from cml_monitor.runtime import build_runtime
 from cml_monitor.usecases import Conflict, InvalidInput, NotFound
 
 from .conftest import REGION, Moto, make_settings
-from .test_aws_client import cpu
-from .test_monitoring import eventually
+from .helpers import cpu, eventually
 
 
 async def test_the_runtime_monitors_without_http_and_unwinds_everything(moto: Moto, sqlite_url: str) -> None:

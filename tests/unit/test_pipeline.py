@@ -16,7 +16,7 @@ from cml_monitor.monitoring import MonitoredWorkers, ObserverPublisher, run_regi
 from cml_monitor.monitoring.job import RUNNERS
 from cml_monitor.monitoring.region_jobs import AlignedIntervalTrigger
 
-from .test_domain import make_event
+from ..helpers import make_event
 
 
 def _event(worker_id: str) -> WorkerMetricsCollected:
@@ -123,7 +123,7 @@ async def test_a_cloudwatch_failure_keeps_the_ec2_state_of_the_cycle(sqlite_repo
     from cml_monitor.domain import WorkerStatus
     from cml_monitor.monitoring import FleetCollector
 
-    from .test_monitoring import register
+    from ..helpers import register
 
     worker = await register(sqlite_repository, "i-0123456789abcdef0")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("check_imports", ROOT / "tools" / "check_imports.py")
 assert _spec is not None and _spec.loader is not None
 check_imports = importlib.util.module_from_spec(_spec)
