@@ -112,6 +112,7 @@ class Monitoring:
     collector: FleetCollector
     jobs: RegionJobs
     publisher: ObserverPublisher
+    monitored: MonitoredWorkers
 
 
 def build_monitoring(
@@ -148,7 +149,7 @@ def build_monitoring(
     )
     jobs = RegionJobs(job_store, poll_interval=poll_interval, clock=clock)
     scheduler = WorkerMonitoringScheduler(monitor, monitored, repository, jobs, poll_interval=poll_interval)
-    return Monitoring(monitor, scheduler, collector, jobs, publisher)
+    return Monitoring(monitor, scheduler, collector, jobs, publisher, monitored)
 
 
 def put(moto: Any, namespace: str, metric: str, dims: list[dict], value: float, minutes_ago: float) -> None:

@@ -115,18 +115,18 @@ async def test_stop_then_terminate_moves_status_and_ends_monitoring(
     assert stored.status is WorkerStatus.STOPPED
     assert stored.cpu_utilization is None
     assert events.of(worker.id)[-1]["previous_status"] == "running"
-    assert worker.id in monitoring.scheduler.active_worker_ids
+    assert worker.id in monitoring.monitored.ids
 
     moto.ec2().terminate_instances(InstanceIds=[instance])
     await monitoring.monitor.collect_soon(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.TERMINATED
-    assert worker.id not in monitoring.scheduler.active_worker_ids
+    assert worker.id not in monitoring.monitored.ids
     assert monitoring.scheduler.next_run_at(worker.id) is None
     assert monitoring.scheduler.monitoring_jobs() == []
     run = await monitoring.scheduler.run_job(REGION)  # the region's next run finds no worker
     assert run.workers == 0
-    assert monitoring.scheduler.region_jobs() == {}  # and its job removed itself
+    assert dict(monitoring.jobs.runs) == {}  # and its job removed itself
 
 
 async def test_a_deleted_workers_job_removes_itself(
@@ -144,7 +144,7 @@ async def test_a_deleted_workers_job_removes_itself(
     with caplog.at_level(logging.WARNING):
         await monitoring.monitor.collect_soon(worker.id)
     assert monitoring.scheduler.next_run_at(worker.id) is None
-    assert worker.id not in monitoring.scheduler.active_worker_ids
+    assert worker.id not in monitoring.monitored.ids
     assert f"Worker {worker.id} not found - stopping job" in caplog.text
 
 
@@ -212,7 +212,7 @@ async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
             await monitoring.scheduler.start_async()
             await eventually(lambda: "❌ Failed to collect metrics for worker" in caplog.text)
         assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
-        assert worker.id in monitoring.scheduler.active_worker_ids  # still monitored
+        assert worker.id in monitoring.monitored.ids  # still monitored
 
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
@@ -239,7 +239,7 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     )
     await first.scheduler.start_async()
     await eventually(lambda: all(first_events.of(w.id) for w in workers))
-    jobs_before = first.scheduler.region_jobs()
+    jobs_before = dict(first.jobs.runs)
     view_before = first.scheduler.monitoring_jobs()
     await first.scheduler.stop_async()
     assert list(jobs_before) == [REGION]
@@ -251,7 +251,7 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     with caplog.at_level(logging.INFO):
         await second.scheduler.start_async()
     assert "1 region jobs resumed from the job store" in caplog.text
-    (resumed,) = second.scheduler.region_jobs().items()  # the same job, no duplicate, next run on its grid
+    (resumed,) = dict(second.jobs.runs).items()  # the same job, no duplicate, next run on its grid
     assert resumed[0] == REGION
     assert timedelta(0) <= resumed[1] - jobs_before[REGION] <= timedelta(seconds=4)
     assert sorted(j["worker_id"] for j in second.scheduler.monitoring_jobs()) == sorted(w.id for w in workers)
@@ -276,12 +276,12 @@ async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
     await sqlite_repository.add_async(gone)
     first = make_monitoring(job_store=build_job_store(redis_url, sqlite_url))
     await first.scheduler.start_async()
-    assert set(first.scheduler.region_jobs()) == {REGION, "eu-west-1"}
+    assert set(dict(first.jobs.runs)) == {REGION, "eu-west-1"}
     await first.scheduler.stop_async()
     await sqlite_repository.remove_async(gone.id)
     second = make_monitoring(job_store=build_job_store(redis_url, sqlite_url))
     await second.scheduler.start_async()
-    assert set(second.scheduler.region_jobs()) == {REGION}
+    assert set(dict(second.jobs.runs)) == {REGION}
     assert [j["worker_id"] for j in second.scheduler.monitoring_jobs()] == [keep.id]
 
 

@@ -36,9 +36,6 @@ class MonitoredWorkers:
         self._active: dict[str, str] = {}
         self._paused: set[str] = set()
 
-    def __contains__(self, worker_id: object) -> bool:
-        return worker_id in self._active
-
     @property
     def ids(self) -> frozenset[str]:
         return frozenset(self._active)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,7 +47,7 @@ def as_observer(observer: EventObserver | SeedObserver) -> EventObserver:
 
 
 class ObserverPublisher:
-    """Publishes event batches to its observers; `failures` counts each observer's misses."""
+    """Publishes event batches to its observers; `on_failure` is told each observer's misses."""
 
     def __init__(
         self,
@@ -60,7 +59,6 @@ class ObserverPublisher:
         self._observers = [as_observer(o) for o in observers]
         self._timeout = timeout
         self._on_failure = on_failure
-        self.failures: Counter[str] = Counter()
 
     async def publish(self, events: Sequence[WorkerMetricsCollected]) -> None:
         if events:
@@ -80,6 +78,5 @@ class ObserverPublisher:
             self._failed(name)
 
     def _failed(self, name: str) -> None:
-        self.failures[name] += 1
         if self._on_failure is not None:
             self._on_failure(name)

@@ -58,10 +58,6 @@ class WorkerMonitoringScheduler:
     def running(self) -> bool:
         return self._started
 
-    @property
-    def active_worker_ids(self) -> frozenset[str]:
-        return self._monitored.ids
-
     async def start_async(self) -> None:
         """Start the scheduler and monitor every worker that is not terminated."""
         if self._closed:
@@ -215,9 +211,6 @@ class WorkerMonitoringScheduler:
     def view_stale(self) -> bool:
         """Whether the next-run view is older than the job store (the store could not be read)."""
         return self.view_error is not None
-
-    def region_jobs(self) -> dict[str, datetime | None]:
-        return dict(self._jobs.runs)
 
     def next_run_at(self, worker_id: str, aws_region: str | None = None) -> datetime | None:
         """When the worker is collected next; None when it is not monitored."""
