@@ -260,7 +260,7 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
     # The one rule that picks observers per role: with an event bus, a collector publishes its
     # events to Redis and every replica (this one too) feeds its gauges and SSE from the bus;
     # without one, this replica feeds them directly. Automatic actions run where the events are
-    # collected, and the alert engine (the seed's notification handler) sees every event first.
+    # collected; the alert engine (the seed's notification handler) sees every event too.
     publisher = fan_out(alert_engine, automatic, *([bus] if bus is not None else [metrics, events]))
     outages = OwnOutages()
     monitor = FleetMonitor(
