@@ -2,7 +2,8 @@
 
     python -m bench.cycle --workers 10000 [--regions 1] [--controllers 1000]
                           [--database sqlite|postgresql] [--job-store redis|database]
-                          [--seed-budget 60]
+                          [--seed-budget 60] [--metrics-source auto|cloudwatch|controller]
+                          [--profile cycle.prof]
 
 The simulator runs in its own process (so its CPU is not counted as ours) with AWS's default
 token buckets and CML controllers answering in 50 ms. The real monitor (scheduler, region job,
@@ -12,6 +13,10 @@ last worker's event. Then the seed's algorithm (per worker: DescribeInstanceStat
 GetMetricStatistics) runs against the same simulator for at most `--seed-budget` seconds;
 when it cannot finish, its cycle time is extrapolated from the workers it did.
 
+`--metrics-source` is `WORKER_METRICS_SOURCE`: with `auto` (the default) a worker whose
+controller answered takes CPU and memory from it and is left out of GetMetricData; the figure
+`cloudwatch_metrics_requested` is what CloudWatch bills for the measured cycle.
+
 The last line printed is one JSON object with the headline figures.
 """
 
@@ -19,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -201,7 +209,7 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     # The real observer chain: the alert engine (the seed's notification handler), no receivers.
     alert_engine = AlertEngine(AlertRepository(engine), [])
     monitored = MonitoredWorkers()
-    collector = FleetCollector(repository, aws, cml)
+    collector = FleetCollector(repository, aws, cml, metrics_source=args.metrics_source)
     publisher = ObserverPublisher([alert_engine, counters])
     monitor = FleetMonitor(repository, collector, publisher, monitored, poll_interval=args.interval)
     jobs = RegionJobs(store, poll_interval=args.interval, clock=utcnow)
@@ -223,14 +231,21 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         counters.job_store_writes = 0
         counters.job_store_seconds = 0.0
         aws.requests.reset()
+        metrics_before = aws.requests.metrics_requested  # reset() keeps this running total
         stats_before = fetch_stats(fleet["url"])
         throttled_before = stats_before["throttled"]
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         due_at = time.perf_counter()
         cpu_before = _cpu_seconds()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
         await asyncio.wait_for(counters.done.wait(), 600)
         cycle_seconds = counters.last_event_at - due_at
         cpu_seconds = _cpu_seconds() - cpu_before
+        if profiler is not None:
+            profiler.disable()
+            write_profile(profiler, Path(args.profile))
         stats = fetch_stats(fleet["url"])
     finally:
         await scheduler.stop_async()
@@ -241,6 +256,7 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     return {
         "aws_calls": aws.requests.total(),
         "aws_calls_by_operation": requests,
+        "cloudwatch_metrics_requested": aws.requests.metrics_requested - metrics_before,
         "throttled": stats["throttled"] - throttled_before,
         "cml_calls_total": stats["cml_requests"],
         "cml_calls_cycle": stats["cml_requests"] - stats_before["cml_requests"],
@@ -251,6 +267,17 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         "job_store_writes": counters.job_store_writes,
         "job_store_seconds": round(counters.job_store_seconds, 2),
     }
+
+
+def write_profile(profiler: cProfile.Profile, path: Path) -> None:
+    """The measured cycle's profile: the raw stats, and the top functions by own and total time."""
+    profiler.dump_stats(str(path))
+    report = io.StringIO()
+    stats = pstats.Stats(profiler, stream=report)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+    path.with_suffix(".txt").write_text(report.getvalue())
+    print(f"  profile of the measured cycle (event-loop thread only): {path} and {path.with_suffix('.txt')}")
 
 
 def fetch_stats(url: str) -> dict[str, Any]:
@@ -368,6 +395,17 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=int, default=30, help="poll interval; the measured cycle is the 2nd"
     )
+    parser.add_argument(
+        "--metrics-source",
+        choices=("auto", "cloudwatch", "controller"),
+        default="auto",
+        help="WORKER_METRICS_SOURCE: where CPU and memory come from",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="profile the measured cycle with cProfile (slows it: time it without this flag)",
+    )
     args = parser.parse_args()
     args.controllers = min(args.controllers, args.workers)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -413,6 +451,10 @@ def main() -> None:
     print(f"  CML controllers polled in: {ours['cml_seconds']} s", end="   ")
     per_controller = round(ours["cml_calls_cycle"] / args.controllers, 2) if args.controllers else 0.0
     print(f"CML calls in the cycle: {ours['cml_calls_cycle']} ({per_controller} per controller)")
+    print(
+        f"  CloudWatch metrics requested ({args.metrics_source}): {ours['cloudwatch_metrics_requested']}"
+        f" (${ours['cloudwatch_metrics_requested'] * 0.01 / 1000:.2f} per cycle at $0.01 per 1,000)"
+    )
     print(f"  APScheduler job store writes: {ours['job_store_writes']} in {ours['job_store_seconds']} s")
     print(f"  GET /api/workers?limit=100 p95: {p95} ms")
     summary = {
@@ -429,6 +471,8 @@ def main() -> None:
         "cpu_seconds": ours["cpu_seconds"],
         "cml_seconds": ours["cml_seconds"],
         "cml_calls_per_controller": per_controller,
+        "metrics_source": args.metrics_source,
+        "cloudwatch_metrics_requested": ours["cloudwatch_metrics_requested"],
         "job_store_writes": ours["job_store_writes"],
         "job_store_seconds": ours["job_store_seconds"],
         "database": args.database,

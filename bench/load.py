@@ -1,7 +1,7 @@
 """API latency while the monitor collects and many live clients listen.
 
     python -m bench.load [--workers 500] [--sse-clients 200] [--rate 50] [--seconds 45] [--interval 10]
-                         [--controllers N]
+                         [--controllers N] [--nice 19] [--split | --single-process]
 
 The simulator runs in its own process (500 workers with CML controllers answering in 50 ms);
 the real service (`cml-monitor serve`, SQLite, jobs in the database) runs in another, polling
@@ -66,15 +66,35 @@ def start_service(
     )
 
 
+def wait_ready(base: str, timeout: float = 60.0) -> None:
+    """Until the service's `/ready` answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the service did not become ready")
+        time.sleep(0.2)
+
+
 async def listen(base: str, clients: int, seconds: float) -> list[int]:
-    """`clients` event streams for `seconds`; how many `metrics` events each one read."""
+    """`clients` event streams for `seconds`; how many `metrics` events each one read.
+
+    A client told to `resync` (it fell behind and lost events) counts as -1: it did not
+    receive every event.
+    """
     counts = [0] * clients
 
     async def one(session: aiohttp.ClientSession, index: int) -> None:
         async with session.get(f"{base}/api/events") as response:
             async for line in response.content:
-                if line.startswith(b"event: metrics"):
+                if line.startswith(b"event: metrics") and counts[index] >= 0:
                     counts[index] += 1
+                elif line.startswith(b"event: resync"):
+                    counts[index] = -1
 
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -108,7 +128,11 @@ async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[st
         async def one(offset: int) -> None:
             nonlocal errors
             started = time.perf_counter()
-            response = await client.get("/api/workers", params={"limit": 100, "offset": offset})
+            try:
+                response = await client.get("/api/workers", params={"limit": 100, "offset": offset})
+            except httpx.HTTPError:  # a reset connection is an error to count, not the end of the run
+                errors += 1
+                return
             latencies.append((started, (time.perf_counter() - started) * 1000))
             if response.status_code != 200:
                 errors += 1
@@ -139,6 +163,9 @@ async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[st
         "p95_ms_first_3s_of_cycles": percentile(after_cycle, 0.95) if after_cycle else None,
         "sse_events_per_client_min": min(counts),
         "sse_events_per_client_max": max(counts),
+        # Every client connected before the measurement and read to its end: each one should
+        # hold the same count, and none was told to resync.
+        "sse_clients_missing_events": sum(1 for c in counts if c != max(counts)),
     }
 
 
@@ -157,7 +184,16 @@ def main() -> None:
         action="store_true",
         help="run the service as two replicas: CML_MONITOR_ROLE=api (measured) and =collector",
     )
-    parser.add_argument("--event-bus", default="redis://127.0.0.1:6379/14", help="EVENT_BUS_URL with --split")
+    parser.add_argument(
+        "--event-bus",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        help="EVENT_BUS_URL with --split (default BENCH_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="one serve without its collector child (CML_MONITOR_COLLECTOR_PROCESS=false), as before",
+    )
     parser.add_argument(
         "--nice",
         type=int,
@@ -188,19 +224,11 @@ def main() -> None:
                 )
             )
         else:
-            services.append(start_service(fleet, workdir, port, args.interval))
+            single = {"CML_MONITOR_COLLECTOR_PROCESS": "false"} if args.single_process else {}
+            services.append(start_service(fleet, workdir, port, args.interval, single))
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the service did not become ready")
-                time.sleep(0.2)
+            wait_ready(base)
             figures = asyncio.run(measure(base, args, workdir))
         finally:
             for service in services:
@@ -221,10 +249,20 @@ def main() -> None:
     )
     print(
         "  events per SSE client:",
-        f"{figures['sse_events_per_client_min']}–{figures['sse_events_per_client_max']}",
+        f"{figures['sse_events_per_client_min']}–{figures['sse_events_per_client_max']};",
+        f"{figures['sse_clients_missing_events']} clients missed events",
     )
+    mode = "split" if args.split else "single-process" if args.single_process else "serve"
     print(
-        json.dumps({"workers": args.workers, "sse_clients": args.sse_clients, "rate": args.rate, **figures})
+        json.dumps(
+            {
+                "mode": mode,
+                "workers": args.workers,
+                "sse_clients": args.sse_clients,
+                "rate": args.rate,
+                **figures,
+            }
+        )
     )
 
 

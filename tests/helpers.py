@@ -261,3 +261,29 @@ def sse_events(chunk: bytes) -> list[tuple[str, str]]:
             lines = dict(line.split(": ", 1) for line in block.split("\n"))
             found.append((lines["event"], lines["data"]))
     return found
+
+
+# -- acting on workers ------------------------------------------------------------------------
+
+
+def quiet(sim: Any, instance_id: str) -> None:
+    """No lab, a CPU under the idle floor: idle once nobody has been active for the timeout."""
+    sim.set_labs(instance_id, running=0, stopped=1)
+    sim.fleet.set_metrics(instance_id, cpu=2.0)
+
+
+async def backdate(app: Any, worker_id: str, hours: float = 2.0) -> None:
+    """Registered and seen starting `hours` ago, so that the idle timeout can have passed."""
+    repository = app.runtime.repository
+    worker = await repository.get_by_id_async(worker_id)
+    assert worker is not None
+    worker.created_at = worker.created_at - timedelta(hours=hours)
+    if worker.status_changed_at is not None:
+        worker.status_changed_at = worker.status_changed_at - timedelta(hours=hours)
+    await repository.update_async(worker)
+
+
+async def actions(app: Any, **params: Any) -> list[dict[str, Any]]:
+    response = await app.client.get("/api/actions", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]

@@ -36,6 +36,9 @@ class LoopbackIdp:
         self.published = ["rsa-1", "ec-1"]
         self.jwks_requests = 0
         self.down = False
+        # A broken IdP: when set, served as is instead of the discovery document / the JWKS.
+        self.discovery_body: bytes | None = None
+        self.jwks_body: bytes | None = None
         self.codes: dict[str, dict[str, Any]] = {}
         self.user_roles = ["cml-monitor-admin"]
         self.server = ThreadedServer(
@@ -83,6 +86,8 @@ class LoopbackIdp:
     async def _discovery(self, request: Request) -> Response:
         if self.down:
             return Response(status_code=503)
+        if self.discovery_body is not None:
+            return Response(self.discovery_body, media_type="application/json")
         return JSONResponse(
             {
                 "issuer": self.issuer,
@@ -97,6 +102,8 @@ class LoopbackIdp:
         self.jwks_requests += 1
         if self.down:
             return Response(status_code=503)
+        if self.jwks_body is not None:
+            return Response(self.jwks_body, media_type="application/json")
         keys = [_public_jwk(self.keys[kid][0], kid, self.keys[kid][1]) for kid in self.published]
         return JSONResponse({"keys": keys})
 

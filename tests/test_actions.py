@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from cml_fleet_sim.simulator import FleetSimulator
-from cml_monitor.actions import ActionInFlight
+from cml_monitor.actions import ActionExecutor, ActionInFlight
 from cml_monitor.domain import WorkerStatus
 from cml_monitor.domain.actions import AUTO, Action, ActionKind, ActionReason
 from cml_monitor.monitoring.collector import metrics_event
 
 from .conftest import REGION, Monitor
+from .helpers import actions, backdate, quiet
 from .helpers import cycle as _cycle
 from .helpers import register_with_controllers as _register
 
@@ -33,29 +34,6 @@ def sim() -> Iterator[FleetSimulator]:
     simulator.start()
     yield simulator
     simulator.stop()
-
-
-def quiet(sim: FleetSimulator, instance_id: str) -> None:
-    """No lab, a CPU under the idle floor: idle once nobody has been active for the timeout."""
-    sim.set_labs(instance_id, running=0, stopped=1)
-    sim.fleet.set_metrics(instance_id, cpu=2.0)
-
-
-async def backdate(app: Monitor, worker_id: str, hours: float = 2.0) -> None:
-    """Registered and seen starting `hours` ago, so that the idle timeout can have passed."""
-    repository = app.runtime.repository
-    worker = await repository.get_by_id_async(worker_id)
-    assert worker is not None
-    worker.created_at = worker.created_at - timedelta(hours=hours)
-    if worker.status_changed_at is not None:
-        worker.status_changed_at = worker.status_changed_at - timedelta(hours=hours)
-    await repository.update_async(worker)
-
-
-async def actions(app: Monitor, **params: Any) -> list[dict[str, Any]]:
-    response = await app.client.get("/api/actions", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
 
 
 PAUSE = {"worker_auto_pause_enabled": True, "worker_auto_pause_grace": 0, "worker_idle_timeout": 3600}
@@ -247,6 +225,11 @@ async def test_an_action_interrupted_between_recorded_and_done_is_settled_at_the
     settled = {a["worker_id"]: a for a in await actions(again)}
     assert settled[ids[stopped]]["result"] == "ok" and "interrupted" in settled[ids[stopped]]["detail"]
     assert settled[ids[untouched]]["result"] == "failed" and "running" in settled[ids[untouched]]["detail"]
+    paused = await again.worker(ids[stopped])  # an auto-pause EC2 did: paused by us, as if finished
+    assert (
+        paused["idle"]["paused_by_us"] is True
+        and (await again.worker(ids[untouched]))["idle"]["paused_by_us"] is False
+    )
 
 
 async def test_two_replicas_seeing_the_same_idle_worker_act_once(
@@ -272,3 +255,134 @@ async def test_two_replicas_seeing_the_same_idle_worker_act_once(
     assert await first.runtime.action_store.record(pending)
     with pytest.raises(ActionInFlight):
         await executor.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
+
+
+class DiesAfterTheAwsCall:
+    """EC2 as an executor sees it, from a replica that is killed (-9) right after the AWS call."""
+
+    def __init__(self, aws: Any) -> None:
+        self._aws = aws
+        self.called = asyncio.Event()
+
+    async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
+        await self._aws.change_instance_state(aws_region, instance_id, action)
+        self.called.set()
+        await asyncio.Event().wait()  # never returns: the test cancels the run, as kill -9 would
+        raise AssertionError("unreachable")
+
+    async def describe_instance_statuses(self, aws_region: str, instance_ids: Any) -> dict[str, Any]:
+        return await self._aws.describe_instance_statuses(aws_region, instance_ids)
+
+
+async def eventually_pending(app: Monitor, worker_id: str) -> Action:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        found = [a for a in await app.runtime.action_store.pending() if a.worker_id == worker_id]
+        if found:
+            return found[0]
+        assert asyncio.get_running_loop().time() < deadline, "the action was never recorded"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_starting_replica_leaves_a_live_replicas_action_alone_until_its_lease_expired(
+    sim: FleetSimulator, postgresql_url: str, monitor: Any
+) -> None:
+    first = await monitor(postgresql_url)
+    ((instance_id, worker_id),) = (await _register(first, sim, 1)).items()
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None
+    go_on = asyncio.Event()
+
+    async def last_check() -> str | None:  # replica A is between "recorded" and the AWS call
+        await go_on.wait()
+        return None
+
+    a = first.runtime.executor
+    acting = asyncio.ensure_future(
+        a.run(worker, ActionKind.STOP, ActionReason.MANUAL, "ops", last_check=last_check)
+    )
+    pending = await eventually_pending(first, worker_id)
+    assert pending.owner == a.owner and pending.lease_until is not None
+    second = await monitor(postgresql_url)  # replica B starts (rolling restart): reconciles at start
+    b = second.runtime.executor
+    assert b.owner != a.owner
+    assert await b.reconcile() == 0
+    assert [p.id for p in await second.runtime.action_store.pending()] == [pending.id]
+    with pytest.raises(ActionInFlight):  # the one-pending-action guard still holds for B
+        await b.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
+    go_on.set()  # A finishes its own action
+    done = await acting
+    assert done.result.value == "ok" and sim.fleet.requests[("ec2", "StopInstances")] == 1
+    (stop,) = [x for x in await actions(second, worker_id=worker_id) if x["kind"] == "stop"]
+    assert stop["result"] == "ok" and "interrupted" not in stop["detail"]
+
+    # A dies (kill -9) while its next action is pending: B leaves it while the lease runs ...
+    sim.fleet.start(instance_id)
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None and worker.ec2_instance_state == "running"
+    go_on.clear()
+    acting = asyncio.ensure_future(
+        a.run(worker, ActionKind.STOP, ActionReason.MANUAL, "ops", last_check=last_check)
+    )
+    pending = await eventually_pending(first, worker_id)
+    acting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await acting
+    assert await b.reconcile() == 0
+    # ... and settles it once the lease has expired (B's clock after A's lease).
+    assert pending.lease_until is not None
+    later = ActionExecutor(
+        second.runtime.action_store,
+        second.runtime.repository,
+        second.runtime.aws,
+        clock=lambda: pending.lease_until + timedelta(seconds=1),  # type: ignore[operator]
+    )
+    assert await later.reconcile() == 1
+    settled = [x for x in await actions(second, worker_id=worker_id) if x["id"] == pending.id]
+    assert settled[0]["result"] == "failed" and "interrupted before the AWS call" in settled[0]["detail"]
+    assert await second.runtime.action_store.pending() == []
+
+
+async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_paused_by_us(
+    sim: FleetSimulator, postgresql_url: str, monitor: Any
+) -> None:
+    first = await monitor(postgresql_url)
+    ((instance_id, worker_id),) = (await _register(first, sim, 1)).items()
+    await _cycle(first)
+    worker = await first.runtime.repository.get_by_id_async(worker_id)
+    assert worker is not None and worker.idle.paused_by_us is False
+    aws = DiesAfterTheAwsCall(first.runtime.aws)
+    a = ActionExecutor(
+        first.runtime.action_store, first.runtime.repository, aws, lease=timedelta(seconds=0.3)
+    )
+    acting = asyncio.ensure_future(a.run(worker, ActionKind.STOP, ActionReason.IDLE, AUTO))
+    await asyncio.wait_for(aws.called.wait(), 10)
+    recorded = await eventually_pending(first, worker_id)
+    assert recorded.lease_until is not None
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await eventually_pending(first, worker_id)).lease_until == recorded.lease_until:
+        assert asyncio.get_running_loop().time() < deadline, "the lease was never renewed"
+        await asyncio.sleep(0.05)
+    acting.cancel()  # kill -9 mid-stop: EC2 got the stop, the monitor recorded nothing more
+    with pytest.raises(asyncio.CancelledError):
+        await acting
+    left = await eventually_pending(first, worker_id)
+    assert left.lease_until is not None
+    stale = await first.runtime.repository.get_by_id_async(worker_id)
+    assert stale is not None and stale.idle.paused_by_us is False
+    # Replica B (its own executor on the same database), reconciling once A's lease ran out.
+    b = ActionExecutor(
+        first.runtime.action_store,
+        first.runtime.repository,
+        first.runtime.aws,
+        clock=lambda: left.lease_until + timedelta(seconds=1),  # type: ignore[operator]
+    )
+    assert await b.reconcile() == 1
+    ((stop),) = [x for x in await actions(first, worker_id=worker_id) if x["kind"] == "stop"]
+    assert stop["result"] == "ok" and "interrupted" in stop["detail"]
+    reconciled = await first.runtime.repository.get_by_id_async(worker_id)
+    assert reconciled is not None and reconciled.idle.paused_by_us is True
+    assert reconciled.stop_requested_at is not None  # so the stop is not "unexpected" either
+    assert sim.fleet.get(instance_id).state == "stopped"

@@ -185,7 +185,8 @@ async def test_refresh_collects_and_history_and_alerts_follow(api_factory, moto:
     ]
     text = (await api.client.get("/metrics")).text
     assert (
-        f'cml_monitor_worker_cpu_utilization{{worker_id="{worker["id"]}",worker_name="lab-1"}} 95.0' in text
+        f'cml_monitor_worker_cpu_utilization_percent{{worker_id="{worker["id"]}",worker_name="lab-1"}} 95.0'
+        in text
     )
     assert 'cml_monitor_aws_requests_total{operation="DescribeInstanceStatus",service="ec2"}' in text
     assert "cml_monitor_collection_seconds_count 1.0" in text

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 POLL = 2
+STATUS = "document.querySelector('#alert-status').textContent"
 
 
 @pytest.fixture
@@ -179,12 +181,18 @@ async def test_the_dashboard_asks_for_a_token_and_keeps_it(browser: Browser, tmp
         await page.reload()
         await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2", timeout=20_000)
         assert await page.locator("#login[open]").count() == 0  # kept for the browser session
+        assert await page.text_content("#signed-in-as") == "signed in as viewer (viewer)"
+        assert await page.is_visible("#sign-out")
         await page.click("#fleet tbody tr a")
         await page.wait_for_selector("#idle")
         assert await page.locator("#action-stop").count() == 0  # a viewer sees no buttons that act
         assert await page.is_disabled("#auto-pause")
         assert await page.locator("#save-thresholds, #collect-now").count() == 0
         assert await page.is_disabled("#threshold-cpu")
+        await page.click("#sign-out")
+        await page.wait_for_selector("#login[open]")
+        assert await page.evaluate("sessionStorage.getItem('cml-monitor-token')") is None
+        assert await page.is_hidden("#who")
         # The refused requests before sign-in are logged by the browser; nothing else may be.
         assert [e for e in errors if "401" not in e] == []
     finally:
@@ -287,6 +295,8 @@ async def test_controller_health_licence_and_scheduled_events_are_shown(
 
 
 async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Browser, tmp_path: Path) -> None:
+    import httpx
+
     sim, server, workers = await serve_fleet(tmp_path, 2)
     target = workers[0]
     try:
@@ -300,14 +310,43 @@ async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Brow
         assert await page.is_checked("#auto-pause")
         await page.uncheck("#auto-pause")
         await until(page, "document.querySelector('#action-status').textContent.includes('auto-pause off')")
+        sim.set_labs(target.aws_instance_id, running=2, stopped=1)
+        await page.click("#action-reboot")  # a dialog names the worker and its started labs
+        await page.wait_for_selector("#confirm-action[open] #confirm-labs li")
+        assert "Reboot lab-00?" in (await page.text_content("#confirm-title") or "")
+        assert len(await page.locator("#confirm-labs li").all()) == 2
+        assert "admin" in (await page.text_content("#confirm-labs") or "")
+        await page.click("#confirm-cancel")
+        await until(page, "document.querySelector('#action-status').textContent.includes('reboot cancelled')")
+        assert sim.fleet.get(target.aws_instance_id).reboots == 0
         await page.click("#action-reboot")
+        await page.wait_for_selector("#confirm-action[open] #confirm-labs li")
+        await page.fill("#confirm-reason", "hung console")
+        await page.screenshot(path=str(tmp_path / "confirm.png"))
+        await page.check("#confirm-force")
+        await page.click("#confirm-go")
         await until(page, "document.querySelector('#action-status').textContent.startsWith('reboot: ok')")
         await page.wait_for_selector("#actions tbody tr")
         row = await page.text_content("#actions tbody tr")
-        assert row is not None and "reboot" in row and "manual" in row
+        assert row is not None and "reboot" in row and "manual" in row and "reason: hung console" in row
+        assert "local" in row  # authentication is off
         assert sim.fleet.get(target.aws_instance_id).reboots == 1
-        await page.click("#action-start")  # a running worker cannot be started: refused, said
-        await until(page, "document.querySelector('#action-status').textContent.includes('start refused')")
+        # A running worker cannot be started: the button says so, and the API's refusal names it.
+        assert await page.is_disabled("#action-start") and not await page.is_disabled("#action-stop")
+        assert "lab-00 is running" in (await page.get_attribute("#action-start", "title") or "")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            refused = await client.post(f"/api/workers/{target.id}/start")
+        assert refused.status_code == 409 and "lab-00" in refused.json()["detail"]
+        assert target.id not in refused.json()["detail"]
+        idle_badge = await page.text_content("#idle h2") or ""
+        assert "in use" in idle_badge or "idle" in idle_badge
+        assert "EC2 via CloudWatch" in (await page.text_content("section.detail") or "")
+        next_run = await page.text_content("#next-collection") or ""
+        assert next_run.startswith("in ") or next_run == "just now", next_run
+        legend = await page.text_content("#chart-legend") or ""
+        assert "not running" in legend and "thresholds" in legend
+        assert "above the alert threshold" in (await page.text_content("#bar-legend") or "")
+        assert await page.evaluate("window.scrollY") == 0
         await page.screenshot(path=str(tmp_path / "idle.png"), full_page=True)
         assert [e for e in errors if "409" not in e] == []
     finally:
@@ -316,37 +355,84 @@ async def test_worker_page_shows_idle_state_and_admins_act_from_it(browser: Brow
 
 
 async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Browser, tmp_path: Path) -> None:
-    sim, server, workers = await serve_fleet(tmp_path, 2)
-    hot = workers[1]
+    import httpx
+
+    sim, server, workers = await serve_fleet(tmp_path, 3)
+    hot, other = workers[1], workers[2]
     sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)
+    sim.fleet.set_metrics(other.aws_instance_id, cpu=98.0)
     try:
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         errors = watch_console(page)
         await page.goto(f"{server.url}/")
-        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 3")
         await page.click("nav a[href='#/alerts']")
         await page.wait_for_selector("#alert-state")
 
-        async def has_row() -> None:
-            while not await page.locator("#alerts tbody tr", has_text="CPU high").count():
+        async def rows_with(text: str, count: int) -> None:
+            while await page.locator("#alerts tbody tr", has_text=text).count() < count:
                 await page.select_option("#alert-state", "firing")  # re-reads the alerts
                 await asyncio.sleep(0.5)
 
-        await asyncio.wait_for(has_row(), 20)
-        row = page.locator("#alerts tbody tr", has_text="CPU high")
-        assert "lab-01" in (await row.text_content() or "")
-        await page.fill("#alert-comment", "looking into it")
-        await row.locator("button.ack").click()
-        await until(page, "document.querySelector('#alert-status').textContent === 'ack: done'")
-        row = page.locator("#alerts tbody tr", has_text="CPU high")
+        await asyncio.wait_for(rows_with("CPU high", 2), 30)
+        row = page.locator("#alerts tbody tr", has_text="lab-01")
         text = await row.text_content() or ""
-        assert "acknowledged" in text and "ack: looking into it" in text
-        await row.locator("button.silence-worker").click()
-        await page.wait_for_selector("#silences tbody tr")
-        assert "lab-01" in (await page.text_content("#silences tbody tr") or "")
-        await page.click("#silences button.end-silence")
-        await until(page, "document.querySelector('#alert-status').textContent === 'end silence: done'")
+        assert "CPU high" in text and "% > 90 %" in text  # the value with its unit and threshold
+        assert "CPU above" in text or "CPU" in text
+
+        async def work(row_text: str, what: str, scope: str | None = None, comment: str = "") -> None:
+            await page.locator("#alerts tbody tr", has_text=row_text).locator("button.work").click()
+            await page.wait_for_selector("#work-dialog[open]")
+            title = await page.text_content("#work-title") or ""
+            assert row_text in title
+            await page.check(f"#work-dialog input[name=work-what][value={what}]")
+            if scope:
+                await page.check(f"#work-dialog input[name=work-scope][value={scope}]")
+            await page.fill("#work-comment", comment)
+            await page.click("#work-submit")
+            await until(page, "!document.querySelector('#work-dialog')")
+
+        await work("lab-01", "ack", comment="looking into it")
+        await until(
+            page,
+            f"{STATUS}.startsWith('acknowledged CPU high on lab-01')",
+        )
+        row = page.locator("#alerts tbody tr", has_text="lab-01")
+        text = await row.text_content() or ""
+        assert "acknowledged by anonymous" in text and "looking into it" in text
+
+        # This worker and this kind: the marker shows on lab-01's alert only.
+        await work("lab-01", "silence", "worker-kind", "known hot")
+        await until(
+            page,
+            f"{STATUS}.startsWith('silenced CPU high on lab-01 until')",
+        )
+        marked = "[...document.querySelectorAll('#alerts tbody tr')]"
+        await until(page, f"{marked}.filter(r => r.querySelector('.badge.silenced')).length === 1")
+        assert (
+            await page.locator("#alerts tbody tr", has_text="lab-01").locator(".badge.silenced").count() == 1
+        )
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            stored = (await client.get("/api/silences")).json()["items"]
+        assert [(s["worker_id"], s["kind"]) for s in stored] == [(hot.id, "cpu")]
+
+        # This kind on every worker: both alerts carry the marker.
+        await work("lab-02", "silence", "kind")
+        await until(page, f"{marked}.filter(r => r.querySelector('.badge.silenced')).length === 2")
+        # This worker, every kind.
+        await work("lab-02", "silence", "worker")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            stored = (await client.get("/api/silences")).json()["items"]
+        assert sorted((s["worker_id"] or "", s["kind"] or "") for s in stored) == sorted(
+            [(hot.id, "cpu"), ("", "cpu"), (other.id, "")]
+        )
+        assert await page.locator("#silences tbody tr").count() == 3
+        for _ in range(3):
+            await page.locator("#silences button.end-silence").first.click()
+            await until(page, "document.querySelector('#alert-status').textContent === 'end silence: done'")
+            await page.evaluate("document.querySelector('#alert-status').textContent = ''")
         await until(page, "!document.querySelector('#silences')")
+        await until(page, "!document.querySelector('#alerts .badge.silenced')")
         await page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
         await page.click("nav a[href='#/']")  # the fleet shows the ack too
         await until(
@@ -355,7 +441,46 @@ async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Brow
             ".some(r => r.textContent.includes('lab-01')"
             " && r.textContent.includes('CPU high · acknowledged'))",
         )
-        assert errors == []
+
+        # Ahead of maintenance, from the worker's page: a silence of every alert of the worker.
+        calm = workers[0]
+        await page.goto(f"{server.url}/#/workers/{calm.id}")
+        await page.click("#silence-worker")
+        await page.wait_for_selector("#work-dialog[open]")
+        assert "Silence lab-00" in (await page.text_content("#work-title") or "")
+        await page.select_option("#work-duration", "8")
+        await page.fill("#work-comment", "maintenance window")
+        await page.click("#work-submit")
+        await until(
+            page,
+            "document.querySelector('#silence-status')?.textContent"
+            ".startsWith('silenced every alert on lab-00')",
+        )
+        await page.wait_for_selector("#worker-silences li")
+        assert "maintenance window" in (await page.text_content("#worker-silences") or "")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            stored = (await client.get("/api/silences?active=true")).json()["items"]
+        assert [(s["worker_id"], s["kind"]) for s in stored] == [(calm.id, None)]
+
+        # At phone width each alert is a block: its button is in view, nothing scrolls sideways.
+        phone = await browser.new_page(viewport={"width": 390, "height": 800})
+        phone_errors = watch_console(phone)
+        await phone.goto(f"{server.url}/#/alerts")
+        await phone.wait_for_selector("#alerts button.work")
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+        wrap = await phone.evaluate(
+            "(() => { const w = document.querySelector('#alerts').parentElement;"
+            " return w.scrollWidth - w.clientWidth; })()"
+        )
+        assert wrap <= 0  # the table itself does not scroll sideways either
+        for button in await phone.locator("#alerts button.work").all():
+            box = await button.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        await phone.locator("#alerts button.work").first.click()
+        await phone.wait_for_selector("#work-dialog[open]")
+        box = await phone.locator("#work-submit").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        assert errors == [] and phone_errors == []
     finally:
         server.stop()
         sim.stop()
@@ -449,12 +574,14 @@ async def test_the_actions_page_lists_every_stop_start_and_reboot(browser: Brows
         await page.goto(f"{server.url}/")
         await until(page, "document.querySelectorAll('#fleet tbody .badge.running').length === 2")
         async with httpx.AsyncClient(base_url=server.url) as client:
-            assert (await client.post(f"/api/workers/{workers[0].id}/reboot")).status_code == 202
-            assert (await client.post(f"/api/workers/{workers[1].id}/stop")).status_code == 202
+            forced = {"force": True, "reason": "end of class"}  # whatever labs the simulator started
+            assert (await client.post(f"/api/workers/{workers[0].id}/reboot", json=forced)).status_code == 202
+            assert (await client.post(f"/api/workers/{workers[1].id}/stop", json=forced)).status_code == 202
         await page.click("nav a[href='#/actions']")
         await until(page, "document.querySelectorAll('#fleet-actions tbody tr').length === 2")
         rows = [await r.text_content() or "" for r in await page.locator("#fleet-actions tbody tr").all()]
         assert "lab-01" in rows[0] and "stop" in rows[0] and "by hand" in rows[0]  # newest first
+        assert "reason: end of class" in rows[0]
         assert "lab-00" in rows[1] and "reboot" in rows[1]
         policy = await page.text_content("#policy") or ""
         assert "auto-pause on, dry run" in policy and "remediation of impaired workers off" in policy
@@ -487,13 +614,28 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
                 await phone.wait_for_selector("#policy")
             width = await phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{route}: the page itself scrolls sideways ({width} px)"
+            await asyncio.sleep(POLL)  # a live redraw or two: the header stays in view
+            assert await phone.evaluate("window.scrollY") == 0, f"{route}: loaded scrolled down"
             if table is None:
+                continue
+            if table == "#alerts":  # stacked at phone width: no header row, no sideways scroll
+                wrap = await phone.evaluate(
+                    "(() => { const w = document.querySelector('#alerts').parentElement;"
+                    " return w.scrollWidth - w.clientWidth; })()"
+                )
+                assert wrap <= 0
                 continue
             headers = phone.locator(f"{table} thead th")
             labels = []
             for index in range(await headers.count()):
                 header = headers.nth(index)
-                await header.scroll_into_view_if_needed()
+                for attempt in range(5):  # a live redraw may replace the table under the locator
+                    try:
+                        await header.scroll_into_view_if_needed()
+                        break
+                    except PlaywrightError as error:
+                        if "not attached" not in str(error) or attempt == 4:
+                            raise
                 box = await header.bounding_box()
                 assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, (
                     route,
@@ -516,9 +658,128 @@ async def test_every_column_is_reachable_at_phone_width(browser: Browser, tmp_pa
                 assert again == scrolled
         await phone.goto(f"{server.url}/#/workers/{workers[0].id}")
         await phone.wait_for_selector("#chart svg")
+        assert await phone.evaluate("window.scrollY") == 0  # the page loads at the top, header in view
+        await phone.click("nav a[href='#/alerts']")
+        await phone.wait_for_selector("#alert-state")
+        assert await phone.evaluate("window.scrollY") == 0
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
         await phone.screenshot(path=str(tmp_path / "phone-worker.png"), full_page=True)
         assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_a_banner_on_every_page_while_a_region_is_not_collected(
+    browser: Browser, tmp_path: Path
+) -> None:
+    sim, server, workers = await serve_fleet(tmp_path, 2, aws_max_attempts=1)
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+        await until(page, "document.querySelector('#stale').hidden === true")
+        sim.set_faults(error_rate=1.0)  # AWS refuses every call: the region is no longer watched
+        for hash_ in ("#/", f"#/workers/{workers[0].id}", "#/alerts"):
+            await page.goto(f"{server.url}/{hash_}")
+            await until(page, "!document.querySelector('#stale').hidden", timeout=30_000)
+            banner = await page.text_content("#stale") or ""
+            assert banner.startswith("Not watching: us-east-1 last collected"), banner
+        sim.set_faults(error_rate=0.0)
+        await until(page, "document.querySelector('#stale').hidden === true", timeout=40_000)
+        assert errors == []
+    finally:
+        server.stop()
+        sim.stop()
+
+
+async def test_admins_register_import_rename_and_remove_workers(browser: Browser, tmp_path: Path) -> None:
+    import httpx
+
+    sim, server, _workers = await serve_fleet(tmp_path, 1, worker_metrics_poll_interval=3600)
+    spare = sim.fleet.create(1, tags={"Name": "spare-1"})[0]
+    tagged = sim.fleet.create(2, tags={"Role": "cml"})
+    try:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = watch_console(page)
+        await page.goto(f"{server.url}/")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 1")
+        await page.click("#manage summary")
+
+        # Register: a bad instance id is refused with the API's own message, naming the field.
+        await page.fill("#new-name", "spare")
+        await page.fill("#new-instance", "i-nothex")
+        await page.click("#register")
+        await until(page, "document.querySelector('#manage-status').textContent.startsWith('not registered')")
+        said = await page.text_content("#manage-status") or ""
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            api_said = (
+                await client.post(
+                    "/api/workers",
+                    json={"name": "spare", "aws_region": "us-east-1", "aws_instance_id": "i-nothex"},
+                )
+            ).json()["detail"][0]["msg"]
+        assert "aws_instance_id" in said and api_said in said
+        await page.fill("#new-instance", spare.instance_id)
+        await page.click("#register")
+        await until(
+            page, "document.querySelector('#manage-status').textContent.startsWith('registered spare')"
+        )
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 2")
+
+        # Import by tag: the preview lists what would be added; nothing is added until confirmed.
+        await page.fill("#import-tags", "Role=cml")
+        await page.click("#import-preview")
+        await page.wait_for_selector("#would-import li")
+        preview = await page.text_content("#would-import") or ""
+        assert all(i.instance_id in preview for i in tagged)
+        assert await page.locator("#fleet tbody tr").count() == 2
+        await page.click("#import-run")
+        await until(
+            page, "document.querySelector('#manage-status').textContent.startsWith('imported 2 worker(s)')"
+        )
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 4")
+
+        # Rename, set and clear the controller URL, from the worker's page.
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            found = (await client.get(f"/api/workers/by-instance/{spare.instance_id}")).json()
+        await page.goto(f"{server.url}/#/workers/{found['id']}")
+        await page.wait_for_selector("#manage-worker #edit-name")
+        await page.fill("#edit-name", "spare-renamed")
+        await page.click("#save-name")
+        await until(page, "document.querySelector('h1')?.textContent.startsWith('spare-renamed')")
+        await page.fill("#edit-url", "ftp://nope")
+        await page.click("#save-url")
+        await until(
+            page, "document.querySelector('#edit-status').textContent.startsWith('controller URL not saved')"
+        )
+        assert "cml_url" in (await page.text_content("#edit-status") or "")
+        await page.fill("#edit-url", "https://127.0.0.2:9")
+        await page.click("#save-url")
+        await until(page, "document.querySelector('#edit-status').textContent === 'controller URL: saved'")
+        await page.click("#clear-url")
+        await until(
+            page, "document.querySelector('#edit-status').textContent === 'controller URL cleared: saved'"
+        )
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            stored = (await client.get(f"/api/workers/{found['id']}")).json()
+        assert stored["name"] == "spare-renamed" and stored["cml_url"] is None
+
+        # Remove: the confirmation names the worker and says its history goes too.
+        await page.click("#remove-worker")
+        await page.wait_for_selector("#remove-dialog[open]")
+        text = await page.text_content("#remove-dialog") or ""
+        assert "spare-renamed" in text and "history goes too" in text
+        await page.click("#remove-cancel")
+        await until(page, "document.querySelector('#remove-dialog') === null")  # closed, then removed
+        await page.click("#remove-worker")
+        await page.click("#remove-confirm")
+        await until(page, "location.hash === '#/'")
+        await until(page, "document.querySelectorAll('#fleet tbody tr').length === 3")
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get(f"/api/workers/{found['id']}")).status_code == 404
+        assert [e for e in errors if "422" not in e] == []  # the refusals, logged by the browser
     finally:
         server.stop()
         sim.stop()

@@ -117,3 +117,52 @@ def test_the_demo_moves_to_a_free_port_when_8080_is_taken_and_says_so(tmp_path: 
         if holder is not None:
             holder.close()
     assert process.returncode == 0, output
+
+
+def test_the_demo_story_auto_pauses_an_idle_worker_and_snoozes_one_started_by_hand(tmp_path: Path) -> None:
+    """The demo's story at a faster pace (the same code as `make demo`, shorter timeouts)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "DATABASE_URL"))}
+    code = (
+        "from cml_monitor.demo import DemoTiming, run_demo\n"
+        f"raise SystemExit(run_demo(workers=4, port={port}, timing=DemoTiming(poll_interval=2,"
+        " idle_timeout=4, idle_check_interval=1, grace=3, start_by_hand_after=1)))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        workers = {}
+
+        def registered() -> bool:
+            workers.update({w["name"]: w for w in httpx.get(f"{base}/api/workers").json()["items"]})
+            return len(workers) == 4
+
+        wait_until(registered, timeout=60)
+        idle, by_hand = sorted(workers.values(), key=lambda w: w["name"][-2:])[:2]  # -01, -02
+
+        def actions(worker_id: str) -> list[dict]:  # type: ignore[type-arg]
+            return httpx.get(f"{base}/api/actions", params={"worker_id": worker_id}).json()["items"]
+
+        def paused() -> bool:
+            return any(a["reason"] == "idle" and a["result"] == "dry_run" for a in actions(idle["id"]))
+
+        wait_until(paused, timeout=90)
+        assert httpx.get(f"{base}/api/workers/{idle['id']}").json()["status"] == "running"  # dry run
+
+        def started_and_snoozed() -> bool:
+            started = [a for a in actions(by_hand["id"]) if a["kind"] == "start" and a["reason"] == "manual"]
+            seen = httpx.get(f"{base}/api/workers/{by_hand['id']}").json()
+            return bool(started) and seen["idle"]["snoozed_until"] is not None
+
+        wait_until(started_and_snoozed, timeout=60)
+    finally:
+        output = stop(process, signal.SIGINT)
+    assert process.returncode == 0, output
+    assert "auto-paused (dry run)" in output and "started by hand" in output

@@ -81,6 +81,28 @@ def test_the_shipped_policy_is_the_one_aws_setup_prints() -> None:
     assert shipped == iam_policy("arn:aws:sqs:*:*:cml-monitor-events")
 
 
+def test_only_tagged_instances_may_be_stopped_started_or_rebooted() -> None:
+    """State changes carry the managed-tag condition; reads (which support none) stay on `*`."""
+    from cml_monitor.aws_setup import iam_policy
+
+    for policy, (key, value) in (
+        (json.loads((DEPLOY / "iam-policy.json").read_text()), ("cml-monitor:managed", "true")),
+        (iam_policy("arn:aws:sqs:eu-west-1:1:q", ("team", "cml")), ("team", "cml")),
+    ):
+        for statement in policy["Statement"]:
+            actions = set(statement["Action"])
+            changes = {a for a in actions if a.split(":")[1].startswith(("Stop", "Start", "Reboot"))}
+            if changes:
+                assert (
+                    changes == actions == {"ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances"}
+                )
+                assert statement["Resource"] == "arn:aws:ec2:*:*:instance/*"
+                assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{key}": value}}
+            else:
+                assert "Condition" not in statement
+        assert sum("Condition" in s for s in policy["Statement"]) == 1
+
+
 def test_aws_setup_prints_the_rule_the_queue_policy_and_the_iam_policy() -> None:
     result = subprocess.run(
         [
@@ -107,6 +129,44 @@ def test_aws_setup_prints_the_rule_the_queue_policy_and_the_iam_policy() -> None
         timeout=60,
     )
     assert bad.returncode == 2 and "--region" in bad.stderr and bad.stdout == ""
+
+
+def test_aws_setup_prints_a_rule_and_a_queue_per_region_and_the_managed_tag() -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cml-monitor")),
+            "aws-setup",
+            "--region",
+            "eu-west-1",
+            "--region",
+            "us-east-2",
+            "--managed-tag",
+            "team=cml-lab",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for region in ("eu-west-1", "us-east-2"):
+        assert f"# ── Region {region}: rule cml-monitor-ec2-events → queue cml-monitor-events" in out
+        assert f"aws events put-rule --region {region} --name cml-monitor-ec2-events" in out
+        assert f"aws sqs create-queue --region {region} --queue-name cml-monitor-events" in out
+        assert f"Arn=arn:aws:sqs:{region}:<ACCOUNT_ID>:cml-monitor-events" in out
+    assert (
+        "WORKER_EVENTS_QUEUE_URL=https://sqs.eu-west-1.amazonaws.com/<ACCOUNT_ID>/cml-monitor-events,"
+        "https://sqs.us-east-2.amazonaws.com/<ACCOUNT_ID>/cml-monitor-events"
+    ) in out
+    assert '"aws:ResourceTag/team": "cml-lab"' in out and "CML_MONITOR_MANAGED_TAG=team=cml-lab" in out
+    assert "--tags 'Key=team,Value=cml-lab'" in out
+    bad = subprocess.run(
+        [str(Path(sys.executable).with_name("cml-monitor")), "aws-setup", "--managed-tag", "aws:x=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--managed-tag" in bad.stderr and bad.stdout == ""
 
 
 async def _ignore(_change: object) -> str:

@@ -149,3 +149,58 @@ async def test_a_flood_of_unknown_key_ids_refreshes_the_jwks_at_most_once_per_fl
         )
         assert (await client.get("/api/workers", headers=bearer(forged))).status_code == 401
     assert idp.jwks_requests <= fetched + 1
+
+
+def _discovery(idp: LoopbackIdp, **changes: Any) -> bytes:
+    document: dict[str, Any] = {"issuer": idp.issuer, "jwks_uri": f"{idp.issuer}/jwks", **changes}
+    return json.dumps({k: v for k, v in document.items() if v is not None}).encode()
+
+
+@pytest.mark.parametrize(
+    ("discovery", "jwks", "cause"),
+    [
+        pytest.param(lambda idp: b'["a", "list"]', None, "is a JSON list", id="discovery-list"),
+        pytest.param(lambda idp: b"<html>maintenance</html>", None, "is not JSON", id="discovery-not-json"),
+        pytest.param(lambda idp: b"\xff\xfe", None, "is not JSON", id="discovery-not-utf8"),
+        pytest.param(lambda idp: _discovery(idp, jwks_uri=None), None, "jwks_uri is None", id="no-jwks-uri"),
+        pytest.param(lambda idp: _discovery(idp, jwks_uri=42), None, "jwks_uri is 42", id="jwks-uri-number"),
+        pytest.param(lambda idp: _discovery(idp, issuer=["x"]), None, "names issuer", id="issuer-list"),
+        pytest.param(
+            lambda idp: _discovery(idp, token_endpoint={"a": 1}), None, "token_endpoint", id="endpoint-object"
+        ),
+        pytest.param(None, b'[{"kty": "RSA"}]', "not an object with a list of keys", id="jwks-list"),
+        pytest.param(None, b'{"keys": "abc"}', "not an object with a list of keys", id="keys-string"),
+        pytest.param(None, b'{"keys": [1, 2]}', "not an object with a list of keys", id="key-number"),
+        pytest.param(None, b"not json", "the JWKS is not JSON", id="jwks-not-json"),
+        pytest.param(None, b'{"keys": [{"kty": ["RSA"], "kid": "rsa-1"}]}', "Ignored key", id="kty-list"),
+        pytest.param(
+            None, b'{"keys": [{"kty": "EC", "crv": [1], "kid": "rsa-1"}]}', "Ignored key", id="crv-list"
+        ),
+        pytest.param(
+            None,
+            b'{"keys": [{"kty": "RSA", "kid": "rsa-1", "n": 5, "e": "AQAB"}]}',
+            "Ignored key",
+            id="bad-n",
+        ),
+    ],
+)
+async def test_a_malformed_discovery_document_or_jwks_refuses_the_token_with_401_and_logs_why(
+    api_factory: Any,
+    idp: LoopbackIdp,
+    caplog: pytest.LogCaptureFixture,
+    discovery: Any,
+    jwks: Any,
+    cause: str,
+) -> None:
+    idp.discovery_body = discovery(idp) if discovery is not None else None
+    idp.jwks_body = jwks
+    api = await oidc_api(api_factory, idp)
+    with caplog.at_level("INFO", logger="cml_monitor.api.oidc"):
+        response = await api.client.get("/api/workers", headers=bearer(idp.token()))
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith('Bearer realm="cml-monitor"')
+    logged = [r.getMessage() for r in caplog.records if r.name == "cml_monitor.api.oidc"]
+    assert any(cause in line for line in logged), logged
+    # The IdP mended: the next token is accepted (the floor is 0 in these tests).
+    idp.discovery_body = idp.jwks_body = None
+    assert (await api.client.get("/api/workers", headers=bearer(idp.token()))).status_code == 200

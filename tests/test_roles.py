@@ -52,6 +52,7 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
         assert all(d["metrics"]["cpu_utilization"] == 55.0 for d in seen)
         gauges = (await api.get("/metrics")).text
         assert (
-            f'cml_monitor_worker_cpu_utilization{{worker_id="{worker["id"]}",worker_name="w"}} 55.0' in gauges
+            f'cml_monitor_worker_cpu_utilization_percent{{worker_id="{worker["id"]}",worker_name="w"}} 55.0'
+            in gauges
         )
         await stream.aclose()

@@ -14,6 +14,9 @@ def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.background_job_store_url == ""
     assert (settings.cml_monitor_host, settings.cml_monitor_port) == ("127.0.0.1", 8080)
     assert settings.api_tokens == []
+    assert settings.worker_notification_alertmanager_urls == []
+    assert settings.worker_notification_group_wait == 10.0
+    assert (settings.cml_monitor_public_url, settings.worker_runbook_base_url) == ("", "docs/runbooks")
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,6 +28,18 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.worker_metrics_poll_interval == 15
     assert settings.worker_notification_webhooks == ["http://a.example/x", "https://b.example/y"]
     assert settings.api_token_roles == {"s3cret": "admin", "look": "viewer"}
+
+
+def test_operator_stack_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_NOTIFICATION_ALERTMANAGER_URLS", "http://am-1:9093/, http://am-2:9093")
+    monkeypatch.setenv("CML_MONITOR_PUBLIC_URL", "https://monitor.example.com/")
+    monkeypatch.setenv("WORKER_RUNBOOK_BASE_URL", "https://wiki.example.com/runbooks/")
+    monkeypatch.setenv("WORKER_NOTIFICATION_GROUP_WAIT", "0")
+    settings = load_settings(_env_file=None)
+    assert settings.worker_notification_alertmanager_urls == ["http://am-1:9093", "http://am-2:9093"]
+    assert settings.cml_monitor_public_url == "https://monitor.example.com"
+    assert settings.worker_runbook_base_url == "https://wiki.example.com/runbooks"
+    assert settings.worker_notification_group_wait == 0
 
 
 @pytest.mark.parametrize(
@@ -45,6 +60,11 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WORKER_AUTO_PAUSE_GRACE", "-1"),
         ("CML_LICENSING_CHECK_INTERVAL", "0"),
         ("WORKER_DISK_THRESHOLD", "101"),
+        ("WORKER_NOTIFICATION_ALERTMANAGER_URLS", "http://am:9093,am2:9093"),
+        ("CML_MONITOR_PUBLIC_URL", "monitor.example.com"),
+        ("WORKER_RUNBOOK_BASE_URL", " "),
+        ("WORKER_NOTIFICATION_GROUP_WAIT", "-1"),
+        ("WORKER_NOTIFICATION_ALERTMANAGER_REFRESH", "1"),
     ],
 )
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -18,11 +18,13 @@ from starlette.routing import Route
 
 from cml_fleet_sim.serving import ThreadedServer
 from cml_monitor.cml import CmlControllerClient
-from cml_monitor.cml.guard import UrlGuard, parse_networks
+from cml_monitor.cml.guard import BlockedAddress, UrlGuard, parse_networks
+from cml_monitor.settings import Settings
 
 from .conftest import Moto
 
-DEFAULT_BLOCKED = "127.0.0.0/8,::1/128,169.254.0.0/16,fd00:ec2::/32,0.0.0.0/8"
+# The shipped default list, so that a network dropped from it fails here.
+DEFAULT_BLOCKED = ",".join(Settings.model_fields["cml_url_blocked_networks"].default)
 
 FORBIDDEN = [
     "http://169.254.169.254/latest/meta-data/",
@@ -40,6 +42,26 @@ FORBIDDEN = [
     "http://[::1]/",
     "http://[::ffff:127.0.0.1]/",
     "https://[fd00:ec2::254]/",  # the metadata service over IPv6
+    "http://[::]/",  # unspecified: connecting to it reaches the local host
+    "http://[::]:8443/",
+    "http://0.0.0.0:8443/",
+    "http://169.254.169.254./",  # trailing dot
+    "http://127.0.0.1./",
+    "http://localhost./",  # a name with a trailing dot (glibc then skips /etc/hosts)
+    "http://[::127.0.0.1]/",  # IPv4-compatible
+    "http://[::a9fe:a9fe]/",
+    "http://[::ffff:7f00:1]/",  # mapped, in hex
+    "http://[0:0:0:0:0:ffff:169.254.169.254]/",
+    "http://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated (SIIT)
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64, well-known prefix
+    "http://[64:ff9b::127.0.0.1]/",
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # NAT64 local-use prefix, IPv4 after a /48
+    "http://[2002:a9fe:a9fe::1]/",  # 6to4
+    "http://[2001:0:a9fe:a9fe::1]/",  # Teredo, server address
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client (obfuscated) address
+    "http://100.100.100.200/",  # another cloud's metadata service
+    "http://127\u30020\u30020\u30021/",  # ideographic full stops: aiohttp's URL library folds them
+    "http://\uff11\uff12\uff17.0.0.1/",  # full-width digits, folded too
 ]
 
 
@@ -74,11 +96,12 @@ async def test_a_forbidden_cml_url_is_refused_at_registration_and_patch(
     assert detail["loc"][-1] == "cml_url" and "not allowed" in detail["msg"]
     assert (await api.client.get("/api/workers")).json()["total"] == 0
 
-    allowed = {**body, "aws_instance_id": stopped_instances[1], "cml_url": "https://cml.invalid/"}
+    # A literal (documentation) address: nothing is resolved, and the stopped worker is never read.
+    allowed = {**body, "aws_instance_id": stopped_instances[1], "cml_url": "https://192.0.2.10/"}
     worker = (await api.client.post("/api/workers", json=allowed)).json()
     patched = await api.client.patch(f"/api/workers/{worker['id']}", json={"cml_url": url})
     assert patched.status_code == 422 and patched.json()["detail"][0]["loc"][-1] == "cml_url"
-    assert (await api.client.get(f"/api/workers/{worker['id']}")).json()["cml_url"] == "https://cml.invalid/"
+    assert (await api.client.get(f"/api/workers/{worker['id']}")).json()["cml_url"] == "https://192.0.2.10/"
 
 
 def test_the_guard_reads_every_spelling_of_an_address() -> None:
@@ -90,6 +113,24 @@ def test_the_guard_reads_every_spelling_of_an_address() -> None:
             guard.check_url_syntax(url)
     guard.check_url_syntax("https://10.1.2.3/")
     guard.check_url_syntax("https://cml.example.com:8443/")
+    guard.check_url_syntax("https://[2001:db8::10]/")
+    guard.check_url_syntax("https://[64:ff9b::a0a:a0a]/")  # NAT64 to 10.10.10.10: allowed
+    guard.check_url_syntax("https://[2002:a0a:a0a::1]/")  # 6to4 from 10.10.10.10: allowed
+
+
+def test_unspecified_addresses_are_refused_even_with_an_empty_list() -> None:
+    """`0.0.0.0` and `::` reach the local host: no configuration makes them a controller."""
+    guard = UrlGuard(())
+    for url in (
+        "http://0.0.0.0/",
+        "http://[::]/",
+        "http://0/",
+        "http://[::ffff:0.0.0.0]/",
+        "http://0.1.2.3/",
+    ):
+        with pytest.raises(BlockedAddress):
+            guard.check_url_syntax(url)
+    guard.check_url_syntax("http://127.0.0.1/")  # nothing else is refused by an empty list
 
 
 async def test_a_name_that_resolves_into_a_blocked_network_is_never_connected_to() -> None:
@@ -104,6 +145,35 @@ async def test_a_name_that_resolves_into_a_blocked_network_is_never_connected_to
             reading = await client.read_controller(url, licensing=True)
             assert not reading.reachable and reading.errors
             assert all("not contacted" in e for e in reading.errors), reading.errors
+    finally:
+        await client.close()
+        server.stop()
+    assert capture.requests == []
+
+
+@pytest.mark.parametrize(
+    ("listen", "spelling", "blocked"),
+    [
+        ("::1", "http://[::]:{port}", DEFAULT_BLOCKED),  # the issue's case: `::` reached `::1`
+        ("127.0.0.1", "http://0.0.0.0:{port}", ""),  # refused even with an empty list
+        ("127.0.0.1", "http://[::ffff:127.0.0.1]:{port}", DEFAULT_BLOCKED),
+        ("127.0.0.1", "http://127\u30020\u30020\u30021:{port}", DEFAULT_BLOCKED),
+        ("127.0.0.1", "http://\uff11\uff12\uff17.0.0.1:{port}", DEFAULT_BLOCKED),
+        ("127.0.0.1", "http://127.0.0.1.:{port}", DEFAULT_BLOCKED),
+    ],
+)
+async def test_every_spelling_of_the_local_host_is_never_connected_to(
+    listen: str, spelling: str, blocked: str
+) -> None:
+    capture = Capture()
+    server = ThreadedServer(capture.app, host=listen).start()
+    client = CmlControllerClient(
+        username="admin", password="s3cret", timeout=2, blocked_networks=parse_networks(blocked)
+    )
+    try:
+        reading = await client.read_controller(spelling.format(port=server.port), licensing=True)
+        assert not reading.reachable and reading.errors
+        assert all("not contacted" in e for e in reading.errors), reading.errors
     finally:
         await client.close()
         server.stop()

@@ -30,7 +30,8 @@ async def main(base: str, out: Path) -> None:
         await page.wait_for_timeout(1500)
         await page.screenshot(path=str(out / "dashboard-fleet.png"), full_page=True)
         busiest = await page.evaluate(
-            "[...document.querySelectorAll('#fleet tbody tr')].find(r => r.textContent.includes('cpu'))"
+            # The idle worker of the demo's story: its auto-pause (dry run) shows on its page.
+            "[...document.querySelectorAll('#fleet tbody tr')].find(r => r.textContent.includes('Idle'))"
             "?.querySelector('a')?.getAttribute('href')"
             " || document.querySelector('#fleet tbody a').getAttribute('href')"
         )

@@ -282,10 +282,29 @@ class SimulatedAws:
             )
         return {"reservationSet": reservations, "nextToken": token}
 
+    def _authorized(self, call: AwsRequest, instances: list[SimulatedInstance]) -> None:
+        """What IAM answers when the policy's `aws:ResourceTag` condition does not match."""
+        required = self.fleet.faults.action_tag
+        if required is None:
+            return
+        key, value = required
+        for instance in instances:
+            if instance.tags.get(key) != value:
+                raise AwsApiError(
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation. User: "
+                    "arn:aws:sts::123456789012:assumed-role/cml-monitor/i-0monitor is not authorized "
+                    f"to perform: ec2:{call.operation} on resource: arn:aws:ec2:{call.region}:"
+                    f"123456789012:instance/{instance.instance_id} because no identity-based policy "
+                    f"allows the ec2:{call.operation} action.",
+                    403,
+                )
+
     def _change_state(self, call: AwsRequest, change: Callable[[str], tuple[str, str]]) -> dict[str, Any]:
         instances = self._instances_by_id(
             call.region, [str(i) for i in _as_list(call.params.get("InstanceId"))]
         )
+        self._authorized(call, instances)
         items = []
         for instance in instances:
             previous, current = change(instance.instance_id)
@@ -308,9 +327,11 @@ class SimulatedAws:
         return self._change_state(call, self.fleet.terminate)
 
     def reboot_instances(self, call: AwsRequest) -> dict[str, Any]:
-        for instance in self._instances_by_id(
+        instances = self._instances_by_id(
             call.region, [str(i) for i in _as_list(call.params.get("InstanceId"))]
-        ):
+        )
+        self._authorized(call, instances)
+        for instance in instances:
             self.fleet.reboot(instance.instance_id)
         return {"return": True}
 

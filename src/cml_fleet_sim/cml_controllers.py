@@ -4,10 +4,14 @@ A controller named `w1` answers under `/controllers/w1/api/v0/...` with the CML 
 the endpoints a monitor reads: `authenticate` (a JSON string token), `system_information` (no
 token; 502 while the controller is not ready), `system_health`, `system_stats`, `licensing`,
 `labs` (a list of lab UUIDs), `labs/{id}` and `labs/{id}/state` (a JSON string),
-`telemetry/events` (the whole history: category, timestamp, data.user_id). Faults: a
+`telemetry/events` (the whole history: category, timestamp, data.user_id), and what Cisco's
+`virl2-client` reads (`cml_client_routes`). Tokens are JSON web tokens; errors are CML's
+`{code, description}`; accounts other than the administrator get 403 where CML refuses them
+(licensing, telemetry, compute hosts, diagnostics, posting notices) and see only their own
+labs. Faults: a
 controller unreachable (503) or slow, not ready, a compute not admitted, unlicensed or about
-to expire, a full disk, many labs, or every endpoint answering 500, garbage JSON or an HTML
-login page.
+to expire, a full disk, many labs, every endpoint answering 500, garbage JSON or an HTML
+login page, or hostile answers (NUL and control characters in strings, dates in 9999).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from . import cml_documents as docs
+from .cml_client_routes import ClientEndpoints
 
 USERNAME = "admin"
 PASSWORD = "cml-sim"
@@ -63,12 +70,16 @@ class SimulatedController:
         default_factory=lambda: [SimulatedCompute("cml-controller", is_controller=True)]
     )
     telemetry: list[dict[str, Any]] = field(default_factory=list)  # CML's telemetry events, oldest first
+    notices: dict[str, dict[str, Any]] = field(default_factory=dict)  # system notices by id
+    owner: str = USERNAME  # the account owning every lab
+    nodes_per_lab: int = NODES_PER_LAB
+    created: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=3))
 
     def record_activity(
         self, user_id: str, category: str = "user_activity", at: datetime | None = None
     ) -> None:
-        """An event in the controller's telemetry, as CML writes it (UTC, no zone)."""
-        stamp = (at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+        """An event in the controller's telemetry: a UTC date-time, as the spec's `date-time` demands."""
+        stamp = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self.telemetry.append({"category": category, "timestamp": stamp, "data": {"user_id": user_id}})
 
     def set_labs(self, running: int, stopped: int = 0) -> None:
@@ -90,17 +101,31 @@ class SimulatedController:
         self.computes[1].admission_state = "READY" if admitted else "REGISTERED"
         self.computes[1].valid = admitted
 
+    def make_hostile(self) -> None:
+        """Fault: strings carrying NUL and other control characters (a compute's hostname and
+        admission state, the licensing statuses, a telemetry user) and a telemetry event dated
+        in the year 9999, as a controller with a corrupt database or a wild clock answers."""
+        self.computes.append(
+            SimulatedCompute("cml-\x00compute\x1b[31m-2\x07", admission_state="REGISTERED\x00", valid=False)
+        )
+        self.registration = "COMPLETED\x00"
+        self.authorization = "IN_COMPLIANCE\x08\x00"
+        self.record_activity("mallory\x00", at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
+
     @property
     def licensed(self) -> bool:
         return self.registration == "COMPLETED" and self.authorization == "IN_COMPLIANCE"
 
 
-class ControllerFleet:
+class ControllerFleet(ClientEndpoints):
     """The controllers and the ASGI app that serves them."""
 
     def __init__(self, username: str = USERNAME, password: str = PASSWORD) -> None:
         self.username = username
         self.password = password
+        # Accounts by name: password and whether it is an administrator.
+        self.users: dict[str, tuple[str, bool]] = {username: (password, True)}
+        self._secret = secrets.token_hex(32)  # signs the tokens, as each controller signs its own
         self._controllers: dict[str, SimulatedController] = {}
         self._lock = threading.Lock()
         # Set by the fleet simulator: a controller answers only while its instance runs.
@@ -116,6 +141,7 @@ class ControllerFleet:
             Route(f"{prefix}/system_stats", self._system_stats),
             Route(f"{prefix}/licensing", self._licensing),
             Route(f"{prefix}/telemetry/events", self._telemetry_events),
+            *self.client_routes(prefix),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -125,6 +151,10 @@ class ControllerFleet:
         with self._lock:
             self._controllers[name] = controller
         return controller
+
+    def add_user(self, username: str, password: str, *, admin: bool = False) -> None:
+        """Another account on every controller (a non-administrator unless told otherwise)."""
+        self.users[username] = (password, admin)
 
     def total_requests(self) -> int:
         with self._lock:
@@ -140,32 +170,48 @@ class ControllerFleet:
     async def _enter(self, request: Request) -> SimulatedController | Response:
         controller = self._controllers.get(request.path_params["name"])
         if controller is None:
-            return JSONResponse({"description": "no such controller"}, status_code=404)
+            return docs.error(404, "no such controller")
         controller.requests += 1
         if controller.latency:
             await asyncio.sleep(controller.latency)
         if controller.unreachable or not self.is_up(controller.name):
-            return JSONResponse({"description": "service unavailable"}, status_code=503)
+            return docs.error(503, "service unavailable")
         if controller.answer == "error":
-            return JSONResponse({"description": "Internal Server Error"}, status_code=500)
+            return docs.error(500, "Internal Server Error")
         if controller.answer == "garbage":
             return Response(b'{"version": "2.9', media_type="application/json")
         if controller.answer == "html":  # a proxy's login page where JSON was expected
             return HTMLResponse("<html><body><form>Please log in</form></body></html>")
         return controller
 
-    def _authorized(self, controller: SimulatedController, request: Request) -> bool:
+    def _caller(self, controller: SimulatedController, request: Request) -> str | None:
+        """The account a request's bearer token was issued to on this controller, if any."""
         header = request.headers.get("authorization", "")
-        return header.startswith("Bearer ") and header[7:] in controller.tokens
+        if not header.startswith("Bearer ") or header[7:] not in controller.tokens:
+            return None
+        subject = docs.token_subject(self._secret, header[7:])
+        return next((name for name in self.users if docs.user_id(name) == subject), None)
+
+    def _authorized(self, controller: SimulatedController, request: Request) -> bool:
+        return self._caller(controller, request) is not None
+
+    def _is_admin(self, controller: SimulatedController, request: Request) -> bool:
+        caller = self._caller(controller, request)
+        return caller is not None and self.users[caller][1]
 
     async def _authenticate(self, request: Request) -> Response:
         controller = await self._enter(request)
         if isinstance(controller, Response):
             return controller
-        body = await request.json()
-        if body.get("username") != self.username or body.get("password") != self.password:
-            return JSONResponse({"description": "Authentication failed"}, status_code=403)
-        token = secrets.token_hex(16)
+        try:
+            body = await request.json()
+        except ValueError:
+            return docs.error(422, "body: not JSON")
+        username = body.get("username") if isinstance(body, dict) else None
+        account = self.users.get(username) if isinstance(username, str) else None
+        if account is None or body.get("password") != account[0]:
+            return docs.error(403, "Authentication failed!")
+        token = docs.make_token(self._secret, username)
         controller.tokens.add(token)
         return JSONResponse(token)
 
@@ -174,13 +220,25 @@ class ControllerFleet:
         if isinstance(controller, Response):
             return controller
         if not self._authorized(controller, request):
-            return JSONResponse({"description": "No authorization token provided"}, status_code=401)
+            return docs.error(401, "No authorization token provided.")
+        return controller
+
+    async def _admin(self, request: Request) -> SimulatedController | Response:
+        """Like `_guarded`, and 403 for an account that is not an administrator."""
+        controller = await self._guarded(request)
+        if isinstance(controller, Response):
+            return controller
+        if not self._is_admin(controller, request):
+            return docs.error(403, "Access denied: administrator rights required.")
         return controller
 
     async def _labs(self, request: Request) -> Response:
         controller = await self._guarded(request)
         if isinstance(controller, Response):
             return controller
+        if not self._is_admin(controller, request):  # others see their own labs only
+            caller = self._caller(controller, request)
+            return JSONResponse([] if caller != controller.owner else list(controller.labs))
         return JSONResponse(list(controller.labs))
 
     async def _lab(self, request: Request) -> Response:
@@ -190,17 +248,16 @@ class ControllerFleet:
         lab_id = request.path_params["lab_id"]
         state = controller.labs.get(lab_id)
         if state is None:
-            return JSONResponse({"description": "Lab not found"}, status_code=404)
+            return docs.error(404, f"Lab not found: {lab_id}")
         return JSONResponse(
-            {
-                "id": lab_id,
-                "state": state,
-                "lab_title": f"Lab {lab_id[:8]}",
-                "owner": "00000000-0000-4000-a000-000000000000",
-                "owner_username": USERNAME,
-                "node_count": NODES_PER_LAB,
-                "link_count": NODES_PER_LAB - 1,
-            }
+            docs.lab(
+                controller.name,
+                lab_id,
+                state,
+                owner=controller.owner,
+                nodes=controller.nodes_per_lab,
+                created=controller.created,
+            )
         )
 
     async def _lab_state(self, request: Request) -> Response:
@@ -209,7 +266,7 @@ class ControllerFleet:
             return controller
         state = controller.labs.get(request.path_params["lab_id"])
         if state is None:
-            return JSONResponse({"description": "Lab not found"}, status_code=404)
+            return docs.error(404, f"Lab not found: {request.path_params['lab_id']}")
         return JSONResponse(state)
 
     async def _system_information(self, request: Request) -> Response:
@@ -264,6 +321,9 @@ class ControllerFleet:
         controller = await self._guarded(request)
         if isinstance(controller, Response):
             return controller
+        return JSONResponse(self._system_stats_document(controller))
+
+    def _system_stats_document(self, controller: SimulatedController) -> dict[str, Any]:
         running_nodes = NODES_PER_LAB * controller.running_labs()
         total_nodes = NODES_PER_LAB * len(controller.labs)
         cpu_percent = min(100.0, 3.0 + 2.5 * running_nodes)
@@ -278,7 +338,7 @@ class ControllerFleet:
                 "hostname": compute.hostname,
                 "is_controller": compute.is_controller,
                 "stats": {
-                    "cpu": {"count": controller.cpu_count, "percent": cpu_percent if first else 1.0},
+                    "cpu": docs.cpu_stats(controller.cpu_count, cpu_percent if first else 1.0),
                     "memory": {
                         "used": memory_used,
                         "free": memory_total - memory_used,
@@ -296,50 +356,30 @@ class ControllerFleet:
                 },
             }
         count = controller.cpu_count * len(controller.computes)
-        return JSONResponse(
-            {
-                "computes": computes,
-                "all": {
-                    "cpu": {"count": count, "percent": cpu_percent / len(controller.computes)},
-                    "memory": {
-                        "used": memory_used,
-                        "free": memory_total - memory_used,
-                        "total": memory_total,
-                    },
-                    "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total},
+        return {
+            "computes": computes,
+            "all": {
+                "cpu": {"count": count, "percent": cpu_percent / len(controller.computes)},
+                "memory": {
+                    "used": memory_used,
+                    "free": memory_total - memory_used,
+                    "total": memory_total,
                 },
-                "controller": {
-                    "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total}
-                },
-            }
-        )
+                "disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total},
+            },
+            "controller": {"disk": {"used": disk_used, "free": disk_total - disk_used, "total": disk_total}},
+        }
 
     async def _licensing(self, request: Request) -> Response:
-        controller = await self._guarded(request)
+        controller = await self._admin(request)
         if isinstance(controller, Response):
             return controller
-        expires = controller.license_expires.isoformat().replace("+00:00", "Z")
         return JSONResponse(
-            {
-                "registration": {
-                    "status": controller.registration,
-                    "smart_account": "sim-account",
-                    "virtual_account": "sim-virtual",
-                    "expires": expires if controller.registration == "COMPLETED" else None,
-                },
-                "authorization": {
-                    "status": controller.authorization,
-                    "expires": expires if controller.authorization == "IN_COMPLIANCE" else None,
-                },
-                "reservation_mode": False,
-                "features": [],
-                "product_license": {"active": "CML_Enterprise", "is_enterprise": True},
-                "transport": {"ssms": "https://smartreceiver.cisco.com/licservice/license", "proxy": {}},
-            }
+            docs.licensing(controller.registration, controller.authorization, controller.license_expires)
         )
 
     async def _telemetry_events(self, request: Request) -> Response:
-        controller = await self._guarded(request)
+        controller = await self._admin(request)
         if isinstance(controller, Response):
             return controller
         return JSONResponse(controller.telemetry)

@@ -120,6 +120,9 @@ class Faults:
     throttling: bool = False
     latency: float = 0.0
     error_rate: float = 0.0
+    # An IAM policy with an `aws:ResourceTag` condition on Start/Stop/Reboot: (key, value), or
+    # None for no condition. Instances without the tag answer `UnauthorizedOperation`.
+    action_tag: tuple[str, str] | None = None
 
 
 class TokenBucket:

@@ -1,7 +1,8 @@
 """The demo's scenario: within two minutes a worker crosses 95 % CPU, one is stopped, one goes
 impaired, a controller drops out, another is not ready, loses a compute, fills its disk or
 its licence, AWS schedules a retirement, and labs come and go; then everything recovers and
-the story repeats with other workers, so a demo left running keeps moving."""
+the story repeats with other workers, so a demo left running keeps moving. It touches only the
+instances it is given: the demo keeps two workers out of it (one idle, one started by hand)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,8 @@ class DemoScenario:
         return steps
 
     def _shuffle_labs(self) -> None:
+        if not self.instance_ids:
+            return
         instance_id = self._random.choice(self.instance_ids)
         try:
             running = self.simulator.controllers.get(instance_id).running_labs()

@@ -10,9 +10,11 @@ from typing import Any
 
 import uvicorn
 
+from .tls import SelfSignedCertificate
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -21,10 +23,17 @@ class ThreadedServer:
     """uvicorn in a daemon thread; `start()` returns once the socket accepts connections."""
 
     def __init__(
-        self, app: Callable[..., Any], *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+        self,
+        app: Callable[..., Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: str = "off",
+        tls: SelfSignedCertificate | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.tls = tls  # HTTPS with this certificate, as a CML controller serves
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -36,13 +45,16 @@ class ThreadedServer:
                 access_log=False,
                 # A request held open on purpose (a "hung" controller) must not hold the stop.
                 timeout_graceful_shutdown=1,
+                ssl_certfile=str(tls.certfile) if tls else None,
+                ssl_keyfile=str(tls.keyfile) if tls else None,
             )
         )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> ThreadedServer:
         self._thread = threading.Thread(target=self._server.run, name=f"server-{self.port}", daemon=True)

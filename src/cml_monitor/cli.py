@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from cml_monitor import __version__
 from cml_monitor.settings import Settings, SettingsError, load_settings
@@ -16,36 +18,70 @@ from cml_monitor.settings import Settings, SettingsError, load_settings
 DEMO_PORT = 8080
 
 
+def utcnow_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _settings_or_exit() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        print(f"cml-monitor: {exc}", file=sys.stderr)
+        if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":  # a shipper parses even this line
+            line = {"time": utcnow_iso(), "level": "ERROR", "logger": "cml_monitor.cli", "message": str(exc)}
+            print(json.dumps(line, ensure_ascii=False), file=sys.stderr)
+        else:
+            print(f"cml-monitor: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def _cmd_check_config(_args: argparse.Namespace) -> int:
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cml_monitor.config_check import connect, dotenv_names, problems
+
     settings = _settings_or_exit()
+    found = problems(settings, {**dotenv_names(Path(".env")), **os.environ})
+    for problem in found:
+        print(f"cml-monitor: {problem}", file=sys.stderr)
+    if found:
+        return 2
     print(
         f"settings are valid (database {settings.database_url.split('://', 1)[0]}, "
         f"poll every {settings.worker_metrics_poll_interval} s)"
     )
-    return 0
+    if not args.connect:
+        return 0
+    results = asyncio.run(connect(settings))
+    for result in results:
+        print(result.line())
+    return 0 if all(result.ok for result in results) else 1
 
 
 def _cmd_aws_setup(args: argparse.Namespace) -> int:
     from cml_monitor.aws_setup import render
+    from cml_monitor.settings import parse_managed_tag
 
-    region = (
-        args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    )
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
-        print(f"cml-monitor: --region {region!r} is not an AWS region name (like eu-west-1)", file=sys.stderr)
-        return 2
+    regions = args.region or [
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    ]
+    for region in regions:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+            print(
+                f"cml-monitor: --region {region!r} is not an AWS region name (like eu-west-1)",
+                file=sys.stderr,
+            )
+            return 2
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", args.queue_name):
         print("cml-monitor: --queue-name must be 1-80 letters, digits, '-' or '_'", file=sys.stderr)
         return 2
-    print(render(region, args.queue_name))
+    try:
+        managed_tag = parse_managed_tag(
+            args.managed_tag or os.environ.get("CML_MONITOR_MANAGED_TAG") or "cml-monitor:managed=true"
+        )
+    except ValueError as exc:
+        print(f"cml-monitor: --managed-tag {exc}", file=sys.stderr)
+        return 2
+    print(render(regions, args.queue_name, managed_tag=managed_tag))
     return 0
 
 
@@ -87,7 +123,9 @@ def _free_port(host: str) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from cml_monitor.api.app import create_app
+    from cml_monitor.api.http_limits import HttpLimits
     from cml_monitor.api.server import run_server
+    from cml_monitor.supervisor import serve_runtime
     from cml_monitor.telemetry import configure_logging, configure_tracing
 
     settings = _settings_or_exit()
@@ -101,8 +139,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_file, settings.log_format)
     configure_tracing()
-    app = create_app(settings)
-    return run_server(app, host, port, settings.log_level)
+    app = create_app(settings, runtime=serve_runtime(settings))
+    limits = HttpLimits(
+        header_timeout=settings.cml_monitor_http_header_timeout,
+        body_timeout=settings.cml_monitor_http_body_timeout,
+        max_connections=settings.cml_monitor_http_max_connections,
+    )
+    return run_server(app, host, port, settings.log_level, limits)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -165,7 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="scenario and EC2 transition speed-up (default 1)"
     )
     demo.set_defaults(handler=_cmd_demo)
-    check = commands.add_parser("check-config", help="validate the settings and exit")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the settings and exit (2: a setting is wrong; 1: --connect failed somewhere)",
+        description="Refuse invalid values, CHANGE-ME placeholders, short API tokens (< 24) and webhook "
+        "secrets (< 16), and unknown WORKER_/CML_/OIDC_/API_ variables, one line each (exit 2).",
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach the database, Redis, AWS (STS, then each region with workers) and the OIDC issuer",
+    )
     check.set_defaults(handler=_cmd_check_config)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema and exit")
     migrate.set_defaults(handler=_cmd_migrate)
@@ -174,7 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the AWS side to create: EventBridge rule, SQS queue and policy, IAM policy",
         description="Print (never apply) what to create so EC2 state changes reach the monitor in seconds.",
     )
-    setup.add_argument("--region", help="AWS region (default AWS_REGION, us-east-1)")
+    setup.add_argument(
+        "--region",
+        action="append",
+        help="AWS region; repeat for several, each gets its rule and queue (default AWS_REGION, us-east-1)",
+    )
+    setup.add_argument(
+        "--managed-tag",
+        metavar="KEY=VALUE",
+        help="the tag an instance must carry for the monitor to stop, start or reboot it "
+        "(default CML_MONITOR_MANAGED_TAG, cml-monitor:managed=true)",
+    )
     setup.add_argument(
         "--queue-name", default="cml-monitor-events", help="SQS queue name (default cml-monitor-events)"
     )

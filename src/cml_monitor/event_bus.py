@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -28,6 +28,22 @@ from cml_monitor.monitoring import ObserverPublisher
 logger = logging.getLogger(__name__)
 
 CHANNEL = "cml_monitor.events"
+
+
+class EventBus(Protocol):
+    """What the runtime needs of a bus: Redis between machines, or `serve`'s local channel."""
+
+    problem: str | None
+
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# Builds the bus around the fan-out to the sinks it feeds (the SSE hub and the gauges).
+EventBusFactory = Callable[[ObserverPublisher], EventBus]
 
 
 class RedisEventBus:

@@ -1,9 +1,17 @@
 """Live metrics events for any number of Server-Sent-Events clients.
 
-Each client has its own bounded queue of encoded batches (a region's events each), so it holds
-whole cycles of any fleet; publishing never waits on a client. A client that still falls that
-far behind is not left silently missing workers: its backlog is replaced by one `resync` event,
-on which the dashboard reloads the fleet.
+Each client has its own bounded backlog of encoded batches (a region's events each, shared by
+every client), so it holds whole cycles of any fleet; publishing never waits on a client. A
+client that falls behind by more batches than the backlog holds is not left silently missing
+workers: its backlog is replaced by one `resync` event, on which the dashboard reloads the fleet.
+
+A client that stops taking data altogether (a laptop asleep, a proxy that buffers, a script
+that never reads) would otherwise keep its whole backlog, and memory, for as long as its socket
+stays open. So a client whose untaken backlog passes `max_backlog_bytes`, or that has had data
+waiting for `stall_seconds` without taking any, is dropped: its backlog is released at once and
+its stream ends (the server aborts the connection itself once its socket has taken nothing for
+as long, see `api.stalled_clients`). Every stream opens with a `resync` event, so a client that
+reconnects reloads what it missed while it was away.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sse_starlette import ServerSentEvent
@@ -20,20 +30,81 @@ from cml_monitor.domain import WorkerMetricsCollected
 
 logger = logging.getLogger(__name__)
 
+STALL_SECONDS = 30.0
+WRITE_BYTES = 256 * 1024
+MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # several cycles of a large fleet (~1 KB per worker and cycle)
+
 
 def frame(event: str, data: dict[str, Any]) -> bytes:
     """One Server-Sent Event, encoded once and shared by every client."""
     return ServerSentEvent(data=json.dumps(data, default=str), event=event).encode()
 
 
+def events_in(chunk: bytes) -> int:
+    return chunk.count(b"\r\n\r\n")
+
+
+class Subscriber:
+    """One client's backlog: batches not taken yet, their bytes, since when data has waited."""
+
+    def __init__(self) -> None:
+        self.backlog: deque[bytes] = deque()
+        self.bytes = 0
+        self.waiting_since: float | None = None  # when data first waited untaken, None if none
+        self.dropped = False
+        self.ready = asyncio.Event()
+
+    def add(self, chunk: bytes, now: float) -> None:
+        self.backlog.append(chunk)
+        self.bytes += len(chunk)
+        if self.waiting_since is None:
+            self.waiting_since = now
+        self.ready.set()
+
+    def take(self, max_chunk: int, now: float) -> bytes:
+        """What queued up meanwhile, as one write of at most `WRITE_BYTES` (or one batch).
+
+        Small events are joined into one write; large batches go one at a time, uncopied (a
+        join of one is the batch itself), so a backlog is never copied whole for one client.
+        """
+        taken = [self.backlog.popleft()]
+        size = len(taken[0])
+        while self.backlog and len(taken) < max_chunk and size + len(self.backlog[0]) <= WRITE_BYTES:
+            taken.append(self.backlog.popleft())
+            size += len(taken[-1])
+        self.bytes -= size
+        self.waiting_since = now if self.backlog else None
+        if not self.backlog:
+            self.ready.clear()
+        return b"".join(taken)
+
+    def clear(self) -> int:
+        lost = sum(events_in(chunk) for chunk in self.backlog)
+        self.backlog.clear()
+        self.bytes = 0
+        return lost
+
+
 class EventHub:
     """Fan-out of metrics events to subscribers (an observer of the monitoring loop)."""
 
-    def __init__(self, queue_size: int = 1000, max_chunk: int = 1000) -> None:
+    def __init__(
+        self,
+        queue_size: int = 1000,
+        max_chunk: int = 1000,
+        *,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+        stall_seconds: float = STALL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queue_size = queue_size  # batches (a region's events each), not single events
         self._max_chunk = max_chunk
-        self._subscribers: set[asyncio.Queue[bytes]] = set()
-        self.dropped = 0
+        self._max_backlog_bytes = max_backlog_bytes
+        self._stall_seconds = stall_seconds
+        self._clock = clock
+        self._subscribers: set[Subscriber] = set()
+        self.dropped = 0  # events a client fell behind by and was told to resync for
+        self.disconnected = 0  # clients dropped for not taking data
 
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         """Observer of the monitoring loop: a region's events, encoded once, to every client.
@@ -54,33 +125,65 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def backlog_bytes(self) -> list[int]:
+        """Each client's untaken backlog in bytes (for tests and the benchmark)."""
+        return [subscriber.bytes for subscriber in self._subscribers]
+
     def publish(self, event: str, data: dict[str, Any]) -> None:
         self._put(frame(event, data))
 
     def _put(self, chunk: bytes) -> None:
-        for queue in list(self._subscribers):
-            if queue.full():
-                self._resync(queue)
-            queue.put_nowait(chunk)
+        now = self._clock()
+        for subscriber in list(self._subscribers):
+            waited = now - subscriber.waiting_since if subscriber.waiting_since is not None else 0.0
+            if waited >= self._stall_seconds:
+                self._drop(subscriber, f"took no data for {waited:.0f} s")
+                continue
+            if subscriber.bytes > self._max_backlog_bytes:
+                self._drop(subscriber, f"its backlog passed {self._max_backlog_bytes} bytes")
+                continue
+            if len(subscriber.backlog) >= self._queue_size:
+                self._resync(subscriber, now)
+            subscriber.add(chunk, now)
 
-    def _resync(self, queue: asyncio.Queue[bytes]) -> None:
+    def _resync(self, subscriber: Subscriber, now: float) -> None:
         """A client too slow for whole cycles of the fleet: drop its backlog, tell it to reload."""
-        lost = 0
-        while not queue.empty():
-            lost += queue.get_nowait().count(b"\r\n\r\n")
+        lost = subscriber.clear()
         self.dropped += lost
-        queue.put_nowait(frame("resync", {"dropped": lost}))
+        subscriber.add(frame("resync", {"dropped": lost}), now)
         logger.warning("An event stream client fell %d events behind; told it to reload", lost)
 
-    async def subscribe(self) -> AsyncIterator[bytes]:
-        """Encoded events as they come; what queued up meanwhile goes out as one write."""
-        queue: asyncio.Queue[bytes] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
+    def _drop(self, subscriber: Subscriber, why: str) -> None:
+        """A client that does not take data: its backlog is released and its stream ends."""
+        backlog = subscriber.bytes
+        subscriber.clear()
+        subscriber.dropped = True
+        subscriber.ready.set()
+        self._subscribers.discard(subscriber)
+        self.disconnected += 1
+        logger.warning(
+            "Disconnected an event stream client with %d bytes waiting: %s; it reloads when it reconnects",
+            backlog,
+            why,
+        )
+
+    async def subscribe(self, *, greeting: bytes | None = None) -> AsyncIterator[bytes]:
+        """Encoded events as they come; what queued up meanwhile goes out as one write.
+
+        `greeting` is queued first, once the client is subscribed: nothing published after it
+        is missed. The stream ends when the hub drops the client.
+        """
+        subscriber = Subscriber()
+        self._subscribers.add(subscriber)
+        if greeting is not None:
+            subscriber.add(greeting, self._clock())
         try:
             while True:
-                chunk = [await queue.get()]
-                while not queue.empty() and len(chunk) < self._max_chunk:
-                    chunk.append(queue.get_nowait())
-                yield b"".join(chunk)
+                await subscriber.ready.wait()
+                if subscriber.dropped:
+                    return
+                yield subscriber.take(self._max_chunk, self._clock())
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(subscriber)
+            subscriber.clear()

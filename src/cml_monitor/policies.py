@@ -14,6 +14,7 @@ from cml_monitor.alerts.engine import AlertSettings
 from cml_monitor.alerts.rules import RuleSettings
 from cml_monitor.domain.idle import IdlePolicy
 from cml_monitor.settings import Settings
+from cml_monitor.usecases.discovery import DiscoverySettings
 
 MonitoringMode = Literal["schedule", "collect_once", "off"]
 
@@ -62,6 +63,21 @@ def action_settings(settings: Settings) -> ActionSettings:
         remediation_after_samples=settings.worker_remediation_after_samples,
         remediation_cooldown=seconds(settings.worker_remediation_cooldown),
         max_per_hour=settings.worker_actions_max_per_hour,
+        notice=settings.worker_auto_pause_notice,
+    )
+
+
+def discovery_settings(settings: Settings) -> DiscoverySettings | None:
+    """Discovery by tags, when `WORKER_DISCOVERY_TAGS` names any (None: no discovery)."""
+    if not settings.discovery_tags:
+        return None
+    return DiscoverySettings(
+        tags=settings.discovery_tags,
+        regions=settings.worker_discovery_regions,
+        default_region=settings.aws_region,
+        cml_url_template=settings.worker_discovery_cml_url,
+        interval=float(settings.worker_discovery_interval),
+        forget_after=seconds(settings.worker_discovery_forget_after),
     )
 
 

@@ -2,7 +2,8 @@
 
 It only wires: every policy lives with the part it concerns (`policies.py` turns settings into
 each part's parameters, `readiness.py` judges `/ready`, `monitoring/unreachable.py` decides when
-workers may be judged unreachable). `MonitorRuntime` holds every part and the use cases the API
+workers may be judged unreachable, `clients.py` configures what reads AWS and CML,
+`alerts/channels.py` the receivers). `MonitorRuntime` holds every part and the use cases the API
 calls, named alike: `*_store` for persistence, `*_operations` for use cases. It is entered as an
 async context manager whose exit unwinds one `AsyncExitStack`, so every part that was started is
 stopped, in reverse order, whatever failed half-way. It needs no web app: `api` only adds HTTP.
@@ -18,23 +19,24 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cml_monitor.actions import ActionExecutor, AutomaticActions
+from cml_monitor.actions import ACTION_LEASE, ActionExecutor, AutomaticActions
 from cml_monitor.alerts.action_notices import ActionNotices
-from cml_monitor.alerts.channels import build_channels
+from cml_monitor.alerts.alertmanager_refresh import AlertmanagerRefresher
+from cml_monitor.alerts.channels import alertmanager_refresher, build_channels, build_dispatcher
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.engine import AlertEngine
 from cml_monitor.aws import AwsEc2Client
-from cml_monitor.aws.events_queue import EventQueueConsumer
+from cml_monitor.aws.events_queue import EventQueues
 from cml_monitor.background import BackgroundTasks
+from cml_monitor.clients import aws_client, cml_client, events_queues, fleet_collector, migrate_or_explain
 from cml_monitor.clock import Clock, utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.cml.guard import UrlGuard
 from cml_monitor.domain import EventObserver
-from cml_monitor.event_bus import RedisEventBus
+from cml_monitor.event_bus import EventBus, EventBusFactory, RedisEventBus
 from cml_monitor.live_events import EventHub
 from cml_monitor.metrics import PrometheusMetrics
 from cml_monitor.monitoring import (
-    FleetCollector,
     FleetMonitor,
     MonitoredWorkers,
     ObserverPublisher,
@@ -50,18 +52,20 @@ from cml_monitor.policies import (
     action_settings,
     alert_settings,
     collects,
+    discovery_settings,
     history_retention,
     idle_policy,
     monitoring_mode,
 )
 from cml_monitor.readiness import Check, Readiness
 from cml_monitor.settings import Settings
-from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine, migrate
+from cml_monitor.storage import CMLWorkerRepository, LeaseStore, create_engine
 from cml_monitor.storage.actions import ActionRepository
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.collections import CollectionStatusStore
 from cml_monitor.storage.history import HistoryStore
 from cml_monitor.usecases import ActionOperations, AlertOperations, WorkerOperations
+from cml_monitor.usecases.discovery import WorkerDiscovery
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +86,21 @@ class MonitorRuntime:
     alert_engine: AlertEngine
     dispatcher: NotificationDispatcher
     monitor: FleetMonitor
+    monitored: MonitoredWorkers
     scheduler: WorkerMonitoringScheduler
     unreachable: UnreachableCheck
     action_store: ActionRepository
     executor: ActionExecutor
     automatic: AutomaticActions
-    events_queue: EventQueueConsumer | None
+    events_queue: EventQueues | None
     workers: WorkerOperations
     alert_operations: AlertOperations
     action_operations: ActionOperations
     freshness: FleetFreshness
     ready: Readiness
-    event_bus: RedisEventBus | None = None
+    event_bus: EventBus | None = None
+    alertmanager_refresher: AlertmanagerRefresher | None = None
+    discovery: WorkerDiscovery | None = None
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -104,8 +111,8 @@ class MonitorRuntime:
             stack.push_async_callback(self.aws.close)
             stack.push_async_callback(self.cml.close)
             stack.push_async_callback(self.http.aclose)
-            await migrate(self.engine)
-            self.metrics.alerts_firing.set(await self.alert_store.count_firing())
+            await migrate_or_explain(self.engine, self.settings.database_url)
+            self.metrics.set_firing(await self.alert_store.firing())
             if self.event_bus is not None:
                 stack.push_async_callback(self.event_bus.close)
                 await self.event_bus.start()
@@ -124,12 +131,25 @@ class MonitorRuntime:
                 return self
             self.dispatcher.start()
             stack.push_async_callback(self.dispatcher.stop)
+            if (refresher := self.alertmanager_refresher) is not None:
+                every = refresher.interval
+                self.background.every(every, refresher.refresh, "Alertmanager re-post", first_delay=every)
             await self.executor.settle_interrupted()
+            # Again every lease: an action whose replica died after this one started is
+            # settled (and its worker freed for the next action) without waiting for a restart.
+            lease = ACTION_LEASE.total_seconds()
+            self.background.every(
+                lease, self.executor.settle_interrupted, "Action reconciliation", first_delay=lease
+            )
             self.background.every(600.0, lambda: self.history.maintain(self.clock()), "History maintenance")
             if self.settings.worker_monitoring_enabled:
                 await self._start_monitoring()
                 if self.events_queue is not None:
                     self.background.spawn(self.events_queue.run())
+                if self.discovery is not None:
+                    self.background.every(
+                        self.discovery.settings.interval, self.discovery.run_once, "Worker discovery"
+                    )
             else:
                 logger.info("Worker monitoring is disabled (WORKER_MONITORING_ENABLED=false)")
         except BaseException:
@@ -162,55 +182,33 @@ class MonitorRuntime:
         return await self.ready.checks()
 
 
-def build_runtime(settings: Settings) -> MonitorRuntime:
-    """Wire every part from the settings; nothing is started until the runtime is entered."""
+def build_runtime(settings: Settings, *, event_bus: EventBusFactory | None = None) -> MonitorRuntime:
+    """Wire every part from the settings; nothing is started until the runtime is entered.
+
+    `event_bus` builds the bus in place of Redis's (`serve`'s local channel to its collector)."""
     clock = utcnow
     poll = settings.worker_metrics_poll_interval
     collecting = collects(settings)
     engine = create_engine(settings.database_url, timeout=settings.database_timeout)
-    repository = CMLWorkerRepository(engine)
     metrics = PrometheusMetrics()
-    aws = AwsEc2Client(
-        endpoint_url=settings.aws_endpoint_url,
-        max_attempts=settings.aws_max_attempts,
-        retry_mode=settings.aws_retry_mode,
-        clock=clock,
-    )
-    aws.requests.add_listener(metrics.on_aws_request)
-    aws.requests.add_metrics_listener(metrics.cloudwatch_metrics.inc)
-    cml = CmlControllerClient(
-        username=settings.cml_username,
-        password=settings.cml_password.get_secret_value(),
-        verify_tls=settings.cml_verify_tls,
-        timeout=settings.cml_timeout,
-        max_labs=settings.cml_max_labs,
-        blocked_networks=settings.blocked_networks,
-        automation_users=settings.cml_automation_users,
-    )
-    alerts = AlertRepository(engine)
+    repository = CMLWorkerRepository(engine, on_rejected=metrics.on_rejected_row)
+    aws = aws_client(settings, metrics, clock)
+    cml = cml_client(settings, clock)
+    alerts = AlertRepository(engine, on_rejected=metrics.on_rejected_row)
     raw_retention, retention = history_retention(settings)
     history = HistoryStore(engine, raw_retention=raw_retention, retention=retention)
     http = httpx.AsyncClient(
         timeout=settings.worker_notification_timeout, limits=httpx.Limits(max_connections=50)
     )
-    channels, notifiers = build_channels(settings, http)
-    dispatcher = NotificationDispatcher(
-        alerts,
-        notifiers,
-        max_age=settings.worker_notification_max_age,
-        delivery_timeout=settings.worker_notification_timeout,
-        retry_base=settings.worker_notification_retry_base,
-        retry_max=settings.worker_notification_retry_max,
-        clock=clock,
-        on_result=lambda channel, result: metrics.notifications.labels(channel, result).inc(),
-    )
+    channels, notifiers = build_channels(settings, http, clock=clock)
+    dispatcher = build_dispatcher(settings, alerts, notifiers, metrics, clock=clock)
     alert_engine = AlertEngine(
         alerts,
         channels,
         alert_settings(settings),
         clock=clock,
         on_outbox=dispatcher.wake,
-        on_firing_count=metrics.alerts_firing.set,
+        on_firing=metrics.set_firing,
     )
     idle = idle_policy(settings)
     action_store = ActionRepository(engine)
@@ -221,7 +219,7 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         holder=replica,
         enabled=settings.worker_monitoring_enabled,
         clock=clock,
-        on_collected=lambda region, at: metrics.last_collection.labels(region).set(at),
+        on_collected=metrics.on_region_collected,
     )
     beat_url = settings.cml_monitor_heartbeat_url
     heartbeat = Heartbeat(http, beat_url, interval_seconds=poll, clock=clock) if beat_url else None
@@ -235,7 +233,10 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         notify=notices,
         on_result=metrics.on_action,
     )
-    automatic = AutomaticActions(executor, action_store, alerts, cml, action_settings(settings), clock=clock)
+    pause_notices = cml if settings.worker_auto_pause_notice else None  # banners on the controller
+    automatic = AutomaticActions(
+        executor, action_store, alerts, cml, action_settings(settings), clock=clock, notices=pause_notices
+    )
     events = EventHub()
     observer_failed = metrics.observer_failures.labels
 
@@ -244,31 +245,26 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
             observers, timeout=settings.worker_observer_timeout, on_failure=lambda n: observer_failed(n).inc()
         )
 
-    bus = RedisEventBus(settings.event_bus_url, fan_out(metrics, events)) if settings.event_bus_url else None
+    bus: EventBus | None = None
+    if event_bus is not None:  # `serve`'s local channel
+        bus = event_bus(fan_out(metrics, events))
+    elif settings.event_bus_url:
+        bus = RedisEventBus(settings.event_bus_url, fan_out(metrics, events))
     monitored = MonitoredWorkers()
-    collector = FleetCollector(
-        repository,
-        aws,
-        cml,
-        clock=clock,
-        cml_concurrency=settings.cml_concurrency,
-        licensing_interval=settings.cml_licensing_check_interval,
-        activity_interval=settings.worker_idle_check_interval,
-        idle_policy=idle,
-        cycle_observer=metrics.collection_seconds.observe,
-    )
+    collector = fleet_collector(settings, repository, aws, cml, idle, metrics, clock)
     # The one rule that picks observers per role: with an event bus, a collector publishes its
     # events to Redis and every replica (this one too) feeds its gauges and SSE from the bus;
     # without one, this replica feeds them directly. Automatic actions run where the events are
     # collected; the alert engine (the seed's notification handler) sees every event too.
     publisher = fan_out(alert_engine, automatic, *([bus] if bus is not None else [metrics, events]))
     outages = OwnOutages()
+    leases = LeaseStore(engine)
     monitor = FleetMonitor(
         repository,
         collector,
         publisher,
         monitored,
-        leases=LeaseStore(engine),
+        leases=leases,
         holder=replica,
         poll_interval=poll,
         clock=clock,
@@ -290,15 +286,8 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         window=alert_engine.settings.unreachable_after,
         clock=clock,
     )
-    events_queue = None
-    if settings.worker_events_queue_url:
-        events_queue = EventQueueConsumer(
-            settings.worker_events_queue_url,
-            StateChangeApplier(repository, monitor.publish, monitor.collect_soon),
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            on_result=lambda kind, result: metrics.aws_events.labels(kind, result).inc(),
-        )
+    applier = StateChangeApplier(repository, monitor.publish, monitor.collect_soon, clock=clock)
+    events_queue = events_queues(settings, applier, metrics)
     workers = WorkerOperations(
         repository,
         scheduler,
@@ -311,6 +300,13 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         url_guard=UrlGuard(settings.blocked_networks),
         executor=executor,
         freshness=freshness,
+        controllers=cml,
+    )
+    found = discovery_settings(settings)
+    discovery = (
+        None
+        if found is None
+        else WorkerDiscovery(workers, repository, aws, found, leases=leases, holder=replica, clock=clock)
     )
     return MonitorRuntime(
         settings=settings,
@@ -327,6 +323,7 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
         alert_engine=alert_engine,
         dispatcher=dispatcher,
         monitor=monitor,
+        monitored=monitored,
         scheduler=scheduler,
         unreachable=unreachable,
         action_store=action_store,
@@ -345,4 +342,6 @@ def build_runtime(settings: Settings) -> MonitorRuntime:
             bus=bus,
         ),
         event_bus=bus,
+        alertmanager_refresher=alertmanager_refresher(settings, notifiers, alerts, clock=clock),
+        discovery=discovery,
     )

@@ -85,3 +85,18 @@ def test_the_metrics_event_json_is_the_documented_shape() -> None:
     assert data["metrics"] == {"cpu_utilization": 42.0, "memory_utilization": 61.5}
     assert data["ec2"] == {"instance_state": "running", "system_status": "ok", "instance_status": "ok"}
     assert data["active_labs_count"] == 3
+
+
+def test_the_written_out_serialisations_name_every_field() -> None:
+    from dataclasses import asdict, fields
+
+    from cml_monitor.domain.history import MetricSample
+    from cml_monitor.domain.idle import IdleState
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    sample = MetricSample("w", now, "running", 1.0, 2.0, 3, 4, 5.0)
+    assert sample.to_record() == asdict(sample)
+    state = IdleState(True, now, now, now, now, True, 1.0, 2.0, 3.0)
+    assert list(state.to_json()) == [f.name for f in fields(IdleState)]
+    assert state.to_json()["idle_since"] == "2026-01-02T03:04:05Z"
+    assert IdleState.from_json(state.to_json()) == state

@@ -12,13 +12,18 @@ replicas run. Both are opt-in, share a fleet-wide cap of actions an hour, and go
 - Remediation: status check impaired for N collections in a row → `RebootInstances`, at most
   once per cooldown per worker, never on a worker an open silence covers. A reboot after which
   the check stays impaired is marked `failed` ("did not help") and not repeated: a person looks.
+- Notices: when the grace starts, a CML system notice tells the controller's users when and why
+  the worker will pause and how to keep it (start a lab); it is removed when the worker is used
+  again (no longer due to pause) or right before the stop, which notes it in the action's
+  detail. A dry run posts nothing; a notice that cannot be posted or removed never holds a
+  pause back.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cml_monitor.clock import Clock, utcnow
@@ -26,7 +31,7 @@ from cml_monitor.domain import Worker, WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.actions import AUTO, Action, ActionKind, ActionReason, ActionResult
 
 from .executor import ActionExecutor, ActionInFlight, ActionNotAllowed
-from .ports import ActionStore, Controllers, Silences
+from .ports import ActionStore, Controllers, Notices, Silences
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ class ActionSettings:
     remediation_after_samples: int = 3
     remediation_cooldown: timedelta = timedelta(hours=1)
     max_per_hour: int = 20
+    notice: bool = True  # post a CML system notice when the grace starts
 
 
 class AutomaticActions:
@@ -51,7 +57,9 @@ class AutomaticActions:
         settings: ActionSettings,
         *,
         clock: Clock = utcnow,
+        notices: Notices | None = None,
     ) -> None:
+        self._notices = notices
         self._executor = executor
         self._store = store
         self._silences = silences
@@ -62,6 +70,8 @@ class AutomaticActions:
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         now = self._clock()
         running = [e for e in events if e.status is WorkerStatus.RUNNING]
+        if self._notices is not None:
+            await self._manage_notices(running, now)
         to_pause = [e for e in running if self._pause_due(e, now)] if self._settings.auto_pause else []
         to_reboot = (
             [e for e in running if e.impaired_samples >= self._settings.remediation_after_samples]
@@ -75,6 +85,69 @@ class AutomaticActions:
         )
         budget = await self._pause(to_pause, budget, now)
         await self._remediate(to_reboot, budget, now)
+
+    def _notice_wanted(self, event: WorkerMetricsCollected, now: datetime) -> bool:
+        """In the grace before a real pause: the users should know."""
+        pause_at = event.idle.pause_at
+        return (
+            self._settings.auto_pause
+            and self._settings.notice
+            and not self._settings.dry_run
+            and event.auto_pause
+            and event.idle.idle
+            and pause_at is not None
+            and pause_at > now
+        )
+
+    async def _manage_notices(self, events: list[WorkerMetricsCollected], now: datetime) -> None:
+        for event in events:
+            wanted = self._notice_wanted(event, now)
+            if wanted and event.idle.notice_id is None:
+                await self._post_notice(event.worker_id, now)
+            elif event.idle.notice_id is not None and event.idle.pause_at is None:
+                await self._remove_notice(event.worker_id, "used again")  # or snoozed, or opted out
+
+    async def _post_notice(self, worker_id: str, now: datetime) -> None:
+        assert self._notices is not None
+        worker = await self._executor.workers.get_by_id_async(worker_id)
+        if worker is None or not worker.cml_url or worker.idle.notice_id or worker.idle.pause_at is None:
+            return
+        label, content = pause_notice(worker.idle.idle_since or now, worker.idle.pause_at)
+        try:
+            notice_id = await self._notices.post_notice(
+                worker.cml_url, level="WARNING", label=label, content=content
+            )
+        except Exception as exc:  # a notice is a courtesy: never in the pause's way
+            logger.warning("Pause notice for %s not posted: %s", worker.name, exc)
+            return
+        worker.idle = replace(worker.idle, notice_id=notice_id)
+        await self._executor.workers.update_async(worker)
+        logger.info(
+            "Pause notice posted on %s (%s), pause at %s", worker.name, notice_id, worker.idle.pause_at
+        )
+
+    async def _remove_notice(self, worker_id: str, why: str) -> None:
+        worker = await self._executor.workers.get_by_id_async(worker_id)
+        if worker is None or worker.idle.notice_id is None:
+            return
+        if await self._delete_notice(worker) is None:
+            await self._executor.workers.update_async(worker)
+            logger.info("Pause notice on %s removed: %s", worker.name, why)
+
+    async def _delete_notice(self, worker: Worker) -> str | None:
+        """Remove the worker's notice (its id cleared on `worker`); None, or why it stayed."""
+        notice_id = worker.idle.notice_id
+        if notice_id is None:
+            return None
+        if self._notices is None or not worker.cml_url:
+            return "no controller to remove it from"
+        try:
+            await self._notices.delete_notice(worker.cml_url, notice_id)
+        except Exception as exc:
+            logger.warning("Pause notice on %s not removed: %s", worker.name, exc)
+            return str(exc)
+        worker.idle = replace(worker.idle, notice_id=None)
+        return None
 
     @staticmethod
     def _pause_due(event: WorkerMetricsCollected, now: datetime) -> bool:
@@ -154,14 +227,36 @@ class AutomaticActions:
     async def _act(
         self, worker: Worker, kind: ActionKind, reason: ActionReason, *, dry_run: bool = False
     ) -> Action | None:
-        last_check = (lambda: self._labs_now(worker)) if kind is ActionKind.STOP else None
+        notes: list[str] = []
+        notice_id = worker.idle.notice_id
+
+        async def last_check() -> str | None:
+            refusal = await self._labs_now(worker)
+            if refusal is None and notice_id is not None and not dry_run:
+                problem = await self._delete_notice(worker)  # saved with the worker by the stop
+                notes.append(
+                    f"users were told by CML system notice {notice_id}, removed before the stop"
+                    if problem is None
+                    else f"users were told by CML system notice {notice_id}; not removed: {problem}"
+                )
+            return refusal
+
         try:
-            return await self._executor.run(
-                worker, kind, reason, AUTO, dry_run=dry_run, last_check=last_check
+            action = await self._executor.run(
+                worker,
+                kind,
+                reason,
+                AUTO,
+                dry_run=dry_run,
+                last_check=last_check if kind is ActionKind.STOP else None,
             )
         except (ActionInFlight, ActionNotAllowed) as exc:
             logger.info("Automatic %s of %s not taken: %s", kind.value, worker.name, exc)
             return None
+        if notes:
+            action = replace(action, detail="; ".join(filter(None, [action.detail, *notes]))[:1000])
+            await self._store.finish(action)
+        return action
 
     async def _labs_now(self, worker: Worker) -> str | None:
         """Read the labs right before a stop: a lab started during the grace wins."""
@@ -174,3 +269,15 @@ class AutomaticActions:
         if started > 0:
             return f"{started} lab(s) started during the grace"
         return None
+
+
+def pause_notice(idle_since: datetime, pause_at: datetime) -> tuple[str, str]:
+    """The notice's label and content: when and why the worker pauses, and how to keep it."""
+    label = f"This CML server pauses at {pause_at:%H:%M} UTC"
+    content = (
+        f"Nobody has used this CML server since {idle_since:%Y-%m-%d %H:%M} UTC (no lab started, "
+        f"no user activity), so it will be paused (its cloud instance stopped, to save cost) at "
+        f"{pause_at:%Y-%m-%d %H:%M} UTC. To keep it running, start a lab before then. "
+        "Labs and their configurations are kept; an administrator can start it again."
+    )
+    return label, content

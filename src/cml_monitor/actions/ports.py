@@ -26,6 +26,16 @@ class ActionStore(Protocol):
         """Every action recorded but not finished (a crash came between), in no particular order."""
         ...
 
+    async def renew(self, action_id: str, owner: str, until: datetime) -> bool:
+        """Extend the owner's lease on its pending action to `until`; False (nothing written)
+        once the action is no longer pending or no longer this owner's."""
+        ...
+
+    async def settle(self, action: Action, now: datetime) -> bool:
+        """Finish a pending action of an owner gone silent, only if its lease has expired at
+        `now` (checked in the same statement as the write); False when its owner kept it."""
+        ...
+
     async def latest(self, worker_ids: Sequence[str], kind: ActionKind) -> dict[str, Action]:
         """Each worker's most recent action of this kind, by worker id; absent when it has none."""
         ...
@@ -65,6 +75,19 @@ class Controllers(Protocol):
     ) -> ControllerReading:
         """What the controller says now (`fresh_labs`: every lab's state re-read, no cached
         count); never raises for the controller's sake: failures come back as `reachable=False`."""
+        ...
+
+
+class Notices(Protocol):
+    """CML system notices: a banner every user of the controller sees."""
+
+    async def post_notice(self, cml_url: str, *, level: str, label: str, content: str) -> str:
+        """Post a notice to every user of the controller; returns its id. Raises
+        `CmlControllerError` when the controller does not take it."""
+        ...
+
+    async def delete_notice(self, cml_url: str, notice_id: str) -> None:
+        """Remove the notice; one already gone is fine. Raises `CmlControllerError` otherwise."""
         ...
 
 

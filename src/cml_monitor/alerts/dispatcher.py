@@ -10,6 +10,12 @@ means an outage of minutes or hours loses nothing, whatever the backoff did mean
 The lease is a little longer than one delivery may take, so a row whose dispatcher died
 mid-send is sent again soon after (with the same delivery id, for receivers that drop
 duplicates), not a minute later.
+
+A notifier with `send_group` (Slack) takes several rows in one message: when one of its rows
+is due, every other row queued for the same receiver joins it, in the order they were queued
+(so each worker's messages keep their order), and the group is one unit: sent, retried or
+dead-lettered together. Its rows wait `group_wait` before their first attempt (set when they
+are queued) so that alerts firing together meet in one message.
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
 
-from .notifiers import Delivery, Notifier, OutgoingNotification
+from .notifiers import Delivery, GroupNotifier, Notifier, OutgoingNotification
 from .store import OutboxStore
 
 logger = logging.getLogger(__name__)
@@ -95,10 +101,31 @@ class NotificationDispatcher:
 
     async def dispatch_due(self) -> int:
         now = self._clock()
-        rows = await self._store.claim_due(now, now + timedelta(seconds=self._lease))
-        if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
-        return len(rows)
+        lease_until = now + timedelta(seconds=self._lease)
+        rows = await self._store.claim_due(now, lease_until)
+        units = await self._units(rows, now, lease_until)
+        if units:
+            await asyncio.gather(*(self._deliver(unit) for unit in units))
+        return sum(len(unit) for unit in units)
+
+    async def _units(
+        self, rows: list[dict[str, Any]], now: datetime, lease_until: datetime
+    ) -> list[list[dict[str, Any]]]:
+        """One unit per row, except for grouping receivers: one per receiver with all its queue."""
+        units: list[list[dict[str, Any]]] = []
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            if isinstance(self._notifiers.get(row["channel"]), GroupNotifier):
+                groups.setdefault((row["channel"], row["target"]), []).append(row)
+            else:
+                units.append([row])
+        for (channel, target), members in groups.items():
+            members += await self._store.claim_queued(
+                channel, target, now, lease_until, exclude=[r["id"] for r in members]
+            )
+            members.sort(key=lambda r: (r["created_at"], r["ordinal"]))
+            units.append(members)
+        return units
 
     def _retry_delay(self, result: Delivery, attempts: int) -> float:
         """The receiver's `Retry-After` within [1 s, retry_max], else backoff with equal jitter."""
@@ -107,57 +134,74 @@ class NotificationDispatcher:
         ceiling = min(self._retry_max, self._retry_base * 2 ** min(attempts - 1, 60))
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _send(self, unit: list[dict[str, Any]], attempts: int) -> Delivery:
+        row = unit[0]
         notifier = self._notifiers.get(row["channel"])
-        attempts = row["attempts"] + 1
         if notifier is None:
-            result = Delivery(
+            return Delivery(
                 ok=False, retryable=False, error=f"channel {row['channel']!r} is no longer configured"
             )
-        else:
-            outgoing = OutgoingNotification(
-                id=row["id"],
-                channel=row["channel"],
-                target=row["target"],
-                event_type=row["event_type"],
-                payload=json.loads(row["payload"]),
+        outgoing = [
+            OutgoingNotification(
+                id=r["id"],
+                channel=r["channel"],
+                target=r["target"],
+                event_type=r["event_type"],
+                payload=json.loads(r["payload"]),
                 attempts=attempts,
             )
-            async with self._limit:
-                try:
-                    result = await notifier.send(outgoing)
-                except Exception as exc:
-                    result = Delivery(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+            for r in unit
+        ]
+        async with self._limit:
+            try:
+                if len(outgoing) > 1 and isinstance(notifier, GroupNotifier):
+                    return await notifier.send_group(outgoing)
+                return await notifier.send(outgoing[0])
+            except Exception as exc:
+                return Delivery(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+
+    async def _deliver(self, unit: list[dict[str, Any]]) -> None:
+        """Send one row, or one group of rows as one message, and record the outcome for each."""
+        row = unit[0]
+        attempts = max(r["attempts"] for r in unit) + 1
+        result = await self._send(unit, attempts)
         now = self._clock()
+        what = row["event_type"] if len(unit) == 1 else f"{len(unit)} messages in one"
+        ids = ", ".join(r["id"] for r in unit)
         if result.ok:
-            await self._store.finish(row["id"], state="sent", attempts=attempts, sent_at=now, last_error=None)
-            self._count(row["channel"], "sent")
-            logger.info("📨 Sent %s to %s (%s)", row["event_type"], row["channel"], row["id"])
+            for r in unit:
+                await self._store.finish(
+                    r["id"], state="sent", attempts=attempts, sent_at=now, last_error=None
+                )
+                self._count(r["channel"], "sent")
+            logger.info("Sent %s to %s (%s)", what, row["channel"], ids)
             return
-        too_old = now - row["created_at"] >= self._max_age
+        too_old = now - min(r["created_at"] for r in unit) >= self._max_age
         if result.retryable and not too_old:
             delay = self._retry_delay(result, attempts)
-            await self._store.finish(
-                row["id"],
-                attempts=attempts,
-                next_attempt_at=now + timedelta(seconds=delay),
-                last_error=result.error,
-            )
-            self._count(row["channel"], "retry")
+            for r in unit:
+                await self._store.finish(
+                    r["id"],
+                    attempts=attempts,
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=result.error,
+                )
+                self._count(r["channel"], "retry")
             logger.warning(
                 "Delivery of %s to %s failed (%s); attempt %d, retrying in %.1f s",
-                row["event_type"],
+                what,
                 row["channel"],
                 result.error,
                 attempts,
                 delay,
             )
             return
-        await self._store.finish(row["id"], state="failed", attempts=attempts, last_error=result.error)
-        self._count(row["channel"], "failed")
+        for r in unit:
+            await self._store.finish(r["id"], state="failed", attempts=attempts, last_error=result.error)
+            self._count(r["channel"], "failed")
         logger.error(
-            "❌ Gave up delivering %s to %s after %d attempts%s: %s",
-            row["event_type"],
+            "Gave up delivering %s to %s after %d attempts%s: %s",
+            what,
             row["channel"],
             attempts,
             " (older than the maximum age)" if result.retryable else "",

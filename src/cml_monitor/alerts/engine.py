@@ -54,6 +54,42 @@ class Observation:
     event: WorkerMetricsCollected | None = None
 
 
+def _figure(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "n/a"
+
+
+def _log_change(alert: Alert, worker: WorkerRef | None, suffix: str) -> None:
+    """`Alert cpu firing on lab-1 (i-0abc…): value 97.5, threshold 90 (notifying)`: WARNING when
+    it fires, INFO when it resolves; the worker, kind and figures also as structured fields.
+    A fleet-level alert has no worker: it names its region."""
+    name = worker.name if worker is not None else alert.worker_id or f"region {alert.region}"
+    instance = None if worker is None else worker.aws_instance_id
+    where = f"{name} ({instance})" if instance else name
+    figures = ""
+    if alert.value is not None or alert.threshold is not None:
+        figures = f": value {_figure(alert.value)}"
+        if alert.threshold is not None:
+            figures += f", threshold {_figure(alert.threshold)}"
+    if alert.detail and alert.state is AlertState.FIRING:
+        figures += f" ({alert.detail})" if figures else f": {alert.detail}"
+    fields = {
+        "worker_id": alert.worker_id,
+        "worker_name": None if worker is None else worker.name,
+        "instance_id": instance,
+        "region": alert.region if worker is None else worker.aws_region,
+        "kind": alert.kind.value,
+        "severity": alert.severity,
+        "state": alert.state.value,
+        "alert_id": alert.id,
+        "value": alert.value,
+        "threshold": alert.threshold,
+    }
+    if alert.state is AlertState.FIRING:
+        logger.warning("Alert %s firing on %s%s%s", alert.kind.value, where, figures, suffix, extra=fields)
+    else:
+        logger.info("Alert %s resolved on %s%s", alert.kind.value, where, figures, extra=fields)
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -63,14 +99,14 @@ class AlertEngine:
         *,
         clock: Clock = utcnow,
         on_outbox: Callable[[], None] | None = None,
-        on_firing_count: Callable[[int], None] | None = None,
+        on_firing: Callable[[list[tuple[str | None, str | None, str]]], None] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
         self.settings = settings
         self._clock = clock
         self._on_outbox = on_outbox
-        self._on_firing_count = on_firing_count
+        self._on_firing = on_firing
 
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         """A region's events: the seed's checks and log lines, then one evaluation of them all."""
@@ -79,10 +115,17 @@ class AlertEngine:
 
     def _check(self, event: WorkerMetricsCollected) -> Observation:
         logger.debug(
-            "📊 Collected metrics for worker %s: CPU=%s%%, Memory=%s%%",
-            event.worker_id,
+            "Collected metrics for worker %s (%s): CPU=%s%%, Memory=%s%%",
+            event.worker_name,
+            event.aws_instance_id,
             "n/a" if event.cpu_utilization is None else f"{event.cpu_utilization:.1f}",
             "n/a" if event.memory_utilization is None else f"{event.memory_utilization:.1f}",
+            extra={
+                "worker_id": event.worker_id,
+                "worker_name": event.worker_name,
+                "instance_id": event.aws_instance_id,
+                "region": event.aws_region,
+            },
         )
         samples = samples_for(event, self.settings.rules)
         for sample in samples:
@@ -125,7 +168,15 @@ class AlertEngine:
         now = self._clock()
         stale = await self.store.stale_workers(now - self.settings.unreachable_after)
         if stale:
-            await self.process([Observation(worker, [_UNREACHABLE]) for worker in stale])
+            await self.process(
+                [
+                    Observation(
+                        worker,
+                        [Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING, detail=unreachable_detail(last))],
+                    )
+                    for worker, last in stale
+                ]
+            )
         return len(stale)
 
     async def region_outcome(self, outcome: RegionOutcome) -> None:
@@ -156,8 +207,8 @@ class AlertEngine:
         )
         if outbox and self._on_outbox is not None:
             self._on_outbox()
-        if self._on_firing_count is not None and (before is None or before.state is not after.state):
-            self._on_firing_count(await self.store.count_firing())
+        if self._on_firing is not None and (before is None or before.state is not after.state):
+            self._on_firing(await self.store.firing())
 
     async def process(self, batch: Sequence[Observation]) -> None:
         """One transaction for the batch's alert changes and messages.
@@ -204,8 +255,8 @@ class AlertEngine:
             await self.store.apply(list(inserted.values()), list(updated.values()), deleted, outbox)
         if outbox and self._on_outbox is not None:
             self._on_outbox()
-        if self._on_firing_count is not None and (inserted or updated or deleted):
-            self._on_firing_count(await self.store.count_firing())
+        if self._on_firing is not None and (inserted or updated or deleted):
+            self._on_firing(await self.store.firing())
 
     def _notify(
         self,
@@ -218,12 +269,8 @@ class AlertEngine:
         silenced = is_silenced(silences, after.worker_id, after.kind.value, now)
         rows: list[OutboxMessage] = []
         if after.state is not AlertState.PENDING and (before is None or before.state is not after.state):
-            logger.warning(
-                "🚨 Alert %s %s for %s%s",
-                after.kind.value,
-                after.state.value,
-                f"worker {after.worker_id}" if after.worker_id is not None else f"region {after.region}",
-                " (silenced)" if silenced else (" (notifying)" if self.channels else ""),
+            _log_change(
+                after, worker, " (silenced)" if silenced else (" (notifying)" if self.channels else "")
             )
         if silenced:
             return after, rows
@@ -246,7 +293,13 @@ def _notified_change(event: WorkerMetricsCollected) -> bool:
     return event.status_changed and event.previous_status is not WorkerStatus.UNKNOWN
 
 
-_UNREACHABLE = Sample(AlertKind.UNREACHABLE, Verdict.VIOLATING)
-
 # The seed's name for the observer that checks every metrics event; it is the alert engine.
 WorkerNotificationHandler = AlertEngine
+
+
+def unreachable_detail(last_collected_at: datetime | None) -> str:
+    """Why a worker is `unreachable`: since when nothing was collected (None: never collected)."""
+    when = (
+        "its registration" if last_collected_at is None else last_collected_at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+    return f"no successful collection since {when}"

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cml_monitor.domain import OutboxMessage, WorkerMetricsCollected, WorkerRef
@@ -27,6 +27,7 @@ class Channel:
     name: str
     target: str = ""
     alerts_only: bool = False  # PagerDuty, Opsgenie and Slack get alerts, not status changes
+    group_wait: float = 0.0  # seconds a message waits for others to share one (Slack)
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -107,6 +108,7 @@ def outbox_messages(
             target=channel.target,
             payload=body,
             created_at=now,
+            next_attempt_at=now + timedelta(seconds=channel.group_wait) if channel.group_wait else None,
         )
         for channel in channels
         if is_alert or not channel.alerts_only

@@ -50,8 +50,17 @@ def samples_for(event: WorkerMetricsCollected, rules: RuleSettings) -> list[Samp
             verdict = threshold_verdict(value, threshold, rules.hysteresis)
         samples.append(Sample(kind, verdict, value, threshold))
 
-    impaired = "impaired" in (event.system_status, event.instance_status)
-    samples.append(Sample(AlertKind.STATUS_CHECK, Verdict.VIOLATING if impaired else Verdict.CLEAR))
+    checks = {"system": event.system_status, "instance": event.instance_status}
+    impaired = [name for name, value in checks.items() if value == "impaired"]
+    samples.append(
+        Sample(
+            AlertKind.STATUS_CHECK,
+            Verdict.VIOLATING,
+            detail=" and ".join(impaired) + " status check impaired",
+        )
+        if impaired
+        else Sample(AlertKind.STATUS_CHECK, Verdict.CLEAR)
+    )
 
     if running:
         stop_verdict = Verdict.CLEAR
@@ -59,14 +68,26 @@ def samples_for(event: WorkerMetricsCollected, rules: RuleSettings) -> list[Samp
         stop_verdict = Verdict.VIOLATING
     else:
         stop_verdict = Verdict.HOLD
-    samples.append(Sample(AlertKind.UNEXPECTED_STOP, stop_verdict))
+    samples.append(
+        Sample(
+            AlertKind.UNEXPECTED_STOP,
+            stop_verdict,
+            detail=f"EC2 reports it {status.value} after running; nobody asked the monitor to stop it"
+            if stop_verdict is Verdict.VIOLATING
+            else None,
+        )
+    )
 
     reachable = None if event.cml is None else event.cml.reachable
     if not running or reachable is None:
         cml_verdict = Verdict.CLEAR
     else:
         cml_verdict = Verdict.CLEAR if reachable else Verdict.VIOLATING
-    samples.append(Sample(AlertKind.CML_UNREACHABLE, cml_verdict))
+    errors = () if event.cml is None else event.cml.errors
+    unreachable_detail = (
+        ("; ".join(str(e) for e in errors) or "the controller did not answer") if reachable is False else None
+    )
+    samples.append(Sample(AlertKind.CML_UNREACHABLE, cml_verdict, detail=unreachable_detail))
 
     samples += controller_samples(event.cml if running else None, rules, now=event.timestamp)
     samples.append(scheduled_event_sample(event.scheduled_events))
@@ -101,11 +122,13 @@ def controller_samples(cml: CmlStatus | None, rules: RuleSettings, *, now: datet
         ]
     problem = cml.health_problem
     health = Sample(AlertKind.CML_UNHEALTHY, Verdict.VIOLATING if problem else Verdict.CLEAR, detail=problem)
+    used = cml.disk_used_percent
     disk = Sample(
         AlertKind.DISK,
-        threshold_verdict(cml.disk_used_percent, rules.disk_threshold, rules.hysteresis),
-        cml.disk_used_percent,
+        threshold_verdict(used, rules.disk_threshold, rules.hysteresis),
+        used,
         rules.disk_threshold,
+        None if used is None else f"the controller's disk is {used:.1f} % full",
     )
     return [health, license_sample(cml, rules, now), disk]
 

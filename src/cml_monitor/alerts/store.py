@@ -37,17 +37,20 @@ class AlertStore(Protocol):
         """Write alert changes and the messages they cause in one transaction: all or nothing.
 
         `deleted` are alert ids (pending alerts that never fired); each message is stored
-        pending and due at once. Returns nothing; after it returns, everything is durable.
+        pending, due at its `next_attempt_at` (at once when None). Returns nothing; after it
+        returns, everything is durable.
         """
         ...
 
-    async def count_firing(self) -> int:
-        """How many alerts are firing now, every worker and region together."""
+    async def firing(self) -> list[tuple[str | None, str | None, str]]:
+        """Every firing alert as (worker id, worker name, kind): the Prometheus gauges' labels.
+        A fleet-level alert has neither worker id nor name."""
         ...
 
-    async def stale_workers(self, cutoff: datetime) -> list[WorkerRef]:
+    async def stale_workers(self, cutoff: datetime) -> list[tuple[WorkerRef, datetime | None]]:
         """Workers not terminated whose last successful collection (or, never collected, their
-        registration) is older than `cutoff`; in no particular order."""
+        registration) is older than `cutoff`, each with that last collection (None: never
+        collected); in no particular order."""
         ...
 
     async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
@@ -63,6 +66,14 @@ class OutboxStore(Protocol):
         same worker and receiver is still pending. A message leased by another dispatcher is
         not claimed again until its lease runs out (a dispatcher killed mid-send is retried).
         """
+        ...
+
+    async def claim_queued(
+        self, channel: str, target: str, now: datetime, lease_until: datetime, *, exclude: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Lease every other pending, unleased message for this receiver, due or not, and return
+        their rows (at most 500): for receivers that take a group in one message (Slack).
+        `exclude` are ids already in the group."""
         ...
 
     async def finish(self, notification_id: str, **values: Any) -> None:

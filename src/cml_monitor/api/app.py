@@ -6,18 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPBearer, OpenIdConnect
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cml_monitor import __version__
-from cml_monitor.runtime import build_runtime
+from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
 from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFailed
@@ -25,6 +27,7 @@ from cml_monitor.usecases import Conflict, InvalidInput, NotFound, UpstreamFaile
 from .auth import Authenticator
 from .limits import BodySizeLimitMiddleware
 from .oidc import OidcVerifier
+from .request_text import RequestTextMiddleware
 from .routes import actions, alerts, events, health, me, monitoring, workers
 from .security import SecurityHeadersMiddleware, dashboard_policy, origin_of
 
@@ -32,10 +35,12 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app around a runtime built from the settings (read from the environment if none)."""
-    settings = settings or load_settings()
-    runtime = build_runtime(settings)
+def create_app(settings: Settings | None = None, *, runtime: MonitorRuntime | None = None) -> FastAPI:
+    """Build the app around a runtime: the one given (`serve` and the demo pass the supervised
+    one, whose collection runs in a child process), else one built from the settings (read from
+    the environment if none)."""
+    settings = settings or (runtime.settings if runtime else load_settings())
+    runtime = runtime or build_runtime(settings)
 
     oidc = (
         OidcVerifier(
@@ -50,7 +55,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime:
+        try:
+            await runtime.__aenter__()
+        except Exception as exc:
+            # One line, not a traceback (unless at DEBUG): the cause is what an operator needs.
+            debug = logger.isEnabledFor(logging.DEBUG)
+            logger.error(
+                "Cannot start: %s", exc if str(exc) else type(exc).__name__, exc_info=exc if debug else None
+            )
+            raise
+        try:
             logger.info("CML Worker Monitor %s ready", __version__)
             try:
                 yield
@@ -58,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("Shutting down")
                 if oidc is not None:
                     await oidc.close()
+        finally:
+            await runtime.__aexit__(None, None, None)
 
     # FastAPIOffline: /docs with Swagger UI served from the package, not a CDN. No /redoc: its
     # bundle still loads a logo from the internet.
@@ -78,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             viewer_roles=settings.oidc_viewer_roles,
         )
         authenticate = Depends(authenticator)
+        dependencies = [*_declared_schemes(settings, enabled=authenticator.enabled), authenticate]
         for router in (
             workers.router,
             monitoring.router,
@@ -86,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             me.router,
             events.router,
         ):
-            app.include_router(router, dependencies=[authenticate])
+            app.include_router(router, dependencies=dependencies)
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
         @app.get("/", include_in_schema=False)
@@ -116,8 +133,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _map_errors(app)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(RequestTextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, policy=dashboard_policy([origin_of(settings.oidc_issuer)]))
     return app
+
+
+def _declared_schemes(settings: Settings, *, enabled: bool) -> list[Any]:
+    """How `/api` authenticates, as OpenAPI says it, so `/docs` shows "Authorize" and "Try it
+    out" sends the token. They only declare: `auto_error=False` makes them accept anything, and
+    the `Authenticator` decides. Either scheme is enough (one bearer header either way)."""
+    if not enabled:
+        return []
+    schemes = [
+        Security(
+            HTTPBearer(
+                auto_error=False,
+                scheme_name="bearer",
+                description="A token of API_TOKENS, or an access token from the OIDC issuer "
+                "(paste it without the word Bearer).",
+            )
+        )
+    ]
+    if settings.oidc_issuer:
+        schemes.append(
+            Security(
+                OpenIdConnect(
+                    openIdConnectUrl=f"{settings.oidc_issuer}/.well-known/openid-configuration",
+                    scheme_name="oidc",
+                    description="Sign in at the OIDC issuer (authorization code with PKCE).",
+                    auto_error=False,
+                )
+            )
+        )
+    return schemes
 
 
 def _safe(value: object) -> object:

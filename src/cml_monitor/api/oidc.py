@@ -160,7 +160,7 @@ class OidcVerifier:
             self._refreshed_at = now
             try:
                 keys = await self._fetch_keys()
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # MalformedProvider too
                 logger.error("Could not read the signing keys of %s: %s", self.issuer, exc)
                 return
             self._keys = keys
@@ -169,24 +169,62 @@ class OidcVerifier:
     async def _fetch_keys(self) -> dict[str, tuple[jwt.PyJWK, tuple[str, ...]]]:
         response = await self._http.get(f"{self.issuer}/.well-known/openid-configuration")
         response.raise_for_status()
-        discovery = response.json()
-        if str(discovery.get("issuer", "")).rstrip("/") != self.issuer:
-            raise ValueError(f"the discovery document names issuer {discovery.get('issuer')!r}")
+        discovery = discovery_document(_json(response, "the discovery document"), self.issuer)
         response = await self._http.get(discovery["jwks_uri"])
         response.raise_for_status()
         keys: dict[str, tuple[jwt.PyJWK, tuple[str, ...]]] = {}
-        for index, jwk in enumerate(response.json().get("keys", [])):
+        for index, jwk in enumerate(jwk_list(_json(response, "the JWKS"))):
             if jwk.get("use", "sig") != "sig":
                 continue
-            algorithms = _algorithms_for(jwk)
-            if not algorithms:
-                continue  # symmetric or unknown keys are never used
             try:
+                algorithms = _algorithms_for(jwk)
+                if not algorithms:
+                    continue  # symmetric or unknown keys are never used
                 keys[str(jwk.get("kid", index))] = (jwt.PyJWK(jwk, algorithms[0]), algorithms)
-            except jwt.PyJWTError as exc:
-                logger.warning("Ignored a key of %s: %s", self.issuer, exc)
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+                # A key the library cannot read (wrong types, bad numbers) costs that key only.
+                logger.warning("Ignored key %s of %s: %s", jwk.get("kid", index), self.issuer, exc)
         self.discovery = discovery
         return keys
+
+
+class MalformedProvider(ValueError):
+    """The IdP's discovery document or JWKS is not the JSON OpenID Connect defines."""
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise MalformedProvider(f"{what} is not JSON ({exc})") from None
+
+
+def discovery_document(body: Any, issuer: str) -> dict[str, Any]:
+    """The discovery document, refused unless it is an object naming our issuer and a JWKS URL.
+
+    Whatever the IdP answers (a list, a number, wrong types), the result is a refusal with a
+    reason, never an exception that would turn a token check into a 500.
+    """
+    if not isinstance(body, dict):
+        raise MalformedProvider(f"the discovery document is a JSON {type(body).__name__}, not an object")
+    named = body.get("issuer")
+    if not isinstance(named, str) or named.rstrip("/") != issuer:
+        raise MalformedProvider(f"the discovery document names issuer {named!r}")
+    jwks_uri = body.get("jwks_uri")
+    if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+        raise MalformedProvider(f"the discovery document's jwks_uri is {jwks_uri!r}, not a URL")
+    for name in ("authorization_endpoint", "token_endpoint"):  # read by the dashboard's sign-in
+        if not isinstance(body.get(name), str | None):
+            raise MalformedProvider(f"the discovery document's {name} is {body.get(name)!r}, not a URL")
+    return body
+
+
+def jwk_list(body: Any) -> list[dict[str, Any]]:
+    """The JWKS's keys, refused unless `keys` is a list of objects."""
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise MalformedProvider(f"the JWKS is not an object with a list of keys: {str(body)[:80]!r}")
+    return keys
 
 
 def role_for(identity: Identity, admin_roles: Sequence[str], viewer_roles: Sequence[str]) -> str | None:

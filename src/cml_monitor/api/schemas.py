@@ -60,6 +60,7 @@ class ImportRequest(_Strict):
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
         Field(min_length=1, max_length=50)
     )
+    preview: bool = False  # list what would be registered, register nothing
 
 
 class Monitoring(BaseModel):
@@ -120,6 +121,7 @@ class IdleOut(BaseModel):
     running_seconds: float
     idle_seconds: float
     paused_seconds: float
+    notice_id: str | None = None  # the CML system notice telling users of the coming pause
 
 
 class WorkerOut(BaseModel):
@@ -148,6 +150,8 @@ class WorkerOut(BaseModel):
     auto_pause: bool
     idle: IdleOut
     impaired_samples: int
+    metrics_source: Literal["controller", "cloudwatch"] | None = None
+    discovered_at: datetime | None = None
     monitoring: Monitoring
 
     @classmethod
@@ -182,9 +186,16 @@ class SkippedInstance(BaseModel):
     reason: str
 
 
+class PreviewInstance(BaseModel):
+    aws_instance_id: str
+    name: str
+    state: str | None
+
+
 class ImportResult(BaseModel):
     imported: list[WorkerOut]
     skipped: list[SkippedInstance]
+    would_import: list[PreviewInstance] = []  # with `preview`: what an import would register
 
 
 class MetricPoint(BaseModel):
@@ -202,7 +213,10 @@ class MetricPoint(BaseModel):
 class MetricList(BaseModel):
     items: list[MetricPoint]
     step: int = Field(description="bucket width in seconds; 0 = every sample")
-    source: Literal["raw", "hourly"]
+    source: Literal["raw", "hourly", "hourly+raw"] = Field(
+        description="`hourly+raw`: hourly averages, then raw samples averaged alike for the hours"
+        " not rolled up yet"
+    )
 
 
 class MonitoringJob(BaseModel):
@@ -268,6 +282,7 @@ class AlertOut(BaseModel):
     last_notified_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_comment: str | None
+    acknowledged_by: str | None = None
 
 
 class AlertList(BaseModel):
@@ -335,6 +350,27 @@ class ActionOut(BaseModel):
     finished_at: datetime | None
     result: Literal["pending", "ok", "failed", "dry_run", "skipped"]
     detail: str | None
+
+
+class ActionRequest(_Strict):
+    """Why a person stops, starts or reboots a worker, and whether to go ahead over started labs."""
+
+    reason: Annotated[str, Field(max_length=300)] | None = None
+    force: Annotated[bool, Field(strict=True)] = False
+
+
+class StartedLabOut(BaseModel):
+    id: str
+    title: str | None
+    owner: str | None
+
+
+class StartedLabList(BaseModel):
+    """The worker's started labs as its controller reports them now; `error` says why they
+    could not be read (then `items` is empty and says nothing)."""
+
+    items: list[StartedLabOut]
+    error: str | None
 
 
 class ActionList(BaseModel):

@@ -16,6 +16,9 @@ from typing import Any
 
 import uvicorn
 
+from .http_limits import HttpLimits, limited_protocol
+from .stalled_clients import STALL_SECONDS, stalled_client_protocol
+
 
 class GracefulServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -28,7 +31,18 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def build_server(app: Any, host: str, port: int, log_level: str = "info") -> GracefulServer:
+def build_server(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    limits: HttpLimits | None = None,
+    *,
+    stall_seconds: float = STALL_SECONDS,
+) -> GracefulServer:
+    """uvicorn on h11 with read deadlines and a connection cap, aborting connections whose
+    client took no data for `stall_seconds`."""
+    limits = limits or HttpLimits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -37,12 +51,16 @@ def build_server(app: Any, host: str, port: int, log_level: str = "info") -> Gra
         lifespan="on",
         timeout_graceful_shutdown=10,
         log_config=None,
+        http=limited_protocol(limits, stalled_client_protocol(stall_seconds)),
+        limit_concurrency=limits.max_connections + 1,  # ours refuses beyond the cap; not at it
     )
     return GracefulServer(config)
 
 
-def run_server(app: Any, host: str, port: int, log_level: str = "info") -> int:
+def run_server(
+    app: Any, host: str, port: int, log_level: str = "info", limits: HttpLimits | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server could not start."""
-    server = build_server(app, host, port, log_level)
+    server = build_server(app, host, port, log_level, limits)
     asyncio.run(server.serve())
     return 0 if server.started else 1

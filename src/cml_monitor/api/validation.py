@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import botocore.session
 
+from cml_monitor.domain.text import control_character
+
 INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 MAX_NAME = 128
 MAX_URL = 2048
@@ -61,12 +63,17 @@ def check_url(value: str) -> str:
 
 
 def reject_lone_surrogates(value: Any) -> Any:
-    """Strings must be encodable UTF-8: a lone surrogate (JSON `"\\ud800"`) cannot be stored or sent."""
+    """Strings must be encodable UTF-8: a lone surrogate (JSON `"\\ud800"`) cannot be stored or sent.
+
+    Nor may they hold a control character other than tab and line breaks: PostgreSQL refuses
+    a NUL in text (a 503 for a bad request, before), and the others have no place in our data.
+    """
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("contains a lone surrogate, which is not valid Unicode text") from None
+        reject_control_characters(value)
     elif isinstance(value, dict):
         for key, item in value.items():
             reject_lone_surrogates(key)
@@ -88,3 +95,10 @@ def check_timestamp(value: datetime) -> datetime:
     if not 1970 <= in_utc.year <= 9998:
         raise ValueError("must fall between 1970 and 9998 (UTC)")
     return in_utc
+
+
+def reject_control_characters(value: str) -> str:
+    found = control_character(value)
+    if found is not None:
+        raise ValueError(f"contains the control character {found}; only tab and line breaks are allowed")
+    return value

@@ -2,8 +2,15 @@
 
 from .client import AwsEc2Client
 from .cloudwatch import Utilization
-from .ec2 import InstanceStatus
+from .ec2 import ActionNotPermitted, InstanceStatus
 from .pool import AwsError
 from .requests import RequestCounter
 
-__all__ = ["AwsEc2Client", "AwsError", "InstanceStatus", "RequestCounter", "Utilization"]
+__all__ = [
+    "ActionNotPermitted",
+    "AwsEc2Client",
+    "AwsError",
+    "InstanceStatus",
+    "RequestCounter",
+    "Utilization",
+]

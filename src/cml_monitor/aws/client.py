@@ -13,6 +13,7 @@ from typing import Any
 from aiobotocore.session import AioSession
 
 from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.discovery import TaggedInstance
 
 from .cloudwatch import CloudWatchReader, Utilization
 from .ec2 import Ec2Reader, InstanceStatus
@@ -36,6 +37,7 @@ class AwsEc2Client:
         concurrency: int = 4,
         max_pool_connections: int = 20,
         read_timeout: float = 30.0,
+        managed_tag: tuple[str, str] = ("cml-monitor:managed", "true"),
     ) -> None:
         self._pool = ClientPool(
             endpoint_url=endpoint_url,
@@ -47,7 +49,7 @@ class AwsEc2Client:
             read_timeout=read_timeout,
         )
         self.requests = self._pool.requests
-        self._ec2 = Ec2Reader(self._pool, concurrency=concurrency)
+        self._ec2 = Ec2Reader(self._pool, concurrency=concurrency, managed_tag=managed_tag)
         self._cloudwatch = CloudWatchReader(
             self._pool, clock=clock, dimension_ttl=dimension_cache_ttl, concurrency=concurrency
         )
@@ -68,6 +70,11 @@ class AwsEc2Client:
 
     async def describe_instances_by_tags(self, aws_region: str, tags: dict[str, str]) -> list[dict[str, Any]]:
         return await self._ec2.describe_instances_by_tags(aws_region, tags)
+
+    async def list_tagged_instances(
+        self, aws_region: str, tags: dict[str, str], *, include_terminated: bool = False
+    ) -> list[TaggedInstance]:
+        return await self._ec2.list_tagged_instances(aws_region, tags, include_terminated=include_terminated)
 
     async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
         return await self._ec2.change_instance_state(aws_region, instance_id, action)

@@ -16,7 +16,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cml_monitor.domain.discovery import TaggedInstance
 from cml_monitor.domain.scheduled_events import ScheduledEvent
+from cml_monitor.domain.text import clean, clean_optional
 
 from .pool import AwsError, ClientPool
 
@@ -40,15 +42,16 @@ class InstanceStatus:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> InstanceStatus:
+        # Strings are stored and shown: control characters (a NUL PostgreSQL refuses) removed.
         return cls(
-            instance_id=item["InstanceId"],
-            instance_state=item.get("InstanceState", {}).get("Name"),
-            system_status=item.get("SystemStatus", {}).get("Status"),
-            instance_status=item.get("InstanceStatus", {}).get("Status"),
+            instance_id=clean(item["InstanceId"]),
+            instance_state=clean_optional(item.get("InstanceState", {}).get("Name")),
+            system_status=clean_optional(item.get("SystemStatus", {}).get("Status")),
+            instance_status=clean_optional(item.get("InstanceStatus", {}).get("Status")),
             scheduled_events=tuple(
                 ScheduledEvent(
-                    code=event.get("Code", "unknown"),
-                    description=event.get("Description"),
+                    code=clean(event.get("Code", "unknown")),
+                    description=clean_optional(event.get("Description")),
                     not_before=event.get("NotBefore"),
                     not_after=event.get("NotAfter"),
                 )
@@ -84,10 +87,22 @@ def unknown_instance_ids(error: ClientError, asked: Sequence[str]) -> set[str]:
     return set(_INSTANCE_ID.findall(message)) & set(asked)
 
 
+class ActionNotPermitted(AwsError):
+    """IAM refused a stop, start or reboot (`UnauthorizedOperation`): the message says which tag
+    the instance needs and how to add it."""
+
+
 class Ec2Reader:
-    def __init__(self, pool: ClientPool, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        pool: ClientPool,
+        *,
+        concurrency: int = 4,
+        managed_tag: tuple[str, str] = ("cml-monitor:managed", "true"),
+    ) -> None:
         self._pool = pool
         self._concurrency = concurrency
+        self._managed_tag = managed_tag
         self._region_sizes: dict[str, int] = {}
 
     async def describe_instance_statuses(
@@ -165,28 +180,42 @@ class Ec2Reader:
 
     async def describe_instances_by_tags(self, aws_region: str, tags: dict[str, str]) -> list[dict[str, Any]]:
         """Instances (not terminated) carrying all the given tags: id, state and Name tag."""
+        instances = await self.list_tagged_instances(aws_region, tags)
+        return [
+            {"instance_id": i.instance_id, "state": i.state, "name": i.name}
+            for i in instances
+            if i.state in _LIVE_STATES
+        ]
+
+    async def list_tagged_instances(
+        self, aws_region: str, tags: dict[str, str], *, include_terminated: bool = False
+    ) -> list[TaggedInstance]:
+        """Every instance carrying all the tags, with its addresses and tags.
+
+        The tags are filters of the call, so EC2 returns only the fleet's instances, 1000 a page:
+        a region of 3000 workers is 3 calls whatever the size of the account.
+        """
         filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
-        filters.append(
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
-        )
-        found: list[dict[str, Any]] = []
+        states = [*_LIVE_STATES, *(("shutting-down", "terminated") if include_terminated else ())]
+        filters.append({"Name": "instance-state-name", "Values": states})
+        found: list[TaggedInstance] = []
         pages = self._pool.pages(
             "ec2", aws_region, "describe_instances", Filters=filters, PaginationConfig={"PageSize": 1000}
         )
         async for response in pages:
             for reservation in response.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
-                    name = next(
-                        (t["Value"] for t in instance.get("Tags", []) if t.get("Key") == "Name"), None
-                    )
-                    found.append(
-                        {
-                            "instance_id": instance["InstanceId"],
-                            "state": instance.get("State", {}).get("Name"),
-                            "name": name,
-                        }
-                    )
+                    found.append(_tagged_instance(instance))
         return found
+
+    def _not_permitted(self, aws_region: str, instance_id: str, action: str) -> ActionNotPermitted:
+        key, value = self._managed_tag
+        return ActionNotPermitted(
+            f"IAM refused to {action} {instance_id} in {aws_region}: the monitor may stop, start or "
+            f"reboot only instances tagged {key}={value}, and this one is missing the tag (or the "
+            f"role lacks deploy/iam-policy.json). Add it: aws ec2 create-tags --region {aws_region} "
+            f"--resources {instance_id} --tags 'Key={key},Value={value}'"
+        )
 
     async def change_instance_state(self, aws_region: str, instance_id: str, action: str) -> str:
         """`start`, `stop` or `reboot` one instance; returns the state EC2 reports right after
@@ -198,8 +227,28 @@ class Ec2Reader:
         try:
             response = await self._pool.call("ec2", aws_region, operation, InstanceIds=[instance_id])
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "UnauthorizedOperation":
+                raise self._not_permitted(aws_region, instance_id, action) from exc
             raise AwsError(f"ec2 {operation} of {instance_id} in {aws_region} failed: {exc}") from exc
         if action == "reboot":
             return "running"
         changes = response.get(key) or [{}]
         return str(changes[0].get("CurrentState", {}).get("Name", "unknown"))
+
+
+_LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def _tagged_instance(instance: dict[str, Any]) -> TaggedInstance:
+    """An instance as discovery and import read it, its strings cleaned of control characters."""
+    tags = {clean(t["Key"]): clean(t.get("Value", "")) for t in instance.get("Tags", []) if "Key" in t}
+    return TaggedInstance(
+        instance_id=clean(instance["InstanceId"]),
+        state=clean_optional(instance.get("State", {}).get("Name")),
+        name=tags.get("Name"),
+        private_ip=clean_optional(instance.get("PrivateIpAddress")) or None,
+        public_ip=clean_optional(instance.get("PublicIpAddress")) or None,
+        private_dns=clean_optional(instance.get("PrivateDnsName")) or None,
+        public_dns=clean_optional(instance.get("PublicDnsName")) or None,
+        tags=tags,
+    )

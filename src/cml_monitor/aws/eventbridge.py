@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cml_monitor.domain.text import clean
+
 STATE_CHANGE = "EC2 Instance State-change Notification"
 EC2_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down", "terminated"})
 
@@ -56,7 +58,7 @@ def parse(body: str) -> StateChange | ScheduledChange:
         instance_id, state = detail.get("instance-id"), detail.get("state")
         if not isinstance(instance_id, str) or not instance_id.startswith("i-") or state not in EC2_STATES:
             raise MalformedMessage(f"state change without a usable instance id or state: {detail!r:.120}")
-        return StateChange(instance_id, state, when, str(envelope.get("region", "")))
+        return StateChange(clean(instance_id), state, when, clean(str(envelope.get("region", ""))))
     if (
         source == "aws.health"
         and detail.get("eventTypeCategory") == "scheduledChange"
@@ -67,7 +69,7 @@ def parse(body: str) -> StateChange | ScheduledChange:
         found = tuple(sorted(i for i in ids if isinstance(i, str) and i.startswith("i-")))
         if not found:
             raise MalformedMessage("scheduled change that names no instance")
-        return ScheduledChange(found, str(detail.get("eventTypeCode", "")), when)
+        return ScheduledChange(found, clean(str(detail.get("eventTypeCode", ""))), when)
     raise ForeignMessage(f"{source} {kind!r} is not read here")
 
 

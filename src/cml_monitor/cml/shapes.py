@@ -112,21 +112,27 @@ def system_health(body: Any) -> dict[str, Any]:
 
 
 def system_stats(body: Any) -> dict[str, Any]:
-    """Cluster-wide CPU and memory, the controller's disk, node counts summed over computes."""
+    """Cluster-wide CPU and memory, the controller's disk, node counts summed over computes.
+
+    A count is a sum only when every compute gave it: the spec lets `dominfo` counts be null,
+    and a partial sum would look like a count that did not move when a lab started.
+    """
     stats = _object(body, "system_stats")
     totals = _object(stats.get("all", {}), "system_stats.all")
     cpu = _object(totals.get("cpu", {}), "system_stats.all.cpu")
     memory = _object(totals.get("memory", {}), "system_stats.all.memory")
     disk_doc = _object(stats.get("controller", {}), "system_stats.controller").get("disk")
     disk = _object(disk_doc if disk_doc is not None else totals.get("disk", {}), "system_stats disk")
-    sums: dict[str, int | None] = dict.fromkeys(("running_nodes", "total_nodes", "allocated_cpus"), None)
-    for compute_id, doc in _object(stats.get("computes", {}), "system_stats.computes").items():
+    names = ("running_nodes", "total_nodes", "allocated_cpus")
+    computes = _object(stats.get("computes", {}), "system_stats.computes")
+    sums: dict[str, int | None] = dict.fromkeys(names, 0 if computes else None)
+    for compute_id, doc in computes.items():
         compute_stats = _object(_object(doc, f"compute {compute_id}").get("stats", {}), "compute stats")
         dominfo = _object(compute_stats.get("dominfo", {}), f"compute {compute_id} dominfo")
-        for name in sums:
+        for name in names:
             value = _number(dominfo.get(name), f"compute {compute_id} {name}")
-            if value is not None:
-                sums[name] = (sums[name] or 0) + int(value)
+            total = sums[name]
+            sums[name] = None if value is None or total is None else total + int(value)
     count = _number(cpu.get("count"), "system_stats.all.cpu.count")
     return {
         "cpu_percent": _number(cpu.get("percent"), "system_stats.all.cpu.percent"),
@@ -160,6 +166,17 @@ def lab_ids(body: Any) -> list[str]:
     return body
 
 
+def lab(body: Any, lab_id: str) -> tuple[str, str | None, str | None]:
+    """`labs/{id}` (LabResponse): its state, `lab_title` and `owner_username`."""
+    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+        raise ShapeError(f"lab {lab_id} is {describe(body)}, not a lab with a state")
+    return (
+        body["state"],
+        _text(body.get("lab_title"), "lab_title"),
+        _text(body.get("owner_username"), "owner"),
+    )
+
+
 def lab_state(body: Any, lab_id: str) -> str:
     """`labs/{id}/state` answers a JSON string (DEFINED_ON_CORE, STOPPED, STARTED)."""
     if not isinstance(body, str):
@@ -173,27 +190,39 @@ def _text(value: Any, what: str) -> str | None:
     raise ShapeError(f"{what} is {describe(value)}, not text")
 
 
+_LEAP_SECOND = re.compile(r"(T\d\d:\d\d:)60", re.IGNORECASE)
+
+
+def cml_datetime(text: str) -> datetime:
+    """A date the controller wrote: RFC 3339 (`z`/`t` in either case, a leap second), or ISO 8601
+    without a zone, which the controller writes in UTC. ValueError when it is not a date."""
+    text = _LEAP_SECOND.sub(r"\g<1>59", text.strip()).upper().replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _timestamp(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise ShapeError(f"{what} is {describe(value)}, not a date")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return cml_datetime(value)
     except ValueError as exc:
         raise ShapeError(f"{what} is {describe(value)}, not a date") from exc
-    if parsed.tzinfo is None:
-        raise ShapeError(f"{what} {value} has no time zone")
-    return parsed
 
 
-def user_activity(body: Any, automation: Sequence[re.Pattern[str]]) -> dict[str, Any]:
+def user_activity(
+    body: Any, automation: Sequence[re.Pattern[str]], not_after: datetime | None = None
+) -> dict[str, Any]:
     """The latest user activity in the controller's telemetry (`GET telemetry/events`).
 
     Events of the activity categories count, unless their user id or name matches one of
     the automation patterns (the monitor's own account, provisioning scripts). Timestamps
     without a zone are UTC, as the controller writes them. An event that is not an object
-    with a category and a timestamp is skipped, not fatal: the history is long and mixed.
+    with a category and a timestamp is skipped, not fatal: the history is long and mixed;
+    so is one dated after `not_after` (our clock plus a small skew): an event dated 9999
+    would otherwise keep the worker busy for ever and hide the real latest activity.
     """
     if not isinstance(body, list):
         raise ShapeError(f"telemetry events are {describe(body)}, not a list")
@@ -209,10 +238,11 @@ def user_activity(body: Any, automation: Sequence[re.Pattern[str]]) -> dict[str,
         if not isinstance(stamp, str):
             continue
         try:
-            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            at = cml_datetime(stamp)
         except ValueError:
             continue
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if not_after is not None and at > not_after:
+            continue
         if latest is None or at > latest:
             latest = at
     return {"last_user_activity_at": latest}

@@ -67,6 +67,7 @@ class Alert:
     last_notified_at: datetime | None = None
     acknowledged_at: datetime | None = None
     acknowledged_comment: str | None = None
+    acknowledged_by: str | None = None  # the role or token subject that acknowledged
     detail: str | None = None  # what the numbers do not say: which event, which compute
     region: str | None = None  # set for fleet-level alerts
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from .times import to_iso
+from .times import believable, to_iso
 
 # The registration and authorization states a controller in order reports (CML 2.x licensing).
 REGISTRATION_OK = "COMPLETED"
@@ -51,6 +51,19 @@ class ControllerReading:
 
 
 @dataclass(frozen=True, slots=True)
+class StartedLab:
+    """A lab the controller reports `STARTED` (`GET labs/{id}`): what a person about to stop
+    or reboot the worker needs to see (whose work they would interrupt)."""
+
+    id: str
+    title: str | None
+    owner: str | None  # `owner_username`
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"id": self.id, "title": self.title, "owner": self.owner}
+
+
+@dataclass(frozen=True, slots=True)
 class CmlStatus:
     reachable: bool | None = None
     version: str | None = None
@@ -83,8 +96,9 @@ class CmlStatus:
             changes["license_checked_at"] = now
         if "last_user_activity_at" in reading.values:
             changes["activity_checked_at"] = now
-            if reading.values["last_user_activity_at"] is None:  # no event: keep what we knew
-                changes["last_user_activity_at"] = self.last_user_activity_at
+            # No event (or only events dated in the future): keep what we knew, if believable.
+            latest = believable(reading.values["last_user_activity_at"], now)
+            changes["last_user_activity_at"] = latest or believable(self.last_user_activity_at, now)
         if reading.reachable:
             changes["collected_at"] = now
         return replace(self, **changes, reachable=reading.reachable, errors=reading.errors)

@@ -45,6 +45,7 @@ class WorkerMetricsCollected:
     auto_pause: bool = True
     impaired_samples: int = 0
     stop_requested: bool = False
+    metrics_source: str | None = None  # "controller" (system_stats), "cloudwatch", or None
 
     @property
     def worker(self) -> WorkerRef:
@@ -68,6 +69,7 @@ class WorkerMetricsCollected:
                 "cpu_utilization": self.cpu_utilization,
                 "memory_utilization": self.memory_utilization,
             },
+            "metrics_source": self.metrics_source,
             "ec2": {
                 "instance_state": self.instance_state,
                 "system_status": self.system_status,
@@ -112,6 +114,7 @@ class WorkerMetricsCollected:
             auto_pause=bool(data.get("auto_pause", True)),
             impaired_samples=int(data.get("impaired_samples") or 0),
             stop_requested=bool(data.get("stop_requested")),
+            metrics_source=data.get("metrics_source"),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,4 +19,14 @@ class MetricSample:
     disk_used_percent: float | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out: one per worker per cycle, and `dataclasses.asdict` deep-copies (5x slower).
+        return {
+            "worker_id": self.worker_id,
+            "timestamp": self.timestamp,
+            "status": self.status,
+            "cpu_utilization": self.cpu_utilization,
+            "memory_utilization": self.memory_utilization,
+            "active_labs_count": self.active_labs_count,
+            "running_nodes": self.running_nodes,
+            "disk_used_percent": self.disk_used_percent,
+        }

@@ -8,7 +8,8 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
-    """A new message; storage writes it pending, due at once, never tried.
+    """A new message; storage writes it pending, never tried, due at `next_attempt_at` (at once
+    when None: a receiver that groups messages, like Slack, waits a moment for others).
 
     `payload` is the JSON receivers get, built once when the message is queued, so a delivery
     after a restart sends exactly what would have been sent before it. `ordinal` keeps the
@@ -24,3 +25,4 @@ class OutboxMessage:
     payload: str
     created_at: datetime
     ordinal: int = 0
+    next_attempt_at: datetime | None = None

@@ -64,6 +64,8 @@ class Worker:
     auto_pause: bool = True
     idle: IdleState = field(default_factory=IdleState)
     impaired_samples: int = 0  # consecutive collections with a status check impaired
+    metrics_source: str | None = None  # where CPU and memory came from: controller, cloudwatch, None
+    discovered_at: datetime | None = None  # registered by tag discovery, which may forget it
 
     @classmethod
     def register(
@@ -116,6 +118,20 @@ class Worker:
     def is_terminated(self) -> bool:
         return self.status is WorkerStatus.TERMINATED
 
+    def has_problem(self, alerting: bool) -> bool:
+        """Whether the worker needs a look: an alert fires, its state is one nobody asked for
+        (unknown, or shutting down), or its controller is unreachable, unhealthy or not ready.
+
+        A stopped worker is not a problem by itself (stopping workers saves money); one that
+        stopped without being asked has an `unexpected_stop` alert, which counts.
+        """
+        if alerting or self.status in (WorkerStatus.UNKNOWN, WorkerStatus.SHUTTING_DOWN):
+            return True
+        cml = self.cml
+        if self.status is not WorkerStatus.RUNNING or not self.cml_url or cml is None:
+            return False
+        return cml.reachable is False or cml.healthy is False or cml.ready is False
+
     def update_ec2_state(
         self,
         *,
@@ -147,10 +163,14 @@ class Worker:
         memory_utilization: float | None,
         active_labs_count: int | None,
         now: datetime,
+        metrics_source: str | None = None,
     ) -> None:
-        """Record a collection. `None` means "no datapoints"; a labs count of None keeps the last."""
+        """Record a collection. `None` means "no datapoints"; a labs count of None keeps the last.
+        `metrics_source` says where the figures came from (None when there are none)."""
         self.cpu_utilization = cpu_utilization
         self.memory_utilization = memory_utilization
+        has_figures = cpu_utilization is not None or memory_utilization is not None
+        self.metrics_source = metrics_source if has_figures else None
         if active_labs_count is not None:
             self.active_labs_count = active_labs_count
         self.last_collected_at = now

@@ -15,8 +15,9 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from opentelemetry import trace
 
@@ -28,6 +29,8 @@ from cml_monitor.domain.cml import CmlStatus, ControllerReading
 from cml_monitor.domain.idle import IdlePolicy
 
 from .ports import AwsClient, CmlClient, WorkerStore
+
+MetricsSource = Literal["auto", "cloudwatch", "controller"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Observation:
     worker: Worker
     status: InstanceStatus
     usage: Utilization | None
+    source: str | None = None  # where this cycle's CPU and memory come from
 
     @property
     def running(self) -> bool:
@@ -107,6 +111,7 @@ def metrics_event(worker: Worker, previous: WorkerStatus) -> WorkerMetricsCollec
         auto_pause=worker.auto_pause,
         impaired_samples=worker.impaired_samples,
         stop_requested=stop_was_requested(worker),
+        metrics_source=worker.metrics_source,
     )
 
 
@@ -124,7 +129,9 @@ class FleetCollector:
         activity_interval: float = 600.0,
         idle_policy: IdlePolicy | None = None,
         cycle_observer: Callable[[float], None] | None = None,
+        metrics_source: MetricsSource = "auto",
     ) -> None:
+        self._metrics_source = metrics_source
         self._repository = repository
         self._aws = aws_client
         self._cml = cml_client
@@ -166,6 +173,7 @@ class FleetCollector:
         running = [o.worker for o in observations if o.running]
         now = self._clock()
         readings = await self._read_controllers(running, now)
+        observations = await self._read_usage(observations, readings)
         previous = {o.worker.id: self._apply(o, readings.get(o.worker.id), now) for o in observations}
         updated = [o.worker for o in observations]
         try:
@@ -207,23 +215,51 @@ class FleetCollector:
         return observations
 
     async def _read_region(self, region: str, members: list[Worker]) -> RegionReading:
-        """EC2 state of every member, then CloudWatch usage of the running ones.
-
-        CloudWatch failing costs the usage figures of this cycle, not the EC2 state.
-        """
+        """EC2 state of every member (CloudWatch comes after the controllers answered)."""
         instance_ids = [w.aws_instance_id for w in members]
         try:
             statuses = await self._aws.describe_instance_statuses(region, instance_ids)
         except Exception as exc:
             logger.error("AWS call for %d workers in %s failed: %s", len(members), region, exc)
             return RegionReading(error=f"AWS: {exc}")
-        running = [i for i in instance_ids if (s := statuses.get(i)) and s.instance_state == "running"]
-        try:
-            utilization = await self._aws.get_utilization(region, running) if running else {}
-        except Exception as exc:
-            logger.error("CloudWatch for %d workers in %s failed: %s", len(running), region, exc)
-            utilization = {}
-        return RegionReading(statuses, utilization)
+        return RegionReading(statuses)
+
+    def _source(self, reading: ControllerReading | None) -> str | None:
+        """Where a running worker's CPU and memory come from this cycle."""
+        answered = reading is not None and reading.values.get("cpu_percent") is not None
+        if self._metrics_source == "cloudwatch":
+            return "cloudwatch"
+        if answered:
+            return "controller"
+        return "cloudwatch" if self._metrics_source == "auto" else None
+
+    async def _read_usage(
+        self, observations: list[Observation], readings: dict[str, ControllerReading]
+    ) -> list[Observation]:
+        """CPU and memory of the running workers: the controller's `system_stats` where it
+        answered this cycle (free, live), CloudWatch for the others (billed per metric).
+
+        CloudWatch failing costs the usage figures of this cycle, not the EC2 state.
+        """
+        sourced = [
+            replace(o, source=self._source(readings.get(o.worker.id))) if o.running else o
+            for o in observations
+        ]
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for o in sourced:
+            if o.running and o.source == "cloudwatch":
+                by_region[o.worker.aws_region].append(o.worker.aws_instance_id)
+
+        async def region_usage(region: str, instance_ids: list[str]) -> dict[str, Utilization]:
+            try:
+                return await self._aws.get_utilization(region, instance_ids)
+            except Exception as exc:
+                logger.error("CloudWatch for %d workers in %s failed: %s", len(instance_ids), region, exc)
+                return {}
+
+        found = await asyncio.gather(*(region_usage(r, ids) for r, ids in by_region.items()))
+        usage = {i: u for region in found for i, u in region.items()}
+        return [replace(o, usage=usage.get(o.worker.aws_instance_id)) for o in sourced]
 
     async def _read_controllers(self, workers: list[Worker], now: datetime) -> dict[str, ControllerReading]:
         """Each running worker's controller, concurrently and bounded; licensing when it is due."""
@@ -265,11 +301,17 @@ class FleetCollector:
             now=now,
         )
         running = worker.status is WorkerStatus.RUNNING
+        cpu = memory = None
+        if running and observation.source == "controller" and reading is not None:
+            cpu, memory = reading.values.get("cpu_percent"), reading.values.get("memory_used_percent")
+        elif running and usage:
+            cpu, memory = usage.avg_cpu_utilization, usage.avg_memory_utilization
         worker.update_telemetry(
-            cpu_utilization=usage.avg_cpu_utilization if running and usage else None,
-            memory_utilization=usage.avg_memory_utilization if running and usage else None,
+            cpu_utilization=cpu,
+            memory_utilization=memory,
             active_labs_count=None if running else 0,
             now=now,
+            metrics_source=observation.source if running else None,
         )
         if not running:
             worker.controller_stopped(now)

@@ -39,14 +39,14 @@ class FleetFreshness:
         holder: str,
         enabled: bool = True,
         clock: Clock = utcnow,
-        on_collected: Callable[[str, float], None] | None = None,
+        on_collected: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self._store = store
         self.interval_seconds = interval_seconds
         self._holder = holder
         self.enabled = enabled
         self._clock = clock
-        self._on_collected = on_collected  # region, last success as a Unix timestamp
+        self._on_collected = on_collected  # region, its last completed collection
         self._rows: dict[str, RegionCollection] = {}
         self._watched: dict[str, datetime] = {}  # region with workers → first registered
         self.read_at: datetime | None = None
@@ -104,7 +104,7 @@ class FleetFreshness:
             return
         for row in self._rows.values():
             if row.last_success_at is not None:
-                self._on_collected(row.region, row.last_success_at.timestamp())
+                self._on_collected(row.region, row.last_success_at)
 
     # -- answers from memory ---------------------------------------------------------------
 

@@ -52,6 +52,9 @@ class MonitoredWorkers:
     def is_paused(self, worker_id: str) -> bool:
         return worker_id in self._paused
 
+    def paused(self) -> frozenset[str]:
+        return frozenset(self._paused)
+
     def replace(self, pairs: Iterable[tuple[str, str]], region: str | None = None) -> list[str]:
         """Take the database's list (of one region, or all); returns the ids monitored now."""
         if region is None:
@@ -193,6 +196,15 @@ class FleetMonitor:
             self.completed_at[region] = self._clock()
         await self._tell(RegionOutcome(region, self._clock(), report.error))
         running = sum(1 for e in report.events if e.status.value == "running")
+        cycle = {
+            "workers": len(worker_ids),
+            "running": running,
+            "failed": len(report.failed),
+            "gone": len(report.missing) + len(report.terminated),
+            "seconds": round(report.seconds, 3),
+            "aws_calls": report.aws_calls,
+            "cml_calls": report.cml_calls,
+        }
         logger.info(
             "Collected %s: %d workers (%d running, %d failed, %d gone) in %.2f s, %d AWS and %d CML calls",
             region,
@@ -203,6 +215,7 @@ class FleetMonitor:
             report.seconds,
             report.aws_calls,
             report.cml_calls,
+            extra={"region": region, "cycle": cycle},
         )
         return RegionRun(region, workers=len(worker_ids), report=report)
 

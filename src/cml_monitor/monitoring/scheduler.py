@@ -219,6 +219,10 @@ class WorkerMonitoringScheduler:
         region = self._monitored.region_of(worker_id) or aws_region
         return None if region is None else self._jobs.runs.get(region)
 
+    def region_runs(self) -> dict[str, datetime | None]:
+        """Each scheduled region's next run (what `serve`'s collector child tells the API)."""
+        return dict(self._jobs.runs)
+
     def monitoring_jobs(self) -> list[dict[str, Any]]:
         """The per-worker view: every monitored worker, its region's job and next run."""
         runs = self._jobs.runs
@@ -227,3 +231,8 @@ class WorkerMonitoringScheduler:
             for worker_id, region in self._monitored.items()
             if region in runs
         ]
+
+    async def jobs_view(self) -> tuple[list[dict[str, Any]], bool]:
+        """The per-worker view and whether it is stale, from memory (never the job store); async
+        because the supervised API's stand-in asks the collector process for it."""
+        return self.monitoring_jobs(), self.view_stale

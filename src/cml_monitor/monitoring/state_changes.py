@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from cml_monitor.aws.eventbridge import ScheduledChange, StateChange
+from cml_monitor.clock import Clock, utcnow
 from cml_monitor.domain import Worker
+from cml_monitor.domain.times import FUTURE_SKEW, believable
 
 from .collector import metrics_event
 
@@ -40,10 +43,13 @@ class StateChangeApplier:
         repository: StateChangeStore,
         publish: Callable[[list[Any]], Awaitable[None]],
         collect_soon: Callable[[str], object],
+        *,
+        clock: Clock = utcnow,
     ) -> None:
         self._repository = repository
         self._publish = publish
         self._collect_soon = collect_soon
+        self._clock = clock
 
     async def __call__(self, change: StateChange | ScheduledChange) -> str:
         if isinstance(change, ScheduledChange):
@@ -51,9 +57,16 @@ class StateChangeApplier:
         worker = await self._repository.get_by_instance_id_async(change.instance_id)
         if worker is None:
             return "unknown_instance"
-        known = max(
-            (t for t in (worker.last_collected_at, worker.status_changed_at) if t is not None), default=None
-        )
+        now = self._clock()
+        if change.time > now + FUTURE_SKEW:
+            # Dated ahead of every clock: what it says may be true, when it says is not. Taken
+            # as now, so it never becomes a last-seen time no later event can pass.
+            logger.warning(
+                "EC2 event for %s dated %s, in the future: taken as now", change.instance_id, change.time
+            )
+            change = replace(change, time=now)
+        seen = (believable(t, now) for t in (worker.last_collected_at, worker.status_changed_at))
+        known = max((t for t in seen if t is not None), default=None)
         if known is not None and change.time < known.replace(microsecond=0):
             return "stale"
         if (

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +51,38 @@ class ActionRepository:
                 .where(actions.c.id == action.id)
                 .values(result=action.result.value, detail=action.detail, finished_at=action.finished_at)
             )
+
+    async def renew(self, action_id: str, owner: str, until: datetime) -> bool:
+        """Extend the owner's lease on its pending action; False once it is no longer its own."""
+        query = (
+            update(actions)
+            .where(
+                actions.c.id == action_id,
+                actions.c.owner == owner,
+                actions.c.result == ActionResult.PENDING.value,
+            )
+            .values(lease_until=until)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def settle(self, action: Action, now: datetime) -> bool:
+        """Finish a pending action of a replica gone silent, only if its lease is still expired.
+
+        The condition is checked in the same statement as the write: an owner that renewed its
+        lease in the meantime keeps its action.
+        """
+        query = (
+            update(actions)
+            .where(
+                actions.c.id == action.id,
+                actions.c.result == ActionResult.PENDING.value,
+                or_(actions.c.lease_until.is_(None), actions.c.lease_until <= now),
+            )
+            .values(result=action.result.value, detail=action.detail, finished_at=action.finished_at)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
 
     async def list(
         self,

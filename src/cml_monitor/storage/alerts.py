@@ -10,15 +10,17 @@ lease runs out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cml_monitor.domain import Alert, AlertKind, AlertState, OutboxMessage, Silence, WorkerRef
 
+from .rows import RejectListener, refused, write_each
 from .tables import alerts, notifications, silences, workers
 
 _ALERT_FIELDS = tuple(f.name for f in fields(Alert))
@@ -42,9 +44,21 @@ def _to_silence(row: Any) -> Silence:
     return Silence(**{name: row._mapping[name] for name in (f.name for f in fields(Silence))})
 
 
+@dataclass(slots=True)
+class _Changes:
+    """The alert changes and notifications of one worker (or of the fleet, worker None)."""
+
+    worker_id: str | None
+    inserted: list[Alert] = field(default_factory=list)
+    updated: list[Alert] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+
 class AlertRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, on_rejected: RejectListener | None = None) -> None:
         self._engine = engine
+        self._on_rejected = on_rejected  # told the table of each row the database refused
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -77,18 +91,48 @@ class AlertRepository:
         deleted: Sequence[str],
         outbox: Sequence[OutboxMessage],
     ) -> None:
-        """Alert changes and their notifications, all or nothing."""
+        """Alert changes and their notifications, all or nothing.
+
+        When the database refuses a value, they are written again worker by worker, each
+        worker's alerts with their notifications (still all or nothing): only the worker whose
+        row was refused loses this cycle's changes (logged, counted); the others are written.
+        """
+        try:
+            await self._apply(_Changes(None, list(inserted), list(updated), list(deleted), list(outbox)))
+            return
+        except SQLAlchemyError as exc:
+            if not refused(exc):
+                raise
+        groups: dict[str | None, _Changes] = {}
+        for alert in inserted:
+            groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).inserted.append(alert)
+        for alert in updated:
+            groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).updated.append(alert)
+        for message in outbox:
+            groups.setdefault(message.worker_id, _Changes(message.worker_id)).outbox.append(message)
+        deletions = [_Changes(None, deleted=list(deleted))] if deleted else []
+        await write_each(
+            [*deletions, *groups.values()],
+            self._apply,
+            what=lambda changes: f"worker {changes.worker_id}" if changes.worker_id else "the fleet",
+            table="alerts",
+            on_rejected=self._on_rejected,
+        )
+
+    async def _apply(self, changes: _Changes) -> None:
         async with self._engine.begin() as conn:
-            if deleted:
-                await conn.execute(delete(alerts).where(alerts.c.id.in_(list(deleted))))
-            if inserted:
-                await conn.execute(insert(alerts), [_alert_record(a) for a in inserted])
-            for alert in updated:
+            if changes.deleted:
+                await conn.execute(delete(alerts).where(alerts.c.id.in_(changes.deleted)))
+            if changes.inserted:
+                await conn.execute(insert(alerts), [_alert_record(a) for a in changes.inserted])
+            for alert in changes.updated:
                 record = _alert_record(alert)
                 record.pop("id")
                 await conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**record))
-            if outbox:
-                await conn.execute(insert(notifications), [_pending_row(message) for message in outbox])
+            if changes.outbox:
+                await conn.execute(
+                    insert(notifications), [_pending_row(message) for message in changes.outbox]
+                )
 
     async def list_alerts(
         self,
@@ -114,12 +158,16 @@ class AlertRepository:
             row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
         return _to_alert(row) if row else None
 
-    async def acknowledge(self, alert_id: str, comment: str | None, now: datetime) -> Alert | None:
+    async def acknowledge(
+        self, alert_id: str, comment: str | None, now: datetime, actor: str | None = None
+    ) -> Alert | None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(alerts)
                 .where(alerts.c.id == alert_id)
-                .values(acknowledged_at=now, acknowledged_comment=comment, updated_at=now)
+                .values(
+                    acknowledged_at=now, acknowledged_comment=comment, acknowledged_by=actor, updated_at=now
+                )
             )
         return await self.get_alert(alert_id)
 
@@ -128,14 +176,50 @@ class AlertRepository:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def stale_workers(self, cutoff: datetime) -> list[WorkerRef]:
+    async def firing(self) -> list[tuple[str | None, str | None, str]]:
+        """The firing alerts as (worker id, worker name, kind), for the Prometheus gauges."""
+        query = (
+            select(alerts.c.worker_id, workers.c.name, alerts.c.kind)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(alerts.c.state == AlertState.FIRING.value)
+        )
+        async with self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
+
+    async def notified_firing(self) -> list[tuple[Alert, WorkerRef | None]]:
+        """Firing alerts somebody was told of and nobody acknowledged, each with its worker
+        (None for a fleet-level alert, or a worker since removed)."""
+        query = (
+            select(alerts, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+            .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
+            .where(
+                alerts.c.state == AlertState.FIRING.value,
+                alerts.c.last_notified_at.is_not(None),
+                alerts.c.acknowledged_at.is_(None),
+            )
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            (
+                _to_alert(row),
+                None
+                if row.worker_id is None or row.name is None
+                else WorkerRef(row.worker_id, row.name, row.aws_instance_id, row.aws_region),
+            )
+            for row in rows
+        ]
+
+    async def stale_workers(self, cutoff: datetime) -> list[tuple[WorkerRef, datetime | None]]:
         """Workers (not terminated) with no successful collection since `cutoff`."""
         last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)
         columns = (workers.c.id, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
-        query = select(*columns).where(workers.c.status != "terminated", last_seen < cutoff)
+        query = select(*columns, workers.c.last_collected_at).where(
+            workers.c.status != "terminated", last_seen < cutoff
+        )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [WorkerRef(*row) for row in rows]
+        return [(WorkerRef(*row[:4]), row.last_collected_at) for row in rows]
 
     # -- silences --------------------------------------------------------------------------
 
@@ -224,6 +308,41 @@ class AlertRepository:
             rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
         return [dict(row._mapping) for row in rows]
 
+    async def claim_queued(
+        self, channel: str, target: str, now: datetime, lease_until: datetime, *, exclude: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every other pending, unleased row for this receiver, due or not, leased to us.
+
+        For receivers that take a group in one message: what is queued for them when a group
+        goes out joins it rather than following one message at a time.
+        """
+        free = or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now)
+        queued = and_(
+            notifications.c.state == "pending",
+            notifications.c.channel == channel,
+            notifications.c.target == target,
+            free,
+        )
+        if exclude:
+            queued = and_(queued, notifications.c.id.not_in(list(exclude)))
+        async with self._engine.begin() as conn:
+            candidates = (
+                (await conn.execute(select(notifications.c.id).where(queued).limit(500))).scalars().all()
+            )
+            claimed = []
+            for notification_id in candidates:
+                won = await conn.execute(
+                    update(notifications)
+                    .where(notifications.c.id == notification_id, queued)
+                    .values(lease_until=lease_until)
+                )
+                if won.rowcount:
+                    claimed.append(notification_id)
+            if not claimed:
+                return []
+            rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
+        return [dict(row._mapping) for row in rows]
+
     async def finish(self, notification_id: str, **values: Any) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -246,12 +365,13 @@ class AlertRepository:
 
 
 def _pending_row(message: OutboxMessage) -> dict[str, Any]:
-    """A new message as its row: pending, due at once, never tried."""
+    """A new message as its row: pending, never tried, due at its `next_attempt_at` (at once
+    when it has none)."""
     return {
         **{f.name: getattr(message, f.name) for f in fields(OutboxMessage)},
         "state": "pending",
         "attempts": 0,
-        "next_attempt_at": message.created_at,
+        "next_attempt_at": message.next_attempt_at or message.created_at,
         "lease_until": None,
         "last_error": None,
         "sent_at": None,

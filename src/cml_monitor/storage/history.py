@@ -215,11 +215,28 @@ class HistoryStore:
         resolution = self.resolution_for(until - since, step)
         raw_covers = since >= until - self.raw_retention
         if resolution >= HOUR or not raw_covers:
-            return (
-                max(resolution, HOUR),
-                "hourly",
-                await self._hourly(worker_id, since, until, max(resolution, HOUR), limit),
-            )
+            step = max(resolution, HOUR)
+            points = await self._hourly(worker_id, since, until)
+            source = "hourly"
+            # The hours not rolled up yet (the roll-up runs every few minutes, and a new worker
+            # has none): filled from the raw samples, averaged the same way, so a week's chart
+            # is not empty while the hour's chart has points.
+            gap_from = max(since, until - self.raw_retention)
+            if points:
+                gap_from = max(gap_from, points[-1].timestamp + timedelta(seconds=HOUR))
+            if gap_from < until:
+                recent = await self._raw(worker_id, gap_from, until, 200_000)
+                if recent:
+                    points += _bucket(recent, HOUR)
+                    source = "hourly+raw"
+            return step, source, (_bucket(points, step) if step > HOUR else points)[-limit:]
+        points = await self._raw(worker_id, since, until, limit if resolution == 0 else 200_000)
+        if resolution == 0:
+            return 0, "raw", points
+        return resolution, "raw", _bucket(points, resolution)[-limit:]
+
+    async def _raw(self, worker_id: str, since: datetime, until: datetime, limit: int) -> list[Point]:
+        """The newest `limit` raw samples of the range, oldest first."""
         m = worker_metrics.c
         query = (
             # Only the charted columns: on PostgreSQL the (worker, time) index carries them all.
@@ -238,11 +255,11 @@ class HistoryStore:
                 worker_metrics.c.timestamp <= until,
             )
             .order_by(worker_metrics.c.timestamp.desc())
-            .limit(limit if resolution == 0 else 200_000)
+            .limit(limit)
         )
         async with self._engine.connect() as conn:
             rows = list(reversed((await conn.execute(query)).all()))
-        points = [
+        return [
             Point(
                 r.timestamp,
                 r.status,
@@ -254,13 +271,9 @@ class HistoryStore:
             )
             for r in rows
         ]
-        if resolution == 0:
-            return 0, "raw", points
-        return resolution, "raw", _bucket(points, resolution)[-limit:]
 
-    async def _hourly(
-        self, worker_id: str, since: datetime, until: datetime, step: int, limit: int
-    ) -> list[Point]:
+    async def _hourly(self, worker_id: str, since: datetime, until: datetime) -> list[Point]:
+        """The hourly rows of the range, oldest first."""
         query = (
             select(worker_metrics_hourly)
             .where(
@@ -275,7 +288,7 @@ class HistoryStore:
         points = [
             Point(r.hour, None, r.cpu_avg, r.memory_avg, r.labs_avg, r.cpu_max, r.memory_max) for r in rows
         ]
-        return (_bucket(points, step) if step > HOUR else points)[-limit:]
+        return points
 
 
 def _bucket(points: list[Point], step: int) -> list[Point]:

@@ -7,6 +7,8 @@ every worker of the fleet at once.
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cml_monitor.domain import MetricSample, Worker, WorkerStatus
 
 from .database import StorageError
-from .tables import UTCDateTime, worker_metrics, workers
+from .rows import RejectListener, reason, refused, write_each
+from .tables import UTCDateTime, alerts, worker_metrics, workers
 
+logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # SQLite allows 32,766 bound parameters per statement; stay far below it.
 _IN_CHUNK = 900
@@ -40,6 +44,7 @@ _COLLECTED_FIELDS = (
     "ec2_scheduled_events",
     "idle",
     "impaired_samples",
+    "metrics_source",
     "updated_at",
 )
 
@@ -60,8 +65,9 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[st
 class CMLWorkerRepository:
     """Workers and metric history, over an async SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, on_rejected: RejectListener | None = None) -> None:
         self._engine = engine
+        self._on_rejected = on_rejected  # told the table of each row the database refused
 
     @property
     def engine(self) -> AsyncEngine:
@@ -92,27 +98,73 @@ class CMLWorkerRepository:
         *,
         status: WorkerStatus | str | None = None,
         aws_region: str | None = None,
+        q: str | None = None,
+        alerting: bool | None = None,
+        problem: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[Worker], int]:
-        """A page of workers (oldest first, then by id, so pages are stable) and the total."""
-        conditions = []
+        """A page of workers (oldest first, then by id, so pages are stable) and the total.
+
+        `q` matches name, instance id or region (contains, any case); `alerting` keeps the
+        workers with (or without) a firing alert; `problem` those that need a look (see
+        `Worker.has_problem`), decided here in Python because it reads the controller's JSON.
+        """
+        conditions: list[Any] = []
         if status is not None:
             conditions.append(workers.c.status == str(status))
         if aws_region is not None:
             conditions.append(workers.c.aws_region == aws_region)
-        page = (
-            select(workers)
-            .where(*conditions)
-            .order_by(workers.c.created_at, workers.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        if q:
+            pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(
+                or_(
+                    *(
+                        func.lower(column).like(pattern, escape="\\")
+                        for column in (workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+                    )
+                )
+            )
+        firing = select(alerts.c.worker_id).where(alerts.c.state == "firing")
+        if alerting is not None:
+            conditions.append(workers.c.id.in_(firing) if alerting else workers.c.id.not_in(firing))
+        ordered = select(workers).where(*conditions).order_by(workers.c.created_at, workers.c.id)
+        if problem is not None:
+            async with self._engine.connect() as conn:
+                alerting_ids = {row.worker_id for row in await conn.execute(firing)}
+                rows = (await conn.execute(ordered)).all()
+            matching = [w for w in map(_to_worker, rows) if w.has_problem(w.id in alerting_ids) is problem]
+            return matching[offset : offset + limit], len(matching)
         count = select(func.count()).select_from(workers).where(*conditions)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(page)).all()
+            rows = (await conn.execute(ordered.limit(limit).offset(offset))).all()
             total = (await conn.execute(count)).scalar_one()
         return [_to_worker(row) for row in rows], int(total)
+
+    async def regions_async(self) -> set[str]:
+        """The regions that have a registered worker."""
+        async with self._engine.connect() as conn:
+            return {row.aws_region for row in await conn.execute(select(workers.c.aws_region).distinct())}
+
+    async def get_by_instance_ids_async(self, instance_ids: Sequence[str]) -> dict[str, Worker]:
+        """The registered workers among these instances, by instance id."""
+        found: dict[str, Worker] = {}
+        async with self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(instance_ids))):
+                query = select(workers).where(workers.c.aws_instance_id.in_(chunk))
+                for row in await conn.execute(query):
+                    found[row.aws_instance_id] = _to_worker(row)
+        return found
+
+    async def list_forgettable_async(self, terminated_before: datetime) -> list[Worker]:
+        """Discovered workers terminated before this instant: discovery removes them."""
+        query = select(workers).where(
+            workers.c.discovered_at.is_not(None),
+            workers.c.status == WorkerStatus.TERMINATED.value,
+            func.coalesce(workers.c.status_changed_at, workers.c.updated_at) <= terminated_before,
+        )
+        async with self._engine.connect() as conn:
+            return [_to_worker(row) for row in await conn.execute(query)]
 
     async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]:
         """(id, region) of every worker that is not terminated, optionally in one region."""
@@ -162,9 +214,45 @@ class CMLWorkerRepository:
         it), neither is one whose status an EC2 event changed meanwhile: that change was told
         already, and the next cycle reconciles. History
         rows follow the workers that were written.
+
+        When the database refuses a value of one worker (see `rows`), the cycle is written
+        again worker by worker: only that worker's row and history are dropped (logged,
+        counted), the others are written.
         """
         if not updated and not samples:
             return set()
+        try:
+            return await self._save_cycle(updated, samples, seen, collected_before)
+        except SQLAlchemyError as exc:
+            if not refused(exc):
+                raise StorageError(f"could not save the collection cycle: {exc}") from exc
+            logger.warning("The database refused part of a cycle (%s); writing worker by worker", reason(exc))
+        by_worker: dict[str, list[MetricSample]] = defaultdict(list)
+        for sample in samples:
+            by_worker[sample.worker_id].append(sample)
+        groups: list[tuple[list[Worker], list[MetricSample]]]
+        groups = [([w], by_worker.pop(w.id, [])) for w in updated]
+        groups += [([], rows) for rows in by_worker.values()]  # history of workers outside the cycle
+        try:
+            results = await write_each(
+                groups,
+                lambda group: self._save_cycle(group[0], group[1], seen, collected_before),
+                what=lambda group: f"worker {group[0][0].id if group[0] else group[1][0].worker_id}",
+                table="workers",
+                on_rejected=self._on_rejected,
+            )
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not save the collection cycle: {exc}") from exc
+        return set().union(*results)
+
+    async def _save_cycle(
+        self,
+        updated: Sequence[Worker],
+        samples: Sequence[MetricSample],
+        seen: Mapping[str, str] | None,
+        collected_before: Mapping[str, datetime | None] | None,
+    ) -> set[str]:
+        """The cycle's rows in one transaction (SQLAlchemy's error goes up as it is)."""
         statement = (
             update(workers)
             .where(
@@ -193,24 +281,21 @@ class CMLWorkerRepository:
             record["_seen_collected"] = loaded_at.get(worker.id)
             params.append(record)
         expected = {w.id: w.last_collected_at for w in updated}
-        try:
-            async with self._engine.begin() as conn:
-                if params:
-                    await conn.execute(statement, params)
-                written: set[str] = set()
-                present: set[str] = set()  # history of workers outside this cycle (imports, tests)
-                for chunk in _chunks(list(set(expected) | {s.worker_id for s in samples})):
-                    query = select(workers.c.id, workers.c.last_collected_at).where(workers.c.id.in_(chunk))
-                    for row in await conn.execute(query):
-                        if row.id not in expected:
-                            present.add(row.id)
-                        elif row.last_collected_at == expected[row.id]:
-                            written.add(row.id)
-                rows = [s.to_record() for s in samples if s.worker_id in written or s.worker_id in present]
-                if rows:
-                    await conn.execute(insert(worker_metrics), rows)
-        except SQLAlchemyError as exc:
-            raise StorageError(f"could not save the collection cycle: {exc}") from exc
+        async with self._engine.begin() as conn:
+            if params:
+                await conn.execute(statement, params)
+            written: set[str] = set()
+            present: set[str] = set()  # history of workers outside this cycle (imports, tests)
+            for chunk in _chunks(list(set(expected) | {s.worker_id for s in samples})):
+                query = select(workers.c.id, workers.c.last_collected_at).where(workers.c.id.in_(chunk))
+                for row in await conn.execute(query):
+                    if row.id not in expected:
+                        present.add(row.id)
+                    elif row.last_collected_at == expected[row.id]:
+                        written.add(row.id)
+            rows = [s.to_record() for s in samples if s.worker_id in written or s.worker_id in present]
+            if rows:
+                await conn.execute(insert(worker_metrics), rows)
         return written
 
     async def apply_state_change_async(self, worker: Worker, fence: datetime, expected_status: str) -> bool:

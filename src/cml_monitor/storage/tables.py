@@ -75,6 +75,8 @@ workers = Table(
     Column("auto_pause", Boolean, nullable=False, server_default=true()),
     Column("idle", JSON, nullable=True),
     Column("impaired_samples", Integer, nullable=False, server_default="0"),
+    Column("metrics_source", String(16), nullable=True),
+    Column("discovered_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_workers_status", "status"),
@@ -155,6 +157,7 @@ alerts = Table(
     Column("last_notified_at", UTCDateTime, nullable=True),
     Column("acknowledged_at", UTCDateTime, nullable=True),
     Column("acknowledged_comment", String(1024), nullable=True),
+    Column("acknowledged_by", String(256), nullable=True),
     Column("detail", String(1024), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_alerts_state", "state"),
@@ -211,6 +214,10 @@ actions = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("result", String(16), nullable=False),
     Column("detail", String(1024), nullable=True),
+    # The replica acting on a pending action and until when (renewed while it acts): another
+    # replica's reconcile settles the action only once this has passed.
+    Column("owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
     Index("ix_actions_worker", "worker_id", "requested_at"),
     Index("ix_actions_requested", "requested_at"),
     # One action in flight per worker, whatever the number of replicas.

@@ -40,10 +40,10 @@ class AlertOperations:
             raise NotFound(f"alert {alert_id!r} not found")
         return alert
 
-    async def acknowledge(self, alert_id: str, comment: str | None) -> Alert:
-        """The alert keeps its state but is not re-notified while it fires."""
+    async def acknowledge(self, alert_id: str, comment: str | None, actor: str | None = None) -> Alert:
+        """The alert keeps its state but is not re-notified while it fires; `actor` is kept."""
         await self.get(alert_id)
-        alert = await self._alerts.acknowledge(alert_id, comment, self._clock())
+        alert = await self._alerts.acknowledge(alert_id, comment, self._clock(), actor)
         if alert is None:
             raise NotFound(f"alert {alert_id!r} not found")
         return alert

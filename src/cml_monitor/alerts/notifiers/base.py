@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -38,6 +38,17 @@ class Notifier(Protocol):
     channel: str
 
     async def send(self, notification: OutgoingNotification) -> Delivery: ...
+
+
+@runtime_checkable
+class GroupNotifier(Protocol):
+    """A receiver that takes several notifications as one message (chat: one post, not twelve)."""
+
+    channel: str
+
+    async def send(self, notification: OutgoingNotification) -> Delivery: ...
+
+    async def send_group(self, notifications: list[OutgoingNotification]) -> Delivery: ...
 
 
 def retry_after_seconds(value: str | None) -> float | None:

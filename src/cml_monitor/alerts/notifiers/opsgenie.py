@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..links import Links
 from .base import Delivery, OutgoingNotification, post_json, subject
 from .slack import summary
 
@@ -15,12 +16,13 @@ DEFAULT_API_URL = "https://api.opsgenie.com"
 PRIORITIES = {"critical": "P1", "error": "P2", "warning": "P3", "info": "P5"}
 
 
-def opsgenie_create_body(payload: dict[str, Any]) -> dict[str, Any]:
+def opsgenie_create_body(payload: dict[str, Any], links: Links | None = None) -> dict[str, Any]:
     alert, worker = payload["alert"], subject(payload)
+    found = (links or Links()).for_payload(payload)
     return {
         "message": summary(payload)[:130],
         "alias": alert["id"],
-        "description": json.dumps({"alert": alert, "worker": worker}, indent=2)[:15000],
+        "description": json.dumps({"alert": alert, "worker": worker, "links": found}, indent=2)[:15000],
         "entity": (worker.get("name") or "")[:512],
         "source": "cml-monitor",
         "priority": PRIORITIES.get(alert.get("severity", ""), "P3"),
@@ -31,6 +33,7 @@ def opsgenie_create_body(payload: dict[str, Any]) -> dict[str, Any]:
             "kind": alert["kind"],
             "value": str(alert.get("value")),
             "threshold": str(alert.get("threshold")),
+            **{key: value for key, value in found.items() if value},
         },
     }
 
@@ -38,10 +41,17 @@ def opsgenie_create_body(payload: dict[str, Any]) -> dict[str, Any]:
 class OpsgenieNotifier:
     channel = "opsgenie"
 
-    def __init__(self, http: httpx.AsyncClient, api_key: str, api_url: str = DEFAULT_API_URL) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_key: str,
+        api_url: str = DEFAULT_API_URL,
+        links: Links | None = None,
+    ) -> None:
         self._http = http
         self._key = api_key
         self._url = api_url.rstrip("/")
+        self._links = links or Links()
 
     async def send(self, notification: OutgoingNotification) -> Delivery:
         headers = {"Authorization": f"GenieKey {self._key}"}
@@ -53,5 +63,8 @@ class OpsgenieNotifier:
                 self._http, f"{self._url}/v2/alerts/{alias}/close?identifierType=alias", body, headers
             )
         return await post_json(
-            self._http, f"{self._url}/v2/alerts", json.dumps(opsgenie_create_body(payload)).encode(), headers
+            self._http,
+            f"{self._url}/v2/alerts",
+            json.dumps(opsgenie_create_body(payload, self._links)).encode(),
+            headers,
         )

@@ -13,6 +13,7 @@ import json
 
 import httpx
 
+from ..links import Links
 from .base import Delivery, OutgoingNotification, post_json
 
 
@@ -23,12 +24,15 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookNotifier:
     channel = "webhook"
 
-    def __init__(self, http: httpx.AsyncClient, secret: str | None = None) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, secret: str | None = None, links: Links | None = None
+    ) -> None:
         self._http = http
         self._secret = secret
+        self._links = links or Links()
 
     async def send(self, notification: OutgoingNotification) -> Delivery:
-        body = json.dumps(notification.payload, separators=(",", ":")).encode()
+        body = json.dumps(self._links.decorate(notification.payload), separators=(",", ":")).encode()
         headers = {
             "X-CML-Monitor-Delivery": notification.id,
             "X-CML-Monitor-Event": notification.event_type,

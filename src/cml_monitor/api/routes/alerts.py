@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from cml_monitor.domain import Alert, Silence
 
@@ -56,9 +56,14 @@ async def get_alert(alert_id: str, alerting: AlertingDep) -> AlertOut:
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertOut, responses=NOT_FOUND)
-async def acknowledge_alert(alert_id: str, alerting: AlertingDep, body: AckRequest | None = None) -> AlertOut:
-    """Acknowledge: the alert keeps its state but is not re-notified while it fires."""
-    return _alert_out(await alerting.acknowledge(alert_id, body.comment if body else None))
+async def acknowledge_alert(
+    alert_id: str, alerting: AlertingDep, request: Request, body: AckRequest | None = None
+) -> AlertOut:
+    """Acknowledge: the alert keeps its state but is not re-notified while it fires; who
+    acknowledged (the token's subject or role) is kept in `acknowledged_by`."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.subject if principal else "anonymous"
+    return _alert_out(await alerting.acknowledge(alert_id, body.comment if body else None, actor))
 
 
 @router.post("/silences", status_code=status.HTTP_201_CREATED, response_model=SilenceOut)

@@ -6,20 +6,25 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.domain.actions import LOCAL
 from cml_monitor.usecases import WorkerOperations
 
 from ..deps import WorkersDep
 from ..schemas import (
     Accepted,
     ActionOut,
+    ActionRequest,
     ImportRequest,
     ImportResult,
     MetricList,
     MetricPoint,
+    PreviewInstance,
     SkippedInstance,
+    StartedLabList,
+    StartedLabOut,
     Timestamp,
     WorkerCreate,
     WorkerList,
@@ -27,6 +32,7 @@ from ..schemas import (
     WorkerUpdate,
     worker_json,
 )
+from ..validation import INSTANCE_ID
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 RegionFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
@@ -52,23 +58,51 @@ async def list_workers(
     workers: WorkersDep,
     status_filter: Annotated[WorkerStatus | None, Query(alias="status")] = None,
     aws_region: RegionFilter = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    alerting: bool | None = None,
+    problem: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> WorkerList:
-    items, total = await workers.list(status=status_filter, aws_region=aws_region, limit=limit, offset=offset)
+    """Workers, oldest first. `q`: name, instance id or region contains (any case);
+    `alerting=true`: an alert is firing; `problem=true`: an alert is firing, the state is
+    `unknown` or `shutting-down`, or the controller of a running worker is unreachable,
+    unhealthy or not ready. Filters combine."""
+    items, total = await workers.list(
+        status=status_filter,
+        aws_region=aws_region,
+        q=q,
+        alerting=alerting,
+        problem=problem,
+        limit=limit,
+        offset=offset,
+    )
     # The most requested page (dashboards poll it): serialised once, straight from our own typed
     # data, rather than validated, dumped, validated again and dumped again.
     page = {"items": [worker_json(w, workers.next_run_at(w)) for w in items], "total": total}
     return Response(json.dumps(page, allow_nan=False), media_type="application/json")  # type: ignore[return-value]
 
 
+@router.get("/by-instance/{instance_id}", response_model=WorkerOut, responses=NOT_FOUND)
+async def get_worker_by_instance(
+    instance_id: Annotated[str, Path(pattern=INSTANCE_ID.pattern)], workers: WorkersDep
+) -> WorkerOut:
+    """The worker watching this EC2 instance; 404 when none does."""
+    return _out(workers, await workers.get_by_instance(instance_id))
+
+
 @router.post("/import", response_model=ImportResult)
 async def import_workers(body: ImportRequest, workers: WorkersDep) -> ImportResult:
-    """Register every EC2 instance carrying all the tags that is not registered yet."""
-    outcome = await workers.import_by_tags(body.aws_region, body.tags)
+    """Register every EC2 instance carrying all the tags that is not registered yet.
+
+    With `"preview": true` nothing is registered: `would_import` lists what would be."""
+    outcome = await workers.import_by_tags(body.aws_region, body.tags, preview=body.preview)
     return ImportResult(
         imported=[_out(workers, w) for w in outcome.imported],
         skipped=[SkippedInstance(aws_instance_id=i, reason=r) for i, r in outcome.skipped],
+        would_import=[
+            PreviewInstance(aws_instance_id=i, name=n, state=s) for i, n, s in outcome.would_import
+        ],
     )
 
 
@@ -106,19 +140,40 @@ async def refresh_worker(worker_id: str, workers: WorkersDep) -> Accepted:
     response_model=ActionOut,
     responses={
         **NOT_FOUND,
-        409: {"description": "the worker's state does not allow it, or another action is in flight"},
+        409: {
+            "description": "the worker's state does not allow it, another action is in flight, or "
+            "(stop, reboot) its controller reports started labs and `force` is not true"
+        },
         502: {"description": "AWS refused (the action is recorded as failed)"},
     },
 )
 async def act_on_worker(
-    worker_id: str, action: Literal["start", "stop", "reboot"], workers: WorkersDep, request: Request
+    worker_id: str,
+    action: Literal["start", "stop", "reboot"],
+    workers: WorkersDep,
+    request: Request,
+    body: ActionRequest | None = None,
 ) -> ActionOut:
     """Stop, start or reboot the worker's instance (admin). The action is recorded before it is
-    attempted (`GET /api/actions`); a stop asked here raises no `unexpected_stop`, a start
-    snoozes auto-pause for `WORKER_AUTO_PAUSE_SNOOZE`."""
+    attempted (`GET /api/actions`), with the `reason` given at the head of its `detail`. A stop
+    or reboot of a worker whose controller reports started labs is refused (409, naming how
+    many labs and users) unless `force` is true. A stop asked here raises no `unexpected_stop`,
+    a start snoozes auto-pause for `WORKER_AUTO_PAUSE_SNOOZE`. With authentication off the
+    actor is `local`."""
     principal = getattr(request.state, "principal", None)
-    done = await workers.act(worker_id, action, principal.subject if principal else "anonymous")
+    body = body or ActionRequest()
+    done = await workers.act(
+        worker_id, action, principal.subject if principal else LOCAL, reason=body.reason, force=body.force
+    )
     return ActionOut(**done.to_json())
+
+
+@router.get("/{worker_id}/labs", response_model=StartedLabList, responses=NOT_FOUND)
+async def worker_started_labs(worker_id: str, workers: WorkersDep) -> StartedLabList:
+    """The worker's started labs, read from its controller now (title, owner): what a stop or
+    a reboot would interrupt."""
+    labs, error = await workers.started_labs(worker_id)
+    return StartedLabList(items=[StartedLabOut(**lab.to_json()) for lab in labs], error=error)
 
 
 @router.get("/{worker_id}/metrics", response_model=MetricList, responses=NOT_FOUND)

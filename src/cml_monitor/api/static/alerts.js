@@ -1,9 +1,8 @@
-// CML Worker Monitor dashboard — The alerts page: filter, acknowledge, silence, and the silences in force.
+// CML Worker Monitor dashboard — The alerts page: filter, work an alert (acknowledge or silence
+// with a chosen scope, in a per-row dialog), and the silences in force.
 // Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
 // fetched from the internet.
 "use strict";
-
-const SILENCE_HOURS = [1, 4, 24, 168];
 
 async function renderAlerts() {
   const filter = state.alertFilter;
@@ -11,55 +10,47 @@ async function renderAlerts() {
   if (filter.state) query.set("state", filter.state);
   if (filter.kind) query.set("kind", filter.kind);
   const loaded = await loadPage("#/alerts", (error) => [el("p", { class: "error", text: `Could not load the alerts: ${error.message}` })],
-    [api(`/api/alerts?${query}`), api("/api/silences?active=true")]);
+    [api(`/api/alerts?${query}`), api("/api/silences")]);
   if (!loaded) return;
-  const [alerts, silences] = loaded;
+  const [alerts, allSilences] = loaded;
+  const silences = { items: allSilences.items.filter((s) => Date.parse(s.ends_at) > Date.now()) }; // in force or to come
   const admin = state.role === "admin";
   const status = statusLine("alerts", "alert-status");
-  const comment = el("input", { id: "alert-comment", type: "text", placeholder: "Comment (for an ack or a silence)", "aria-label": "Comment", maxlength: 1024 });
-  const hours = el("select", { id: "silence-hours", "aria-label": "Silence for" }, SILENCE_HOURS.map((h) => el("option", { value: h, text: h < 24 ? `${h} h` : `${h / 24} d` })));
-  const run = async (what, call) => {
-    try {
-      await call();
-      say("alerts", "alert-status", `${what}: done`);
-      await loadFiring();
-      await renderAlerts();
-    } catch (error) {
-      say("alerts", "alert-status", `${what} refused: ${error.message}`);
-    }
+  const after = async (message) => {
+    say("alerts", "alert-status", message);
+    await loadFiring().catch(() => {});
+    await renderAlerts();
   };
-  const silence = (body, what) => run(what, () => send("/api/silences", "POST", {
-    ...body, ends_at: new Date(Date.now() + Number(hours.value) * 3600e3).toISOString(),
-    comment: comment.value.trim() || `silenced from the dashboard`,
-  }));
-  const rows = alerts.items.map((a) => el(
+  const rows = alerts.items.map((a) => { const marker = silenceMarker(silencedUntil(a, silences.items)); return el(
     "tr",
     { "data-alert": a.id },
-    el("td", { text: KIND_NAMES[a.kind] || a.kind }),
-    el("td", {}, a.worker_id ? el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) }) : `region ${a.region}`),
-    el("td", {}, badge(a.state), a.acknowledged_at ? [" ", badge("ok", "acknowledged")] : null),
-    el("td", {}, badge(a.severity)),
-    el("td", { text: a.value === null ? "—" : a.value.toFixed(1) }),
-    el("td", { class: "detail-text", text: [a.detail, a.acknowledged_comment && `ack: ${a.acknowledged_comment}`].filter(Boolean).join(" · ") }),
+    el("td", { class: "alert-main" },
+      el("div", { class: "kind", text: KIND_NAMES[a.kind] || a.kind }),
+      a.worker_id ? el("a", { href: `#/workers/${a.worker_id}`, text: workerName(a.worker_id) }) : el("span", { text: alertSubject(a) }),
+      admin ? el("div", {}, el("button", {
+        type: "button", class: "plain work", text: "Acknowledge or silence…", "aria-label": `Acknowledge or silence ${KIND_NAMES[a.kind] || a.kind} on ${alertSubject(a)}`,
+        onclick: () => openAlertDialog({ alert: a, done: after }),
+      })) : null),
+    el("td", { class: "state" }, badge(a.state), " ", badge(a.severity), marker ? [" ", marker] : null),
+    el("td", { class: "value", text: alertValue(a) }),
+    el("td", { class: "detail-text" }, el("div", { text: alertDetail(a) }), acknowledgement(a)),
     el("td", { text: ago(a.fired_at || a.started_at) }),
-    el("td", {}, admin ? [
-      a.state !== "resolved" && !a.acknowledged_at
-        ? el("button", { type: "button", class: "plain ack", text: "Ack", onclick: () => run("ack", () => send(`/api/alerts/${a.id}/ack`, "POST", { comment: comment.value.trim() || null })) })
-        : null,
-      " ",
-      a.worker_id ? el("button", { type: "button", class: "plain silence-worker", text: "Silence worker", onclick: () => silence({ worker_id: a.worker_id }, "silence worker") }) : null,
-      " ",
-      el("button", { type: "button", class: "plain silence-kind", text: "Silence kind", onclick: () => silence({ kind: a.kind }, "silence kind") }),
-    ] : null),
-  ));
+  ); });
   const silenceRows = silences.items.map((s) => el(
     "tr",
     { "data-silence": s.id },
     el("td", { text: s.worker_id ? workerName(s.worker_id) : "every worker" }),
     el("td", { text: s.kind ? KIND_NAMES[s.kind] || s.kind : "every kind" }),
-    el("td", { text: new Date(s.ends_at).toLocaleString() }),
+    el("td", { text: `${s.active ? "" : `from ${new Date(s.starts_at).toLocaleString()} `}until ${new Date(s.ends_at).toLocaleString()}` }),
     el("td", { class: "detail-text", text: s.comment }),
-    el("td", {}, admin ? el("button", { type: "button", class: "plain end-silence", text: "End now", onclick: () => run("end silence", () => send(`/api/silences/${s.id}`, "DELETE")) }) : null),
+    el("td", {}, admin ? el("button", { type: "button", class: "plain end-silence", text: "End now", onclick: async () => {
+      try {
+        await send(`/api/silences/${s.id}`, "DELETE");
+        await after("end silence: done");
+      } catch (error) {
+        say("alerts", "alert-status", `end silence refused: ${error.message}`);
+      }
+    } }) : null),
   ));
   drawPage(
     el("h1", { text: "Alerts" }),
@@ -70,19 +61,18 @@ async function renderAlerts() {
         ["firing", "pending", "resolved", ""].map((v) => el("option", { value: v, selected: v === filter.state, text: v || "every state" }))),
       el("select", { id: "alert-kind", "aria-label": "Kind", onchange: (e) => { filter.kind = e.target.value; renderAlerts(); } },
         ["", ...Object.keys(KIND_NAMES)].map((v) => el("option", { value: v, selected: v === filter.kind, text: v ? KIND_NAMES[v] : "every kind" }))),
-      admin ? [comment, hours] : null,
     ),
     status,
     alerts.items.length
-      ? el("div", { class: "tablewrap" }, el("table", { id: "alerts" },
-          el("thead", {}, el("tr", {}, ["Kind", "Worker", "State", "Severity", "Value", "Detail", "Since", ""].map((h) => el("th", { scope: "col", text: h })))),
+      ? el("div", { class: "tablewrap" }, el("table", { id: "alerts", class: "stack" },
+          el("thead", {}, el("tr", {}, ["Alert", "State", "Value", "Detail", "Since"].map((h) => el("th", { scope: "col", text: h })))),
           el("tbody", {}, rows)))
       : el("p", { class: "muted", text: "No alert matches." }),
-    el("h2", { text: "Silences in force" }),
+    el("h2", { text: "Silences in force or to come" }),
     silences.items.length
       ? el("div", { class: "tablewrap" }, el("table", { id: "silences" },
-          el("thead", {}, el("tr", {}, ["Worker", "Kind", "Until", "Comment", ""].map((h) => el("th", { scope: "col", text: h })))),
+          el("thead", {}, el("tr", {}, ["Worker", "Kind", "When", "Comment", ""].map((h) => el("th", { scope: "col", text: h })))),
           el("tbody", {}, silenceRows)))
-      : el("p", { class: "muted", text: "No silence in force." }),
+      : el("p", { class: "muted", text: "No silence in force or to come." }),
   );
 }

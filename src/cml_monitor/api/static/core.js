@@ -149,6 +149,11 @@ function workerName(id) {
   return (state.workers.get(id) || {}).name || id.slice(0, 8);
 }
 
+// Who an alert is about: its worker, or the region for a fleet-level alert (no worker).
+function alertSubject(alert) {
+  return alert.worker_id ? workerName(alert.worker_id) : `region ${alert.region}`;
+}
+
 // A summary card (a number and what it counts) and a fact card (a label over a value).
 function card(n, label, extra = "") {
   return el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
@@ -158,13 +163,15 @@ function fact(label, value) {
   return el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
 }
 
+// "12 min ago" for the past, "in 12 min" for the future (a snooze's end, the next collection).
 function ago(iso) {
   if (!iso) return "never";
-  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-  if (seconds < 60) return `${Math.round(seconds)} s ago`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
-  return `${Math.round(seconds / 86400)} d ago`;
+  const delta = (Date.now() - Date.parse(iso)) / 1000;
+  const seconds = Math.abs(delta);
+  const span = seconds < 60 ? `${Math.round(seconds)} s` : seconds < 3600 ? `${Math.round(seconds / 60)} min`
+    : seconds < 86400 ? `${Math.round(seconds / 3600)} h` : `${Math.round(seconds / 86400)} d`;
+  if (delta < -1) return `in ${span}`;
+  return seconds < 1 ? "just now" : `${span} ago`;
 }
 
 function badge(value, label) {

@@ -58,7 +58,9 @@ async function loadFleet() {
   state.workers = new Map(workers.map((w) => [w.id, w]));
   const [me, summary] = await Promise.all([api("/api/me"), api("/api/fleet/summary"), loadFiring()]);
   state.role = me.role;
+  state.subject = me.subject;
   state.summary = summary;
+  showWho();
 }
 
 function sortValue(worker, key) {
@@ -138,7 +140,10 @@ function summaryCards() {
 
 function renderFleet() {
   if (!onFleetPage()) return;
-  const focused = document.activeElement && document.activeElement.id;
+  // What had focus inside the page (the filter, say) gets it back after the redraw; `main`
+  // itself is not "inside", and focusing it again would scroll the header out of view.
+  const active = document.activeElement;
+  const focused = active && active !== main && main.contains(active) && active.id;
   const headers = COLUMNS.map(([key, label]) => {
     const sorted = state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : null;
     return el(
@@ -158,6 +163,7 @@ function renderFleet() {
   drawPage(
     el("h1", { text: "Fleet" }),
     summaryCards(),
+    managePanel(),
     el(
       "div",
       { class: "tools" },
@@ -182,7 +188,7 @@ function renderFleet() {
   if (focused) {
     const again = document.getElementById(focused);
     if (again) {
-      again.focus();
+      again.focus({ preventScroll: true });
       if (again.setSelectionRange && again.value !== undefined) again.setSelectionRange(again.value.length, again.value.length);
     }
   }

@@ -19,6 +19,7 @@ function applyEvent(event) {
     ec2_scheduled_events: event.ec2_scheduled_events || [],
     idle: event.idle || worker.idle,
     auto_pause: event.auto_pause,
+    metrics_source: event.metrics_source ?? null,
   });
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
@@ -48,8 +49,9 @@ async function streamEvents() {
   for (;;) {
     try {
       const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
-      const response = await fetch("/api/events", { headers });
-      if (response.status === 401) return askForToken();
+      state.streamAbort = new AbortController();
+      const response = await fetch("/api/events", { headers, signal: state.streamAbort.signal });
+      if (response.status === 401) { streaming = false; return askForToken(); }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       live.textContent = "live";
       live.classList.add("on");
@@ -70,7 +72,7 @@ async function streamEvents() {
         }
       }
     } catch (error) {
-      // reconnect below
+      if (!state.token && state.auth && state.auth.mode !== "none") { streaming = false; return; } // signed out
     }
     live.textContent = "reconnecting…";
     live.classList.remove("on");
@@ -117,7 +119,34 @@ async function start() {
   state.refreshTimer = setInterval(refresh, 30000);
 }
 
-window.addEventListener("hashchange", () => { route(); main.focus(); });
+// A new page starts at the top, header and navigation in view; focus moves to it for screen
+// readers without the browser scrolling the header away.
+window.addEventListener("hashchange", () => { route(); main.focus({ preventScroll: true }); window.scrollTo(0, 0); });
+
+// "signed in as <subject> (role)" and "Sign out", when the API asks who you are.
+function showWho() {
+  const who = $("#who");
+  if (!state.auth || state.auth.mode === "none" || !state.token) {
+    who.hidden = true;
+    return;
+  }
+  who.hidden = false;
+  who.replaceChildren(
+    el("span", { id: "signed-in-as", text: `signed in as ${state.subject || "?"} (${state.role})` }), " ",
+    el("button", { type: "button", class: "plain signout", id: "sign-out", text: "Sign out", onclick: signOut }),
+  );
+}
+
+function signOut() {
+  state.token = "";
+  sessionStorage.removeItem("cml-monitor-token");
+  clearInterval(state.refreshTimer);
+  if (state.streamAbort) state.streamAbort.abort();
+  state.workers = new Map();
+  $("#who").hidden = true;
+  drawPage(el("p", { class: "muted", text: "Signed out." }));
+  askForToken("You are signed out.");
+}
 
 async function boot() {
   try {

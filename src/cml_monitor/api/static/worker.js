@@ -3,6 +3,16 @@
 // fetched from the internet.
 "use strict";
 
+const SOURCE_NAMES = { raw: "samples", hourly: "hourly roll-up", "hourly+raw": "hourly roll-up, then samples for the latest hours" };
+
+// Where the worker's CPU and memory come from: the controller's own figures, or CloudWatch's.
+function metricsSource(worker) {
+  return worker.metrics_source === "controller" ? "CML controller" : "EC2 via CloudWatch";
+}
+
+// Which action the instance's state allows (as the API decides): others are shown disabled.
+const ACTION_FROM = { stop: ["running", "pending"], start: ["stopped"], reboot: ["running"] };
+
 async function renderWorker(id) {
   const until = new Date();
   const since = new Date(until - RANGES[state.range]);
@@ -11,9 +21,10 @@ async function renderWorker(id) {
     api(`/api/workers/${id}/metrics?since=${since.toISOString()}&until=${until.toISOString()}`),
     api(`/api/alerts?worker_id=${id}&limit=100`),
     api(`/api/actions?worker_id=${id}&limit=20`),
+    api("/api/silences"),
   ]);
   if (!loaded) return;
-  const [worker, history, alerts, actions] = loaded;
+  const [worker, history, alerts, actions, silences] = loaded;
   state.workers.set(worker.id, worker);
   const rangeButtons = Object.keys(RANGES).map((range) =>
     el("button", { type: "button", "aria-pressed": String(range === state.range), text: range, onclick: () => { state.range = range; renderWorker(id); } }),
@@ -26,37 +37,66 @@ async function renderWorker(id) {
       { class: "detail", "aria-label": "Worker details" },
       fact("Instance", `${worker.aws_instance_id} (${worker.aws_region})`),
       fact("Status checks", [badge(worker.ec2_system_status_check, `system ${worker.ec2_system_status_check || "n/a"}`), " ", badge(worker.ec2_instance_status_check, `instance ${worker.ec2_instance_status_check || "n/a"}`)]),
-      fact("CPU", bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
-      fact("Memory", bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
+      fact(`CPU (${metricsSource(worker)})`, bar(worker.cpu_utilization, thresholdOf(worker, "cpu"))),
+      fact(`Memory (${metricsSource(worker)})`, bar(worker.memory_utilization, thresholdOf(worker, "memory"))),
       fact("Running labs", String(worker.active_labs_count)),
       fact("Last collected", ago(worker.last_collected_at)),
       fact("CML controller", worker.cml_url ? el("a", { href: worker.cml_url, text: worker.cml_url, rel: "noopener" }) : "—"),
-      fact("Next collection", worker.monitoring.next_run_at ? new Date(worker.monitoring.next_run_at).toLocaleTimeString() : "not monitored"),
+      fact("Next collection", worker.monitoring.next_run_at
+        ? el("span", { id: "next-collection", title: new Date(worker.monitoring.next_run_at).toLocaleString(), text: ago(worker.monitoring.next_run_at) })
+        : "not monitored"),
     ),
+    el("p", { class: "legend", id: "bar-legend" }, "Bars: ", el("span", { class: "swatch ok" }), " below 75 % · ",
+      el("span", { class: "swatch warn" }), " 75 % and above · ", el("span", { class: "swatch bad" }), " above the alert threshold"),
     controllerSection(worker),
     scheduledEventsSection(worker),
     idleSection(worker, actions.items),
     monitoringSection(worker),
+    manageWorkerSection(worker),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
       { class: "chart", id: "chart" },
       chart(history.items, since.getTime(), until.getTime(), { cpu: thresholdOf(worker, "cpu"), memory: thresholdOf(worker, "memory") }),
-      el("p", { class: "legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
-        ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${history.source})`),
+      el("p", { class: "legend", id: "chart-legend" }, el("span", { class: "cpu", text: "■ CPU" }), "  ", el("span", { class: "mem", text: "■ memory" }),
+        " · ", el("span", { class: "swatch stopped" }), " not running", " · - - - alert thresholds",
+        ` · ${history.items.length} points, ${history.step ? `${history.step / 60} min averages` : "every sample"} (${SOURCE_NAMES[history.source] || history.source})`),
     ),
+    workerAlertsSection(worker, alerts.items, silences.items),
+  );
+}
+
+// The worker's alerts (value with unit and threshold, detail, who acknowledged, silence marker),
+// the silences that cover it now or later, and (admins) silencing it ahead of maintenance.
+function workerAlertsSection(worker, alerts, allSilences) {
+  const admin = state.role === "admin";
+  const silences = allSilences.filter((s) => Date.parse(s.ends_at) > Date.now() && (!s.worker_id || s.worker_id === worker.id));
+  const mine = silences.filter((s) => s.worker_id === worker.id);
+  const status = statusLine(worker.id, "silence-status");
+  const after = (message) => { say(worker.id, "silence-status", message); renderWorker(worker.id); };
+  return el(
+    "section",
+    { "aria-label": "Alerts", id: "worker-alerts" },
     el("h2", { text: "Alerts" }),
-    alerts.items.length
-      ? el("div", { class: "tablewrap" }, el("table", {},
-          el("thead", {}, el("tr", {}, ["Kind", "State", "Severity", "Value", "Detail", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
-          el("tbody", {}, alerts.items.map((a) => el("tr", {},
-            el("td", { text: KIND_NAMES[a.kind] || a.kind }),
-            el("td", {}, badge(a.state), a.acknowledged_at ? [" ", badge("ok", "acknowledged")] : null),
-            el("td", {}, badge(a.severity)),
-            el("td", { text: a.value === null ? "—" : `${a.value.toFixed(1)}` }),
-            el("td", { class: "detail-text", text: a.detail || "" }),
-            el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }),
-          )))))
+    admin ? el("p", {}, el("button", { type: "button", class: "plain", id: "silence-worker", text: "Silence this worker…",
+      onclick: () => openAlertDialog({ worker, done: after }) })) : null,
+    status,
+    mine.length
+      ? el("ul", { id: "worker-silences" }, mine.map((s) => el("li", {}, silenceMarker(s.ends_at),
+          ` ${s.kind ? KIND_NAMES[s.kind] || s.kind : "every alert"}${s.active ? "" : `, from ${new Date(s.starts_at).toLocaleString()}`} — ${s.comment}`)))
+      : null,
+    alerts.length
+      ? el("div", { class: "tablewrap" }, el("table", { id: "worker-alerts-table" },
+          el("thead", {}, el("tr", {}, ["Kind", "State", "Value", "Detail", "Since", "Resolved"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, alerts.map((a) => {
+            const marker = a.state === "resolved" ? null : silenceMarker(silencedUntil(a, silences));
+            return el("tr", {},
+              el("td", { text: KIND_NAMES[a.kind] || a.kind }),
+              el("td", {}, badge(a.state), " ", badge(a.severity), marker ? [" ", marker] : null),
+              el("td", { text: alertValue(a) }),
+              el("td", { class: "detail-text" }, el("div", { text: alertDetail(a) }), acknowledgement(a)),
+              el("td", { text: ago(a.fired_at || a.started_at) }), el("td", { text: a.resolved_at ? ago(a.resolved_at) : "—" }));
+          }))))
       : el("p", { class: "muted", text: "No alerts for this worker." }),
   );
 }
@@ -99,6 +139,12 @@ function controllerSection(worker) {
   );
 }
 
+// "idle" or "in use" only mean something for a running worker; otherwise its state says it.
+function idleBadge(worker) {
+  if (worker.status !== "running") return badge(worker.status, worker.status === "stopped" && worker.idle.paused_by_us ? "paused" : worker.status);
+  return el("span", { id: "idle-state" }, badge(worker.idle.idle ? "warning" : "ok", worker.idle.idle ? "idle" : "in use"));
+}
+
 function idleSection(worker, actions) {
   const idle = worker.idle;
   const when = (iso) => (iso ? `${new Date(iso).toLocaleString()} (${ago(iso)})` : "—");
@@ -106,16 +152,21 @@ function idleSection(worker, actions) {
   const status = statusLine(worker.id, "action-status");
   const tell = (text) => say(worker.id, "action-status", text);
   const admin = state.role === "admin";
+  const instanceState = worker.ec2_instance_state || "unknown";
   const act = (kind) => el("button", {
     type: "button", class: "plain", id: `action-${kind}`, text: kind[0].toUpperCase() + kind.slice(1),
+    disabled: !ACTION_FROM[kind].includes(instanceState),
+    title: ACTION_FROM[kind].includes(instanceState) ? `${kind} ${worker.name}` : `${worker.name} is ${instanceState}: it cannot be ${kind === "stop" ? "stopped" : kind === "start" ? "started" : "rebooted"} now`,
     onclick: async () => {
-      tell(`${kind}…`);
+      const choice = await confirmAction(worker, kind);
+      if (!choice) return tell(`${kind} cancelled`);
+      tell(`${kind} ${worker.name}…`);
       try {
-        const done = await send(`/api/workers/${worker.id}/${kind}`, "POST");
+        const done = await send(`/api/workers/${worker.id}/${kind}`, "POST", choice);
         tell(`${kind}: ${done.result}${done.detail ? ` (${done.detail})` : ""}`);
         renderWorker(worker.id);
       } catch (error) {
-        tell(`${kind} refused: ${error.message}`);
+        tell(`${kind} refused: ${error.message.replaceAll(worker.id, worker.name)}`);
       }
     },
   });
@@ -134,7 +185,7 @@ function idleSection(worker, actions) {
   return el(
     "section",
     { "aria-label": "Idle and actions", id: "idle" },
-    el("h2", {}, "Idle and actions ", badge(idle.idle ? "warning" : "ok", idle.idle ? "idle" : "in use")),
+    el("h2", {}, "Idle and actions ", idleBadge(worker)),
     el(
       "div",
       { class: "detail" },
