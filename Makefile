@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: setup test lint imports demo serve bench bench-all clean
+.PHONY: setup test test-fast lint imports demo serve bench bench-all clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ imports:
 test: $(STAMP) imports
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/pytest -q
+
+# The pure tests (domain, rules, observers, the monitor with fakes): under a minute, and no
+# PostgreSQL, Redis, moto or browser needed. `make test` runs them too.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP) imports
 	$(BIN)/ruff check src tests bench tools

@@ -48,10 +48,19 @@ from sqlalchemy import insert
 from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
 from cml_monitor.alerts.engine import AlertEngine
 from cml_monitor.aws import AwsEc2Client
+from cml_monitor.clock import utcnow
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import WorkerStatus
-from cml_monitor.monitoring import WorkerMonitoringScheduler, WorkerNotificationHandler, build_job_store
-from cml_monitor.monitoring.scheduler import TRIGGER_ANCHOR
+from cml_monitor.domain.collections import TRIGGER_ANCHOR
+from cml_monitor.monitoring import (
+    FleetCollector,
+    FleetMonitor,
+    MonitoredWorkers,
+    ObserverPublisher,
+    RegionJobs,
+    WorkerMonitoringScheduler,
+    build_job_store,
+)
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
 from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.tables import workers as workers_table
@@ -151,7 +160,7 @@ class Counters:
 
 
 def instrument(
-    scheduler: WorkerMonitoringScheduler, repository: CMLWorkerRepository, counters: Counters
+    collector: FleetCollector, store: Any, repository: CMLWorkerRepository, counters: Counters
 ) -> None:
     original_save = repository.save_collection_async
 
@@ -163,7 +172,6 @@ def instrument(
             counters.db_write_seconds.append(time.perf_counter() - started)
 
     repository.save_collection_async = timed_save  # type: ignore[method-assign]
-    collector = scheduler.collector
     original_read = collector._read_controllers
 
     async def timed_read(workers: Any, now: Any) -> Any:
@@ -174,7 +182,6 @@ def instrument(
             counters.cml_seconds.append(time.perf_counter() - started)
 
     collector._read_controllers = timed_read  # type: ignore[method-assign]
-    store = scheduler._scheduler._jobstores["default"]
     original_update = store.update_job
 
     def counted_update(job: Any) -> None:
@@ -199,20 +206,15 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     else:
         store = build_job_store("", database_url)
     counters = Counters()
-    # The real observer chain: the notification handler feeding the alert engine (no receivers).
+    # The real observer chain: the alert engine (the seed's notification handler), no receivers.
     alert_engine = AlertEngine(AlertRepository(engine), [])
-    handler = WorkerNotificationHandler(alert_engine=alert_engine)
-    scheduler = WorkerMonitoringScheduler(
-        repository,
-        aws,
-        handler,
-        cml_client=cml,
-        job_store=store,
-        poll_interval=args.interval,
-        observers=[counters],
-        metrics_source=args.metrics_source,
-    )
-    instrument(scheduler, repository, counters)
+    monitored = MonitoredWorkers()
+    collector = FleetCollector(repository, aws, cml, metrics_source=args.metrics_source)
+    publisher = ObserverPublisher([alert_engine, counters])
+    monitor = FleetMonitor(repository, collector, publisher, monitored, poll_interval=args.interval)
+    jobs = RegionJobs(store, poll_interval=args.interval, clock=utcnow)
+    scheduler = WorkerMonitoringScheduler(monitor, monitored, repository, jobs, poll_interval=args.interval)
+    instrument(collector, store, repository, counters)
     n = len(fleet["instances"])
     try:
         counters.target = n

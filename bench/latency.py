@@ -88,7 +88,7 @@ async def run(args: argparse.Namespace, events: bool, directory: Path) -> dict[s
                 "aws_instance_id": instance.instance_id,
             }
             ids[instance.instance_id] = (await client.post("/api/workers", json=body)).json()["id"]
-        await app.state.runtime.scheduler.drain()
+        await app.state.runtime.monitor.drain()
         sqs_before = _sqs_calls(sim)
         idle_started = time.monotonic()
         await asyncio.sleep(args.idle_seconds)  # the queue's cost while nothing happens

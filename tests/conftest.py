@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +16,12 @@ from moto.server import ThreadedMotoServer
 
 from cml_fleet_sim.cml_controllers import ControllerFleet
 from cml_fleet_sim.serving import ThreadedServer, free_port
+from cml_fleet_sim.simulator import FleetSimulator
+from cml_monitor.api.app import create_app
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.storage import CMLWorkerRepository, create_engine, drop_all, migrate
+
+from .helpers import Receiver
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -225,4 +229,79 @@ async def monitor(sim: Any) -> AsyncIterator[Any]:
         return Monitor(app, client)
 
     yield start
+    await stack.aclose()
+
+
+# -- the alerting app: the simulator as AWS, real receivers on loopback, an SQLite outbox.
+# `sim` here is the alerting tests' simulator; a module that needs another defines its own.
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    recording = Receiver()
+    server = ThreadedServer(recording.app).start()
+    yield recording, server.url
+    server.stop()
+
+
+@pytest.fixture
+def sim() -> Iterator[FleetSimulator]:
+    simulator = FleetSimulator(instant_transitions=True, seed=5)
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+class AlertingApp:
+    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+        self.runtime = app.state.runtime
+
+    async def register(self, instance_id: str, **extra: Any) -> dict[str, Any]:
+        body = {
+            "name": f"w-{instance_id[-4:]}",
+            "aws_region": "us-east-1",
+            "aws_instance_id": instance_id,
+            **extra,
+        }
+        response = await self.client.post("/api/workers", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def poll(self, worker_id: str) -> None:
+        """One collection of the worker, alert evaluation included.
+
+        Collections already in flight (the refresh a start/stop triggers) finish first: two
+        collections of one worker at once would leave only the newer one written and told.
+        """
+        await self.runtime.monitor.drain()
+        report = await self.runtime.monitor.collect_soon(worker_id)
+        assert [e.worker_id for e in report.events] == [worker_id], report.failed
+
+    async def alerts(self, **params: str) -> list[dict[str, Any]]:
+        return (await self.client.get("/api/alerts", params=params)).json()["items"]
+
+    async def notifications(self, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else {}
+        return (await self.client.get("/api/notifications", params=params)).json()["items"]
+
+
+@pytest.fixture
+async def make_app(sim: FleetSimulator, sqlite_url: str) -> AsyncIterator[Callable[..., Any]]:
+    stack = AsyncExitStack()
+
+    async def factory(**overrides: Any) -> AlertingApp:
+        overrides.setdefault("worker_monitoring_enabled", False)
+        overrides.setdefault("worker_notification_retry_base", 0.05)
+        overrides.setdefault("worker_notification_group_wait", 0)  # Slack's grouping has its own test
+        overrides.setdefault("cml_username", "admin")
+        settings = make_settings(sqlite_url, sim.url, **overrides)
+        app = create_app(settings)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        await stack.enter_async_context(client)
+        return AlertingApp(app, client)
+
+    yield factory
     await stack.aclose()

@@ -21,7 +21,9 @@ from cml_monitor.domain.actions import AUTO, Action, ActionKind, ActionReason
 from cml_monitor.monitoring.collector import metrics_event
 
 from .conftest import REGION, Monitor
-from .test_cml_depth import _cycle, _register
+from .helpers import actions, backdate, quiet
+from .helpers import cycle as _cycle
+from .helpers import register_with_controllers as _register
 
 AUTOMATION = "00000000-0000-4000-a000-000000000001"
 
@@ -32,29 +34,6 @@ def sim() -> Iterator[FleetSimulator]:
     simulator.start()
     yield simulator
     simulator.stop()
-
-
-def quiet(sim: FleetSimulator, instance_id: str) -> None:
-    """No lab, a CPU under the idle floor: idle once nobody has been active for the timeout."""
-    sim.set_labs(instance_id, running=0, stopped=1)
-    sim.fleet.set_metrics(instance_id, cpu=2.0)
-
-
-async def backdate(app: Monitor, worker_id: str, hours: float = 2.0) -> None:
-    """Registered and seen starting `hours` ago, so that the idle timeout can have passed."""
-    repository = app.runtime.repository
-    worker = await repository.get_by_id_async(worker_id)
-    assert worker is not None
-    worker.created_at = worker.created_at - timedelta(hours=hours)
-    if worker.status_changed_at is not None:
-        worker.status_changed_at = worker.status_changed_at - timedelta(hours=hours)
-    await repository.update_async(worker)
-
-
-async def actions(app: Monitor, **params: Any) -> list[dict[str, Any]]:
-    response = await app.client.get("/api/actions", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
 
 
 PAUSE = {"worker_auto_pause_enabled": True, "worker_auto_pause_grace": 0, "worker_idle_timeout": 3600}
@@ -235,7 +214,7 @@ async def test_an_action_interrupted_between_recorded_and_done_is_settled_at_the
     ids = await _register(app, sim, 2)
     stopped, untouched = ids
     await _cycle(app)
-    store = app.runtime.actions
+    store = app.runtime.action_store
     # What `kill -9` between the two steps leaves: pending rows. One stop reached EC2, one did not.
     now = datetime.now(UTC)
     reached = Action.request(ids[stopped], ActionKind.STOP, ActionReason.IDLE, AUTO, dry_run=False, now=now)
@@ -273,7 +252,7 @@ async def test_two_replicas_seeing_the_same_idle_worker_act_once(
     assert sim.fleet.requests[("ec2", "StopInstances")] == 1
     executor = first.runtime.executor
     pending = Action.request(worker_id, ActionKind.REBOOT, ActionReason.MANUAL, "a", dry_run=False, now=now)
-    assert await first.runtime.actions.record(pending)
+    assert await first.runtime.action_store.record(pending)
     with pytest.raises(ActionInFlight):
         await executor.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
 
@@ -298,7 +277,7 @@ class DiesAfterTheAwsCall:
 async def eventually_pending(app: Monitor, worker_id: str) -> Action:
     deadline = asyncio.get_running_loop().time() + 10
     while True:
-        found = [a for a in await app.runtime.actions.pending() if a.worker_id == worker_id]
+        found = [a for a in await app.runtime.action_store.pending() if a.worker_id == worker_id]
         if found:
             return found[0]
         assert asyncio.get_running_loop().time() < deadline, "the action was never recorded"
@@ -329,7 +308,7 @@ async def test_a_starting_replica_leaves_a_live_replicas_action_alone_until_its_
     b = second.runtime.executor
     assert b.owner != a.owner
     assert await b.reconcile() == 0
-    assert [p.id for p in await second.runtime.actions.pending()] == [pending.id]
+    assert [p.id for p in await second.runtime.action_store.pending()] == [pending.id]
     with pytest.raises(ActionInFlight):  # the one-pending-action guard still holds for B
         await b.run(worker, ActionKind.STOP, ActionReason.MANUAL, "b")
     go_on.set()  # A finishes its own action
@@ -355,7 +334,7 @@ async def test_a_starting_replica_leaves_a_live_replicas_action_alone_until_its_
     # ... and settles it once the lease has expired (B's clock after A's lease).
     assert pending.lease_until is not None
     later = ActionExecutor(
-        second.runtime.actions,
+        second.runtime.action_store,
         second.runtime.repository,
         second.runtime.aws,
         clock=lambda: pending.lease_until + timedelta(seconds=1),  # type: ignore[operator]
@@ -363,7 +342,7 @@ async def test_a_starting_replica_leaves_a_live_replicas_action_alone_until_its_
     assert await later.reconcile() == 1
     settled = [x for x in await actions(second, worker_id=worker_id) if x["id"] == pending.id]
     assert settled[0]["result"] == "failed" and "interrupted before the AWS call" in settled[0]["detail"]
-    assert await second.runtime.actions.pending() == []
+    assert await second.runtime.action_store.pending() == []
 
 
 async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_paused_by_us(
@@ -375,7 +354,9 @@ async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_
     worker = await first.runtime.repository.get_by_id_async(worker_id)
     assert worker is not None and worker.idle.paused_by_us is False
     aws = DiesAfterTheAwsCall(first.runtime.aws)
-    a = ActionExecutor(first.runtime.actions, first.runtime.repository, aws, lease=timedelta(seconds=0.3))
+    a = ActionExecutor(
+        first.runtime.action_store, first.runtime.repository, aws, lease=timedelta(seconds=0.3)
+    )
     acting = asyncio.ensure_future(a.run(worker, ActionKind.STOP, ActionReason.IDLE, AUTO))
     await asyncio.wait_for(aws.called.wait(), 10)
     recorded = await eventually_pending(first, worker_id)
@@ -393,7 +374,7 @@ async def test_a_running_action_renews_its_lease_and_a_reconciled_auto_pause_is_
     assert stale is not None and stale.idle.paused_by_us is False
     # Replica B (its own executor on the same database), reconciling once A's lease ran out.
     b = ActionExecutor(
-        first.runtime.actions,
+        first.runtime.action_store,
         first.runtime.repository,
         first.runtime.aws,
         clock=lambda: left.lease_until + timedelta(seconds=1),  # type: ignore[operator]

@@ -19,11 +19,10 @@ from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.alerts.alertmanager_refresh import AlertmanagerRefresher
 from cml_monitor.alerts.links import Links
 from cml_monitor.alerts.notifiers import AlertmanagerNotifier
-from cml_monitor.domain import Alert, AlertKind, AlertState
+from cml_monitor.domain import Alert, AlertKind, AlertState, WorkerRef
 
+from .helpers import Receiver, eventually
 from .prometheus_tools import alertmanager
-from .test_alerts import Receiver, make_app, receiver, sim  # noqa: F401 (fixtures)
-from .test_monitoring import eventually
 
 PUBLIC = "https://monitor.example.test"
 
@@ -34,8 +33,8 @@ def _ours(base: str) -> list[dict[str, Any]]:
 
 
 async def test_alerts_become_active_then_resolved_in_every_alertmanager(
-    sim: FleetSimulator,  # noqa: F811
-    make_app: Callable[..., Any],  # noqa: F811
+    sim: FleetSimulator,
+    make_app: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     (instance,) = sim.add_workers(1, with_controllers=False)
@@ -90,9 +89,9 @@ async def test_alerts_become_active_then_resolved_in_every_alertmanager(
 
 
 async def test_every_channel_links_the_worker_page_and_the_runbook(
-    sim: FleetSimulator,  # noqa: F811
-    receiver: tuple[Receiver, str],  # noqa: F811
-    make_app: Callable[..., Any],  # noqa: F811
+    sim: FleetSimulator,
+    receiver: tuple[Receiver, str],
+    make_app: Callable[..., Any],
 ) -> None:
     recording, base = receiver
     (instance,) = sim.add_workers(1, with_controllers=False)
@@ -150,9 +149,9 @@ class _ResolvesMidRound:
         )
         self.reads = 0
 
-    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]:
+    async def notified_firing(self) -> list[tuple[Alert, WorkerRef | None]]:
         self.reads += 1
-        worker = {"id": "w-1", "name": "lab-1", "aws_instance_id": "i-1", "aws_region": "us-east-1"}
+        worker = WorkerRef("w-1", "lab-1", "i-1", "us-east-1")
         return [(self.alert, worker)] if self.reads == 1 else []
 
     async def get_alert(self, alert_id: str) -> Alert | None:
@@ -164,7 +163,7 @@ class _ResolvesMidRound:
 
 
 async def test_a_repost_racing_a_resolution_is_followed_by_the_resolution(
-    receiver: tuple[Receiver, str],  # noqa: F811
+    receiver: tuple[Receiver, str],
 ) -> None:
     recording, base = receiver
     async with httpx.AsyncClient() as http:

@@ -2,137 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
 from cml_monitor.alerts.engine import AlertEngine, AlertSettings
-from cml_monitor.alerts.rules import samples_for
 from cml_monitor.alerts.state import AlertKind, AlertState, Sample, Verdict, advance, threshold_verdict
-from cml_monitor.api.app import create_app
 
-from .conftest import make_settings
-from .test_monitoring import eventually
+from .helpers import Receiver, eventually, metrics_event
 
 SECRET = "s3cret-for-hmac"
-
-
-class Receiver:
-    """A webhook receiver that records every request and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.script: dict[str, list[tuple[int, dict[str, str]]]] = {}  # path → answers, then 202
-        self.stalls: dict[str, list[float]] = {}  # path → seconds to hold the next answers back
-        self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        self.requests.append(
-            {
-                "path": request.url.path,
-                "query": str(request.url.query),
-                "headers": dict(request.headers),
-                "body": body,
-                "json": json.loads(body),
-                "at": time.monotonic(),
-            }
-        )
-        stalls = self.stalls.get(request.url.path) or []
-        if stalls:
-            await asyncio.sleep(stalls.pop(0))  # a slow receiver, as seen from the sender
-        answers = self.script.get(request.url.path) or []
-        status, headers = answers.pop(0) if answers else (202, {})
-        return Response(status_code=status, headers=headers)
-
-    def of(self, path: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["path"] == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    recording = Receiver()
-    server = ThreadedServer(recording.app).start()
-    yield recording, server.url
-    server.stop()
-
-
-@pytest.fixture
-def sim() -> Iterator[FleetSimulator]:
-    simulator = FleetSimulator(instant_transitions=True, seed=5)
-    simulator.start()
-    yield simulator
-    simulator.stop()
-
-
-class AlertingApp:
-    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
-        self.app = app
-        self.client = client
-        self.runtime = app.state.runtime
-
-    async def register(self, instance_id: str, **extra: Any) -> dict[str, Any]:
-        body = {
-            "name": f"w-{instance_id[-4:]}",
-            "aws_region": "us-east-1",
-            "aws_instance_id": instance_id,
-            **extra,
-        }
-        response = await self.client.post("/api/workers", json=body)
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    async def poll(self, worker_id: str) -> None:
-        """One collection of the worker, alert evaluation included.
-
-        Collections already in flight (the refresh a start/stop triggers) finish first: two
-        collections of one worker at once would leave only the newer one written and told.
-        """
-        await self.runtime.scheduler.drain()
-        report = await self.runtime.scheduler.refresh_worker_async(worker_id)
-        assert [e.worker_id for e in report.events] == [worker_id], report.failed
-
-    async def alerts(self, **params: str) -> list[dict[str, Any]]:
-        return (await self.client.get("/api/alerts", params=params)).json()["items"]
-
-    async def notifications(self, state: str | None = None) -> list[dict[str, Any]]:
-        params = {"state": state} if state else {}
-        return (await self.client.get("/api/notifications", params=params)).json()["items"]
-
-
-@pytest.fixture
-async def make_app(sim: FleetSimulator, sqlite_url: str) -> AsyncIterator[Callable[..., Any]]:
-    stack = AsyncExitStack()
-
-    async def factory(**overrides: Any) -> AlertingApp:
-        overrides.setdefault("worker_monitoring_enabled", False)
-        overrides.setdefault("worker_notification_retry_base", 0.05)
-        overrides.setdefault("worker_notification_group_wait", 0)  # Slack's grouping has its own test
-        overrides.setdefault("cml_username", "admin")
-        settings = make_settings(sqlite_url, sim.url, **overrides)
-        app = create_app(settings)
-        await stack.enter_async_context(app.router.lifespan_context(app))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-        await stack.enter_async_context(client)
-        return AlertingApp(app, client)
-
-    yield factory
-    await stack.aclose()
 
 
 # -- the state machine, pure ----------------------------------------------------------------
@@ -401,18 +283,12 @@ async def test_acknowledged_alerts_are_not_repeated(
     acked = await app.client.post(f"/api/alerts/{alert['id']}/ack", json={"comment": "on it"})
     assert acked.status_code == 200 and acked.json()["acknowledged_comment"] == "on it"
     later = AlertEngine(
-        app.runtime.alerts,
+        app.runtime.alert_store,
         app.runtime.alert_engine.channels,
         AlertSettings(repeat_interval=timedelta(seconds=60)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),
     )
-    event = {
-        "worker_id": worker["id"],
-        "status": "running",
-        "previous_status": "running",
-        "metrics": {"cpu_utilization": 99.0},
-    }
-    await later.evaluate([(event, samples_for(event, later.settings.rules))])
+    await later.observe([metrics_event(worker["id"], cpu=99.0, at=datetime.now(UTC) + timedelta(hours=1))])
     await app.runtime.dispatcher.dispatch_due()
     await eventually(lambda: len(recording.requests) == 1)  # one firing, no repeat
     assert [r["json"]["type"] for r in recording.requests].count("alert.firing") == 1
@@ -457,7 +333,7 @@ async def test_unreachable_fires_when_collections_stop_and_resolves_when_they_re
     worker = await app.register(instance.instance_id)
     await app.poll(worker["id"])
     future = AlertEngine(
-        app.runtime.alerts,
+        app.runtime.alert_store,
         [],
         AlertSettings(unreachable_after=timedelta(seconds=900)),
         clock=lambda: datetime.now(UTC) + timedelta(hours=1),

@@ -12,8 +12,8 @@ import httpx
 from cml_fleet_sim.serving import ThreadedServer, free_port
 from cml_fleet_sim.simulator import FleetSimulator
 
+from .helpers import Receiver
 from .processes import spawn_cli, wait_until
-from .test_alerts import Receiver
 
 
 def _serve(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

@@ -11,10 +11,7 @@ import pytest
 from cml_monitor.live_events import EventHub
 
 from .conftest import REGION, Moto
-from .test_aws_client import cpu, memory
-from .test_monitoring import eventually
-
-VALID = {"name": "lab-1", "aws_region": REGION, "aws_instance_id": "i-0123456789abcdef0"}
+from .helpers import VALID, cpu, eventually, memory, sse_events
 
 
 def field_of(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -279,16 +276,6 @@ async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ign
     assert (await healthy.client.get("/ready")).status_code == 200
 
 
-def sse_events(chunk: bytes) -> list[tuple[str, str]]:
-    """(event, data) of each Server-Sent Event in a chunk."""
-    found = []
-    for block in chunk.decode().replace("\r\n", "\n").split("\n\n"):
-        if block.strip():
-            lines = dict(line.split(": ", 1) for line in block.split("\n"))
-            found.append((lines["event"], lines["data"]))
-    return found
-
-
 async def test_a_client_that_falls_behind_is_told_to_resync_never_silently_short() -> None:
     hub = EventHub(queue_size=3)
     fast = hub.subscribe()
@@ -312,7 +299,7 @@ async def test_a_client_that_falls_behind_is_told_to_resync_never_silently_short
 
 
 async def test_a_whole_cycle_of_500_workers_reaches_an_idle_client_and_publishing_yields() -> None:
-    from .test_domain import make_event
+    from .helpers import make_event
 
     hub = EventHub()
     stream = hub.subscribe()

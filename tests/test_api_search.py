@@ -61,7 +61,7 @@ async def test_search_alerting_and_problem_filters(api_factory, moto: Moto) -> N
     assert names(page) == ["lab-paris"] and page.json()["total"] == 2
 
     runtime = api.runtime
-    await runtime.alerts.apply([firing(made["spare"]["id"])], [], [], [])
+    await runtime.alert_store.apply([firing(made["spare"]["id"])], [], [], [])
     assert names(await client.get("/api/workers", params={"alerting": "true"})) == ["spare"]
     assert "spare" not in names(await client.get("/api/workers", params={"alerting": "false"}))
 
@@ -110,7 +110,7 @@ async def test_acknowledged_by_names_the_actor(api_factory, moto: Moto) -> None:
     api = await api_factory(token="adm-token", api_tokens="admin:adm-token", worker_monitoring_enabled=False)
     made = await fleet(api)
     alert = firing(made["spare"]["id"])
-    await api.runtime.alerts.apply([alert], [], [], [])
+    await api.runtime.alert_store.apply([alert], [], [], [])
     acked = await api.client.post(f"/api/alerts/{alert.id}/ack", json={"comment": "on it"})
     assert acked.status_code == 200, acked.text
     body = acked.json()

@@ -1,39 +1,15 @@
 """`AwsEc2Client` against a real moto server over HTTP."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from cml_monitor.aws import AwsEc2Client
 
 from .conftest import REGION, Moto
+from .helpers import cpu, memory, put
 
-
-def put(moto: Moto, namespace: str, metric: str, dims: list[dict], value: float, minutes_ago: float) -> None:
-    moto.cloudwatch().put_metric_data(
-        Namespace=namespace,
-        MetricData=[
-            {
-                "MetricName": metric,
-                "Dimensions": dims,
-                "Value": value,
-                "Timestamp": datetime.now(UTC) - timedelta(minutes=minutes_ago),
-            }
-        ],
-    )
-
-
-def cpu(moto: Moto, instance_id: str, value: float, minutes_ago: float = 2) -> None:
-    put(moto, "AWS/EC2", "CPUUtilization", [{"Name": "InstanceId", "Value": instance_id}], value, minutes_ago)
-
-
-def memory(
-    moto: Moto, instance_id: str, value: float, extra: dict | None = None, minutes_ago: float = 2
-) -> None:
-    dims = [{"Name": "InstanceId", "Value": instance_id}]
-    if extra:
-        dims += [{"Name": k, "Value": v} for k, v in extra.items()]
-    put(moto, "CWAgent", "mem_used_percent", dims, value, minutes_ago)
+__all__ = ["cpu", "memory", "put"]  # once defined here; other tests import them from .helpers
 
 
 async def test_statuses_of_running_stopped_and_unknown_instances(moto: Moto, aws: AwsEc2Client) -> None:

@@ -14,7 +14,7 @@ from cml_monitor.monitoring import FleetCollector
 from cml_monitor.storage import CMLWorkerRepository
 
 from .conftest import REGION
-from .test_monitoring import register
+from .helpers import register
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {

@@ -14,8 +14,10 @@ import pytest
 from cml_fleet_sim.cml_controllers import VERSION
 from cml_fleet_sim.simulator import FleetSimulator
 
-from .conftest import REGION, Monitor
-from .test_monitoring import eventually
+from .conftest import Monitor
+from .helpers import cycle as _cycle
+from .helpers import eventually
+from .helpers import register_with_controllers as _register
 
 
 @pytest.fixture
@@ -26,22 +28,6 @@ def sim() -> Iterator[FleetSimulator]:
     simulator.stop()
 
 
-async def _register(app: Monitor, sim: FleetSimulator, count: int) -> dict[str, str]:
-    """Instance id → worker id, each worker with its simulated controller."""
-    ids = {}
-    for instance in sim.add_workers(count):
-        body = {
-            "name": instance.instance_id[-6:],
-            "aws_region": REGION,
-            "aws_instance_id": instance.instance_id,
-            "cml_url": sim.controller_url(instance.instance_id),
-        }
-        response = await app.client.post("/api/workers", json=body)
-        assert response.status_code == 201, response.text
-        ids[instance.instance_id] = response.json()["id"]
-    return ids
-
-
 CONTROLLER_KINDS = {"cml_unreachable", "cml_unhealthy", "license", "disk", "scheduled_event"}
 
 
@@ -49,11 +35,6 @@ async def _firing(app: Monitor) -> dict[tuple[str, str], dict[str, Any]]:
     """The firing alerts of the kinds this file is about (a simulated worker may run hot)."""
     items = (await app.client.get("/api/alerts", params={"state": "firing"})).json()["items"]
     return {(a["worker_id"], a["kind"]): a for a in items if a["kind"] in CONTROLLER_KINDS}
-
-
-async def _cycle(app: Monitor) -> None:
-    run = await app.runtime.scheduler.run_region(REGION)
-    assert run.report is not None and not run.report.failed
 
 
 async def test_controller_fields_reach_the_worker_json_history_and_metrics(

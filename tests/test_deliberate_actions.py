@@ -39,7 +39,7 @@ async def register(
         body["cml_url"] = sim.controller_url(instance.instance_id)
     response = await app.client.post("/api/workers", json=body)
     assert response.status_code == 201, response.text
-    run = await app.runtime.scheduler.run_region(REGION)
+    run = await app.runtime.monitor.run_region(REGION)
     assert run.report is not None and not run.report.failed
     return instance.instance_id, response.json()["id"]
 
@@ -122,7 +122,7 @@ async def test_a_worker_without_started_labs_stops_without_force_and_start_takes
     assert (
         done.status_code == 202 and done.json()["result"] == "ok" and done.json()["detail"].startswith("EC2")
     )
-    await app.runtime.scheduler.run_region(REGION)
+    await app.runtime.monitor.run_region(REGION)
     started = await app.client.post(f"/api/workers/{worker_id}/start", json={"reason": "class at 9"})
     assert started.status_code == 202 and started.json()["detail"].startswith("reason: class at 9 — ")
 

@@ -15,7 +15,7 @@ import pytest
 from cml_monitor.alerts.dispatcher import NotificationDispatcher
 from cml_monitor.alerts.notifiers import Delivery, OutgoingNotification
 from cml_monitor.alerts.notifiers.base import retry_after_seconds
-from cml_monitor.alerts.outbox import Channel, notification_rows
+from cml_monitor.alerts.outbox import Channel, in_order, outbox_messages
 from cml_monitor.storage import create_engine, migrate
 from cml_monitor.storage.alerts import AlertRepository
 
@@ -63,14 +63,12 @@ async def outbox(database_url: str) -> AsyncIterator[AlertRepository]:
 
 async def queue(store: AlertRepository, worker_id: str, names: list[str], at: datetime) -> None:
     """Rows written in one transaction, in the order the names happened."""
-    rows: list[dict[str, Any]] = []
+    messages = []
     for name in names:
-        rows += notification_rows(
+        messages += outbox_messages(
             {"type": "alert.firing", "n": name}, [HOOK], alert_id=None, worker_id=worker_id, now=at
         )
-    for ordinal, row in enumerate(rows):
-        row["ordinal"] = ordinal
-    await store.apply([], [], [], rows)
+    await store.apply([], [], [], in_order(messages))
 
 
 def dispatcher(

@@ -115,7 +115,7 @@ async def test_discovery_registers_marks_and_forgets(api_factory, moto: Moto) ->
         runtime.aws,
         runtime.discovery.settings,
         leases=LeaseStore(runtime.engine),
-        holder=runtime.scheduler.instance_id,
+        holder=runtime.discovery.holder,
         clock=lambda: later,
     )
     forgot = await forgetting.run_once()

@@ -18,8 +18,8 @@ from cml_fleet_sim.simulator import FleetSimulator
 from cml_fleet_sim.sqs import SimulatedQueue
 
 from .conftest import REGION, Monitor
-from .test_cml_depth import _cycle
-from .test_monitoring import eventually
+from .helpers import cycle as _cycle
+from .helpers import eventually
 
 HOOK = "http://127.0.0.1:9/hook"  # a receiver that is never up: the outbox rows are what is read
 

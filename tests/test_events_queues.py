@@ -68,7 +68,7 @@ async def test_each_queue_of_the_list_is_consumed(moto: Any, api_factory: Any) -
     for instance_id in instances:
         body = {"name": instance_id[-6:], "aws_region": REGION, "aws_instance_id": instance_id}
         ids.append((await api.client.post("/api/workers", json=body)).json()["id"])
-    run = await api.runtime.scheduler.run_region(REGION)
+    run = await api.runtime.monitor.run_region(REGION)
     assert run.report is not None and not run.report.failed
     # EC2 changes, and says so through one queue each (the poll interval is 300 s: only an
     # event, and the collection it asks for, can show the change within the deadline).

@@ -16,8 +16,8 @@ import pytest
 from cml_fleet_sim.simulator import FleetSimulator
 
 from .conftest import REGION, Monitor
+from .helpers import eventually
 from .private_servers import PrivatePostgres, PrivateRedis
-from .test_monitoring import eventually
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def test_postgresql_stopped_answers_503_never_500_and_raises_no_unreachabl
         await asyncio.sleep(0.2)
     assert 500 not in statuses and 503 in statuses
     private_postgres.start()
-    await app.runtime._check_unreachable()  # right after the outage: our fault, no worker judged
+    await app.runtime.unreachable()  # right after the outage: our fault, no worker judged
 
     async def collected_after_outage() -> bool:
         return await _all_collected(app, ids)
@@ -202,7 +202,7 @@ async def test_hung_and_huge_controllers_cost_their_own_lab_counts_not_the_regio
     sim.set_controller(hung.instance_id, latency=30.0)
     requests_before = sim.controllers.get(huge.instance_id).requests
     started = time.monotonic()
-    run = await app.runtime.scheduler.run_region(REGION)
+    run = await app.runtime.monitor.run_region(REGION)
     assert time.monotonic() - started < 5.0  # not the 30 s of the hung controller
     assert run.report is not None and len(run.report.events) == 3 and not run.report.failed
     events = {e.worker_id: e for e in run.report.events}
@@ -223,10 +223,9 @@ async def test_a_replica_frozen_past_its_lease_does_not_write_or_tell_an_old_cyc
     from datetime import UTC, datetime, timedelta
 
     from cml_monitor.aws import AwsEc2Client
-    from cml_monitor.monitoring import WorkerMonitoringScheduler
     from cml_monitor.storage import LeaseStore
 
-    from .test_monitoring import Events, register
+    from .helpers import Events, build_monitoring, register
 
     (instance,) = sim.add_workers(1, with_controllers=False)
     worker = await register(sqlite_repository, instance.instance_id)
@@ -248,10 +247,10 @@ async def test_a_replica_frozen_past_its_lease_does_not_write_or_tell_an_old_cyc
 
     leases = LeaseStore(sqlite_repository.engine)
     old_events, new_events = Events(), Events()
-    stale = WorkerMonitoringScheduler(
+    stale = build_monitoring(
         sqlite_repository, FreezesAfterReading(), leases=leases, poll_interval=1, observers=[old_events]
     )
-    later = WorkerMonitoringScheduler(
+    later = build_monitoring(
         sqlite_repository,
         aws,
         leases=leases,

@@ -19,7 +19,6 @@ from cml_fleet_sim.simulator import FleetSimulator
 
 from .processes import spawn_cli, stop, wait_until
 from .prometheus_tools import binary, prometheus
-from .test_alerts import sim  # noqa: F401 (fixture)
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "cml-monitor.json"
 VARIABLES = {  # what Grafana substitutes, for a one-minute range and every worker
@@ -58,7 +57,7 @@ def test_dashboard_is_valid_json_with_the_panels_the_issue_lists() -> None:
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
 
 
-def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> None:  # noqa: F811
+def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> None:
     binary("prometheus")
     busy, quiet = sim.add_workers(2)
     sim.fleet.set_metrics(busy.instance_id, cpu=97.0, memory=40.0)

@@ -18,7 +18,7 @@ from cml_monitor.aws.ec2 import InstanceStatus
 from cml_monitor.aws.eventbridge import ScheduledChange, StateChange, parse
 from cml_monitor.cml import shapes
 from cml_monitor.cml.client import decode
-from cml_monitor.domain import Alert, AlertKind, AlertState, MetricSample, Worker, WorkerStatus
+from cml_monitor.domain import Alert, AlertKind, AlertState, MetricSample, OutboxMessage, Worker, WorkerStatus
 from cml_monitor.domain.cml import CmlStatus, ControllerReading
 from cml_monitor.domain.idle import IdleFacts, IdlePolicy, IdleState, next_idle_state
 from cml_monitor.domain.text import clean, clean_deep, control_character
@@ -210,24 +210,18 @@ def _alert(worker_id: str, detail: str) -> Alert:
     )
 
 
-def _message(alert: Alert, ordinal: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "alert_id": alert.id,
-        "worker_id": alert.worker_id,
-        "event_type": "alert.firing",
-        "channel": "webhook",
-        "target": "http://127.0.0.1:9/hook",
-        "payload": json.dumps({"detail": alert.detail}),
-        "state": "pending",
-        "attempts": 0,
-        "next_attempt_at": NOW,
-        "lease_until": None,
-        "last_error": None,
-        "created_at": NOW,
-        "sent_at": None,
-        "ordinal": ordinal,
-    }
+def _message(alert: Alert, ordinal: int) -> OutboxMessage:
+    return OutboxMessage(
+        id=str(uuid.uuid4()),
+        alert_id=alert.id,
+        worker_id=alert.worker_id,
+        event_type="alert.firing",
+        channel="webhook",
+        target="http://127.0.0.1:9/hook",
+        payload=json.dumps({"detail": alert.detail}),
+        created_at=NOW,
+        ordinal=ordinal,
+    )
 
 
 async def test_alerts_refused_for_one_worker_do_not_silence_the_others(postgresql_url: str) -> None:
@@ -295,7 +289,7 @@ async def _register(app: Monitor, sim: FleetSimulator, count: int) -> list[tuple
 
 
 async def _one_cycle(app: Monitor) -> dict[tuple[str, str], dict[str, Any]]:
-    run = await app.runtime.scheduler.run_region(REGION)
+    run = await app.runtime.monitor.run_region(REGION)
     assert run.report is not None and not run.report.failed, run.report
     items = (await app.client.get("/api/alerts", params={"state": "firing"})).json()["items"]
     return {(a["worker_id"], a["kind"]): a for a in items}

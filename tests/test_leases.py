@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from cml_monitor.monitoring import WorkerMonitoringScheduler
 from cml_monitor.storage import CMLWorkerRepository, LeaseStore
 
 from .conftest import REGION, Moto
-from .test_monitoring import register
+from .helpers import build_monitoring, register
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -41,14 +40,14 @@ async def test_a_region_held_elsewhere_is_skipped(
 ) -> None:
     worker = await register(sqlite_repository, moto.run_instances(1)[0])
     leases = LeaseStore(sqlite_repository.engine)
-    scheduler = WorkerMonitoringScheduler(sqlite_repository, aws, leases=leases, poll_interval=300)
+    monitor = build_monitoring(sqlite_repository, aws, leases=leases, poll_interval=300).monitor
     assert await leases.acquire(
         f"collect:{REGION}", "other-replica", datetime.now(UTC), timedelta(seconds=240)
     )
-    run = await scheduler.monitor.run_region(REGION)
+    run = await monitor.run_region(REGION)
     assert run.skipped and run.report is None
     assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
-    fresh = WorkerMonitoringScheduler(
+    fresh = build_monitoring(
         sqlite_repository,
         aws,
         leases=leases,

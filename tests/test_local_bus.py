@@ -15,6 +15,7 @@ from cml_monitor.collector_metrics import CollectorMetricsRelay
 from cml_monitor.domain import WorkerMetricsCollected, WorkerStatus
 from cml_monitor.local_bus import ChannelClient, ChannelClosed, ChannelServer
 from cml_monitor.metrics import PrometheusMetrics
+from cml_monitor.monitoring import ObserverPublisher
 
 
 class Sink:
@@ -47,7 +48,7 @@ def event(worker_id: str, cpu: float) -> WorkerMetricsCollected:
 
 async def test_events_calls_and_snapshots_cross_the_socket(tmp_path: Path) -> None:
     sink = Sink()
-    server = ChannelServer(str(tmp_path / "c.sock"), [sink])
+    server = ChannelServer(str(tmp_path / "c.sock"), ObserverPublisher([sink]))
     snapshots: list[dict[str, Any]] = []
     snapped = asyncio.Event()
 
@@ -87,7 +88,7 @@ async def test_events_calls_and_snapshots_cross_the_socket(tmp_path: Path) -> No
 
 async def test_a_client_of_a_closed_server_drops_events_and_reconnects(tmp_path: Path) -> None:
     path = str(tmp_path / "c.sock")
-    first = ChannelServer(path, [Sink()])
+    first = ChannelServer(path, ObserverPublisher([Sink()]))
     await first.start()
     client = ChannelClient(path, None)
     await client.start()
@@ -95,7 +96,7 @@ async def test_a_client_of_a_closed_server_drops_events_and_reconnects(tmp_path:
     await first.close()
     await client.observe([event("lost", 1.0)])  # nobody there: dropped, no error
     sink = Sink()
-    second = ChannelServer(path, [sink])
+    second = ChannelServer(path, ObserverPublisher([sink]))
     await second.start()
     try:
         assert await second.wait_connected(10)

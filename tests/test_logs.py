@@ -20,8 +20,9 @@ from cml_monitor.telemetry import JsonFormatter, install_log_filters, structured
 
 from . import test_cml_depth
 from .conftest import REGION
-from .test_cml_depth import _cycle, _register
-from .test_monitoring import eventually
+from .helpers import cycle as _cycle
+from .helpers import eventually
+from .helpers import register_with_controllers as _register
 
 sim = test_cml_depth.sim  # the simulator fixture, instant transitions
 

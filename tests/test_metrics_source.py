@@ -12,7 +12,8 @@ import pytest
 from cml_fleet_sim.simulator import FleetSimulator
 
 from .conftest import REGION, Monitor
-from .test_cml_depth import _cycle, _register
+from .helpers import cycle as _cycle
+from .helpers import register_with_controllers as _register
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ async def test_auto_takes_the_controllers_figures_and_asks_cloudwatch_only_for_t
     instance_id, with_controller, bare = await _setup(app, sim)
     await _cycle(app)  # the first sight of the workers (their state changes) is not a steady cycle
     before = _metrics_requested(app)
-    run = await app.runtime.scheduler.run_region(REGION)
+    run = await app.runtime.monitor.run_region(REGION)
     assert run.report is not None and not run.report.failed
     events = [e.to_json() for e in run.report.events]
     one_worker = _metrics_requested(app) - before  # the worker without a controller only

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,24 +15,25 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME, ControllerFleet
+from cml_monitor.alerts import WorkerNotificationHandler
 from cml_monitor.aws import AwsEc2Client
 from cml_monitor.cml import CmlControllerClient
 from cml_monitor.domain import Worker, WorkerStatus
-from cml_monitor.monitoring import (
-    WorkerMonitoringScheduler,
-    WorkerNotificationHandler,
-    build_job_store,
-    job_id_for_region,
-)
+from cml_monitor.monitoring import build_job_store, job_id_for_region
 from cml_monitor.storage import CMLWorkerRepository
+from cml_monitor.storage.alerts import AlertRepository
 
 from .conftest import REGION, Moto
-from .test_aws_client import cpu, memory
+from .helpers import Events, Monitoring, build_monitoring, cpu, eventually, memory, register
+
+__all__ = ["Events", "eventually", "register"]  # still importable from here by older tests
 
 
 class RecordingHandler(WorkerNotificationHandler):
-    def __init__(self) -> None:
-        super().__init__(cpu_threshold=90.0, memory_threshold=90.0)
+    """The seed's notification handler (the alert engine) recording its threshold-violation hook."""
+
+    def __init__(self, repository: CMLWorkerRepository) -> None:
+        super().__init__(AlertRepository(repository.engine), [])
         self.violations: list[tuple[str, str, str, float, float]] = []
 
     def _handle_threshold_violation(self, *args: Any) -> None:  # type: ignore[override]
@@ -41,71 +41,32 @@ class RecordingHandler(WorkerNotificationHandler):
         self.violations.append(args)
 
 
-class Events:
-    """An observer that keeps every metrics event and lets a test wait for some."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def __call__(self, data: dict[str, Any]) -> None:
-        self.items.append(data)
-
-    def of(self, worker_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.items if e["worker_id"] == worker_id]
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if isinstance(outcome, Awaitable):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
-
-
-async def register(repo: CMLWorkerRepository, instance_id: str, cml_url: str | None = None) -> Worker:
-    worker = Worker.register(
-        name=f"cml-{instance_id[-4:]}",
-        aws_region=REGION,
-        aws_instance_id=instance_id,
-        now=datetime.now(UTC),
-        cml_url=cml_url,
-    )
-    return await repo.add_async(worker)
-
-
 @pytest.fixture
-async def make_scheduler(
+async def make_monitoring(
     sqlite_repository: CMLWorkerRepository, aws: AwsEc2Client
-) -> AsyncIterator[Callable[..., WorkerMonitoringScheduler]]:
-    made: list[WorkerMonitoringScheduler] = []
+) -> AsyncIterator[Callable[..., Monitoring]]:
+    made: list[Monitoring] = []
 
-    def factory(**kwargs: Any) -> WorkerMonitoringScheduler:
-        kwargs.setdefault("notification_handler", RecordingHandler())
-        kwargs.setdefault("aws_client", aws)
-        scheduler = WorkerMonitoringScheduler(sqlite_repository, **kwargs)
-        made.append(scheduler)
-        return scheduler
+    def factory(*, aws_client: Any = None, **kwargs: Any) -> Monitoring:
+        monitoring = build_monitoring(sqlite_repository, aws_client or aws, **kwargs)
+        made.append(monitoring)
+        return monitoring
 
     yield factory
-    for scheduler in made:
-        await scheduler.stop_async()
+    for monitoring in made:
+        await monitoring.scheduler.stop_async()
 
 
 async def test_one_collection_gives_the_exact_values(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
     (instance,) = moto.run_instances(1)
     cpu(moto, instance, 42.0)
     memory(moto, instance, 61.5)
     worker = await register(sqlite_repository, instance)
     events = Events()
-    scheduler = make_scheduler(observers=[events])
-    await scheduler.start_async()
+    monitoring = make_monitoring(observers=[events])
+    await monitoring.scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
 
     stored = await sqlite_repository.get_by_id_async(worker.id)
@@ -124,13 +85,13 @@ async def test_one_collection_gives_the_exact_values(
 
 
 async def test_zero_cpu_stays_zero_and_missing_memory_is_null(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
     (instance,) = moto.run_instances(1)
     cpu(moto, instance, 0.0)
     worker = await register(sqlite_repository, instance)
     events = Events()
-    await make_scheduler(observers=[events]).start_async()
+    await make_monitoring(observers=[events]).scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.cpu_utilization == 0.0
@@ -139,64 +100,64 @@ async def test_zero_cpu_stays_zero_and_missing_memory_is_null(
 
 
 async def test_stop_then_terminate_moves_status_and_ends_monitoring(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
     (instance,) = moto.run_instances(1)
     worker = await register(sqlite_repository, instance)
     events = Events()
-    scheduler = make_scheduler(observers=[events])
-    await scheduler.start_async()
+    monitoring = make_monitoring(observers=[events])
+    await monitoring.scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
 
     moto.ec2().stop_instances(InstanceIds=[instance])
-    await scheduler.refresh_worker_async(worker.id)
+    await monitoring.monitor.collect_soon(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.STOPPED
     assert stored.cpu_utilization is None
     assert events.of(worker.id)[-1]["previous_status"] == "running"
-    assert worker.id in scheduler.active_worker_ids
+    assert worker.id in monitoring.monitored.ids
 
     moto.ec2().terminate_instances(InstanceIds=[instance])
-    await scheduler.refresh_worker_async(worker.id)
+    await monitoring.monitor.collect_soon(worker.id)
     stored = await sqlite_repository.get_by_id_async(worker.id)
     assert stored.status is WorkerStatus.TERMINATED
-    assert worker.id not in scheduler.active_worker_ids
-    assert scheduler.next_run_at(worker.id) is None
-    assert scheduler.monitoring_jobs() == []
-    run = await scheduler.run_region(REGION)  # the region's next run finds no worker
+    assert worker.id not in monitoring.monitored.ids
+    assert monitoring.scheduler.next_run_at(worker.id) is None
+    assert monitoring.scheduler.monitoring_jobs() == []
+    run = await monitoring.scheduler.run_job(REGION)  # the region's next run finds no worker
     assert run.workers == 0
-    assert scheduler.region_jobs() == {}  # and its job removed itself
+    assert dict(monitoring.jobs.runs) == {}  # and its job removed itself
 
 
 async def test_a_deleted_workers_job_removes_itself(
     moto: Moto,
     sqlite_repository: CMLWorkerRepository,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     (instance,) = moto.run_instances(1)
     worker = await register(sqlite_repository, instance)
-    scheduler = make_scheduler()
-    await scheduler.start_async()
-    assert scheduler.next_run_at(worker.id) is not None
+    monitoring = make_monitoring()
+    await monitoring.scheduler.start_async()
+    assert monitoring.scheduler.next_run_at(worker.id) is not None
     await sqlite_repository.remove_async(worker.id)
     with caplog.at_level(logging.WARNING):
-        await scheduler.refresh_worker_async(worker.id)
-    assert scheduler.next_run_at(worker.id) is None
-    assert worker.id not in scheduler.active_worker_ids
+        await monitoring.monitor.collect_soon(worker.id)
+    assert monitoring.scheduler.next_run_at(worker.id) is None
+    assert worker.id not in monitoring.monitored.ids
     assert f"Worker {worker.id} not found - stopping job" in caplog.text
 
 
 async def test_cpu_95_calls_the_violation_once(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
     (instance,) = moto.run_instances(1)
     cpu(moto, instance, 95.0)
     memory(moto, instance, 40.0)
     worker = await register(sqlite_repository, instance)
-    handler = RecordingHandler()
+    handler = RecordingHandler(sqlite_repository)
     events = Events()
-    await make_scheduler(notification_handler=handler, observers=[events]).start_async()
+    await make_monitoring(observers=[handler, events]).scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
     assert handler.violations == [(worker.id, worker.name, "cpu", 95.0, 90.0)]
 
@@ -204,7 +165,7 @@ async def test_cpu_95_calls_the_violation_once(
 async def test_active_labs_come_from_the_controller_and_survive_its_outage(
     moto: Moto,
     sqlite_repository: CMLWorkerRepository,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
     controllers: tuple[ControllerFleet, str],
 ) -> None:
     fleet, base = controllers
@@ -214,12 +175,12 @@ async def test_active_labs_come_from_the_controller_and_survive_its_outage(
     cml = CmlControllerClient(username=USERNAME, password=PASSWORD, timeout=2)
     events = Events()
     try:
-        scheduler = make_scheduler(cml_client=cml, observers=[events])
-        await scheduler.start_async()
+        monitoring = make_monitoring(cml_client=cml, observers=[events])
+        await monitoring.scheduler.start_async()
         await eventually(lambda: events.of(worker.id))
         assert (await sqlite_repository.get_by_id_async(worker.id)).active_labs_count == 3
         controller.unreachable = True
-        await scheduler.refresh_worker_async(worker.id)
+        await monitoring.monitor.collect_soon(worker.id)
         assert len(events.of(worker.id)) == 2
         stored = await sqlite_repository.get_by_id_async(worker.id)
         assert stored.active_labs_count == 3
@@ -231,7 +192,7 @@ async def test_active_labs_come_from_the_controller_and_survive_its_outage(
 async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
     moto: Moto,
     sqlite_repository: CMLWorkerRepository,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from cml_fleet_sim.serving import free_port
@@ -244,14 +205,14 @@ async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
     worker = await register(sqlite_repository, instance)
     client = AwsEc2Client(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
     events = Events()
-    scheduler = make_scheduler(aws_client=client, observers=[events], poll_interval=1)
+    monitoring = make_monitoring(aws_client=client, observers=[events], poll_interval=1)
     try:
         server.stop()
         with caplog.at_level(logging.ERROR):
-            await scheduler.start_async()
+            await monitoring.scheduler.start_async()
             await eventually(lambda: "❌ Failed to collect metrics for worker" in caplog.text)
         assert (await sqlite_repository.get_by_id_async(worker.id)).last_collected_at is None
-        assert worker.id in scheduler.active_worker_ids  # still monitored
+        assert worker.id in monitoring.monitored.ids  # still monitored
 
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
@@ -259,7 +220,7 @@ async def test_aws_down_for_a_cycle_then_the_next_cycle_recovers(
         assert (await sqlite_repository.get_by_id_async(worker.id)).cpu_utilization == 33.0
     finally:
         server.stop()
-        await scheduler.stop_async()
+        await monitoring.scheduler.stop_async()
         await client.close()
 
 
@@ -268,36 +229,36 @@ async def test_restart_on_the_same_redis_store_resumes_jobs_without_duplicates(
     sqlite_repository: CMLWorkerRepository,
     sqlite_url: str,
     redis_url: str,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     workers = [await register(sqlite_repository, i) for i in moto.run_instances(3)]
     first_events = Events()
-    first = make_scheduler(
+    first = make_monitoring(
         job_store=build_job_store(redis_url, sqlite_url), observers=[first_events], poll_interval=2
     )
-    await first.start_async()
+    await first.scheduler.start_async()
     await eventually(lambda: all(first_events.of(w.id) for w in workers))
-    jobs_before = first.region_jobs()
-    view_before = first.monitoring_jobs()
-    await first.stop_async()
+    jobs_before = dict(first.jobs.runs)
+    view_before = first.scheduler.monitoring_jobs()
+    await first.scheduler.stop_async()
     assert list(jobs_before) == [REGION]
 
     events = Events()
-    second = make_scheduler(
+    second = make_monitoring(
         job_store=build_job_store(redis_url, sqlite_url), observers=[events], poll_interval=2
     )
     with caplog.at_level(logging.INFO):
-        await second.start_async()
+        await second.scheduler.start_async()
     assert "1 region jobs resumed from the job store" in caplog.text
-    (resumed,) = second.region_jobs().items()  # the same job, no duplicate, next run on its grid
+    (resumed,) = dict(second.jobs.runs).items()  # the same job, no duplicate, next run on its grid
     assert resumed[0] == REGION
     assert timedelta(0) <= resumed[1] - jobs_before[REGION] <= timedelta(seconds=4)
-    assert sorted(j["worker_id"] for j in second.monitoring_jobs()) == sorted(w.id for w in workers)
-    assert {j["job_id"] for j in second.monitoring_jobs()} == {job_id_for_region(REGION)}
+    assert sorted(j["worker_id"] for j in second.scheduler.monitoring_jobs()) == sorted(w.id for w in workers)
+    assert {j["job_id"] for j in second.scheduler.monitoring_jobs()} == {job_id_for_region(REGION)}
     assert len(view_before) == 3
     await eventually(lambda: all(events.of(w.id) for w in workers))
-    assert len(await asyncio.to_thread(second._scheduler.get_jobs)) == 1
+    assert len(await asyncio.to_thread(second.jobs._scheduler.get_jobs)) == 1
 
 
 async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
@@ -305,7 +266,7 @@ async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
     sqlite_repository: CMLWorkerRepository,
     sqlite_url: str,
     redis_url: str,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
 ) -> None:
     keep = await register(sqlite_repository, moto.run_instances(1)[0])
     (gone_instance,) = moto.run_instances(1, region="eu-west-1")
@@ -313,34 +274,34 @@ async def test_scheduler_start_drops_jobs_of_regions_emptied_while_down(
         name="gone", aws_region="eu-west-1", aws_instance_id=gone_instance, now=datetime.now(UTC)
     )
     await sqlite_repository.add_async(gone)
-    first = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
-    await first.start_async()
-    assert set(first.region_jobs()) == {REGION, "eu-west-1"}
-    await first.stop_async()
+    first = make_monitoring(job_store=build_job_store(redis_url, sqlite_url))
+    await first.scheduler.start_async()
+    assert set(dict(first.jobs.runs)) == {REGION, "eu-west-1"}
+    await first.scheduler.stop_async()
     await sqlite_repository.remove_async(gone.id)
-    second = make_scheduler(job_store=build_job_store(redis_url, sqlite_url))
-    await second.start_async()
-    assert set(second.region_jobs()) == {REGION}
-    assert [j["worker_id"] for j in second.monitoring_jobs()] == [keep.id]
+    second = make_monitoring(job_store=build_job_store(redis_url, sqlite_url))
+    await second.scheduler.start_async()
+    assert set(dict(second.jobs.runs)) == {REGION}
+    assert [j["worker_id"] for j in second.scheduler.monitoring_jobs()] == [keep.id]
 
 
 async def test_region_jobs_use_fixed_ids_and_the_seed_options(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, sqlite_url: str, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, sqlite_url: str, make_monitoring: Callable[..., Any]
 ) -> None:
     worker = await register(sqlite_repository, moto.run_instances(1)[0])
-    scheduler = make_scheduler(job_store=build_job_store("", sqlite_url))
-    await scheduler.start_async()
-    await scheduler.start_monitoring_worker_async(worker.id)
-    await scheduler.start_monitoring_worker_async(worker.id)  # no duplicate
-    (job,) = await asyncio.to_thread(scheduler._scheduler.get_jobs)
+    monitoring = make_monitoring(job_store=build_job_store("", sqlite_url))
+    await monitoring.scheduler.start_async()
+    await monitoring.scheduler.start_monitoring_worker_async(worker.id)
+    await monitoring.scheduler.start_monitoring_worker_async(worker.id)  # no duplicate
+    (job,) = await asyncio.to_thread(monitoring.jobs._scheduler.get_jobs)
     assert job.id == job_id_for_region(REGION)
     assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
     assert job.args == (REGION,)
-    assert [j["worker_id"] for j in scheduler.monitoring_jobs()] == [worker.id]
+    assert [j["worker_id"] for j in monitoring.scheduler.monitoring_jobs()] == [worker.id]
 
 
 async def test_spans_carry_the_worker_attributes(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -350,7 +311,7 @@ async def test_spans_carry_the_worker_attributes(
     memory(moto, instance, 50.0)
     worker = await register(sqlite_repository, instance)
     events = Events()
-    await make_scheduler(tracer=provider.get_tracer("test"), observers=[events]).start_async()
+    await make_monitoring(tracer=provider.get_tracer("test"), observers=[events]).scheduler.start_async()
     await eventually(lambda: events.of(worker.id))
     spans = [s for s in exporter.get_finished_spans() if s.name == "collect_worker_metrics"]
     assert len(spans) == 1
@@ -367,17 +328,17 @@ async def test_250_workers_cost_four_aws_requests_per_cycle(
     sqlite_url: str,
     redis_url: str,
     aws: AwsEc2Client,
-    make_scheduler: Callable[..., Any],
+    make_monitoring: Callable[..., Any],
 ) -> None:
     n = 250
     ids = moto.run_instances(n)
     for instance in ids:
         await register(sqlite_repository, instance)
     events = Events()
-    scheduler = make_scheduler(
+    monitoring = make_monitoring(
         job_store=build_job_store(redis_url, sqlite_url), observers=[events], poll_interval=2
     )
-    await scheduler.start_async()
+    await monitoring.scheduler.start_async()
     await eventually(lambda: len(events.items) >= n, timeout=60)
     aws.requests.reset()
     await eventually(lambda: len(events.items) >= 2 * n, timeout=60)
@@ -387,23 +348,21 @@ async def test_250_workers_cost_four_aws_requests_per_cycle(
 
 
 async def test_a_region_run_feeds_the_alert_engine_in_one_batch(
-    moto: Moto, sqlite_repository: CMLWorkerRepository, make_scheduler: Callable[..., Any]
+    moto: Moto, sqlite_repository: CMLWorkerRepository, make_monitoring: Callable[..., Any]
 ) -> None:
-    from cml_monitor.alerts.engine import AlertEngine
-    from cml_monitor.storage.alerts import AlertRepository
+    from cml_monitor.alerts import AlertEngine
 
     workers = [await register(sqlite_repository, i) for i in moto.run_instances(30)]
     engine = AlertEngine(AlertRepository(sqlite_repository.engine), [])
     batches: list[int] = []
-    original = engine.evaluate
+    original = engine.process
 
     async def counted(batch):  # type: ignore[no-untyped-def]
         batches.append(len(batch))
         await original(batch)
 
-    engine.evaluate = counted  # type: ignore[method-assign]
+    engine.process = counted  # type: ignore[method-assign]
     events = Events()
-    handler = WorkerNotificationHandler(alert_engine=engine)
-    await make_scheduler(notification_handler=handler, observers=[events]).start_async()
+    await make_monitoring(observers=[engine, events]).scheduler.start_async()
     await eventually(lambda: len(events.items) == len(workers))
     assert batches == [len(workers)]  # one evaluation, one transaction, for the whole region

@@ -11,8 +11,8 @@ from typing import Any
 import jwt
 import pytest
 
+from .helpers import VALID
 from .idp import LoopbackIdp
-from .test_api import VALID
 
 
 @pytest.fixture

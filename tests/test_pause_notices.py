@@ -15,8 +15,9 @@ from cml_monitor.domain import WorkerStatus
 from cml_monitor.monitoring.collector import metrics_event
 
 from .conftest import Monitor
-from .test_actions import actions, backdate, quiet
-from .test_cml_depth import _cycle, _register
+from .helpers import actions, backdate, quiet
+from .helpers import cycle as _cycle
+from .helpers import register_with_controllers as _register
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import httpx
 from cml_monitor.api.app import create_app
 
 from .conftest import REGION, Moto, make_settings
-from .test_api import sse_events
-from .test_aws_client import cpu
+from .helpers import cpu, sse_events
 
 
 async def test_a_collectors_events_reach_an_api_replicas_stream(
@@ -38,12 +37,12 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
         assert ready["checks"]["event_bus"] == "ok" and ready["checks"]["job_store"] == "disabled"
         assert not api_app.state.runtime.scheduler.running  # an API replica schedules nothing
 
-        stream = api_app.state.runtime.events.subscribe()
+        stream = api_app.state.runtime.live_events.subscribe()
         first = asyncio.ensure_future(stream.__anext__())
         await asyncio.sleep(0)
         body = {"name": "w", "aws_region": REGION, "aws_instance_id": instance}
         worker = (await api.post("/api/workers", json=body)).json()
-        run = await collector_app.state.runtime.scheduler.run_region(REGION)  # the collector's cycle
+        run = await collector_app.state.runtime.monitor.run_region(REGION)  # the collector's cycle
         assert run.workers == 1
         seen = [json.loads(data) for _, data in sse_events(await asyncio.wait_for(first, 10))]
         while len(seen) < 2:  # the API replica's own first collection, then the collector's

@@ -15,8 +15,8 @@ import httpx
 from cml_fleet_sim.serving import free_port
 
 from .conftest import REGION, Moto
+from .helpers import cpu, memory
 from .processes import spawn_cli, stop, wait_until
-from .test_aws_client import cpu, memory
 
 
 def test_serve_end_to_end(moto: Moto, tmp_path: Path) -> None:

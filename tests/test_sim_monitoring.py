@@ -19,7 +19,7 @@ from cml_monitor.monitoring import FleetCollector
 from cml_monitor.storage import CMLWorkerRepository
 
 from .conftest import REGION, Moto
-from .test_monitoring import register
+from .helpers import register
 
 
 @pytest.fixture

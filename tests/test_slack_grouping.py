@@ -8,14 +8,13 @@ from typing import Any
 
 from cml_fleet_sim.simulator import FleetSimulator
 
-from .test_alerts import Receiver, make_app, receiver, sim  # noqa: F401 (fixtures)
-from .test_monitoring import eventually
+from .helpers import Receiver, eventually
 
 
 async def test_alerts_firing_together_make_one_slack_message_retried_as_one(
-    sim: FleetSimulator,  # noqa: F811
-    receiver: tuple[Receiver, str],  # noqa: F811
-    make_app: Callable[..., Any],  # noqa: F811
+    sim: FleetSimulator,
+    receiver: tuple[Receiver, str],
+    make_app: Callable[..., Any],
 ) -> None:
     recording, base = receiver
     recording.script["/slack"] = [(500, {})]  # the first post fails: the group is retried whole

@@ -22,8 +22,7 @@ from cml_monitor.api.server import build_server
 from cml_monitor.live_events import EventHub
 
 from .conftest import Moto, make_settings
-from .test_api import sse_events
-from .test_monitoring import eventually
+from .helpers import eventually, sse_events
 
 BOUND = 64 * 1024
 PAYLOAD = "x" * 16000  # one event of ~16 KB
@@ -40,7 +39,7 @@ async def served(moto: Moto, sqlite_url: str) -> AsyncIterator[tuple[str, EventH
     serving = asyncio.ensure_future(server.serve())
     await eventually(lambda: server.started, timeout=20)
     hub = EventHub(max_backlog_bytes=BOUND, stall_seconds=3600)  # the byte bound acts first here
-    app.state.runtime.events = hub
+    app.state.runtime.live_events = hub
     try:
         yield f"http://127.0.0.1:{port}", hub, server
     finally:

@@ -16,8 +16,8 @@ import pytest
 from cml_fleet_sim.serving import free_port
 
 from .conftest import REGION, Moto
+from .helpers import cpu
 from .processes import spawn_cli, stop, wait_until
-from .test_aws_client import cpu
 
 
 def children_of(pid: int) -> list[int]:

@@ -5,7 +5,9 @@ Reads every module under `src/` with `ast` (nothing is imported or run) and chec
   `storage`, `monitoring`, ...): a ring means two parts can only be understood together;
 - `cml_monitor.domain` imports nothing of ours: it is the vocabulary every other part shares;
 - `cml_fleet_sim` imports nothing of `cml_monitor`, and only `cml_monitor.demo` imports the
-  simulator, so a production install runs without it.
+  simulator, so a production install runs without it;
+- `cml_monitor.monitoring` imports nothing of `cml_monitor.alerts`: monitoring publishes events
+  to observers, and alerting is one of them (wired in `runtime.py`), not something it calls.
 
 Imports under `if TYPE_CHECKING:` count too: a ring that only type checkers see is still a
 ring a reader has to untangle. Usage: `python tools/check_imports.py [src]`; exit 1 on a finding.
@@ -120,6 +122,8 @@ def check(root: Path) -> list[str]:
         for target in sorted(targets):
             if module.startswith("cml_monitor.domain") and not target.startswith("cml_monitor.domain"):
                 problems.append(f"{module} imports {target}: the domain imports nothing of ours")
+            if package_of(module) == "cml_monitor.monitoring" and package_of(target) == "cml_monitor.alerts":
+                problems.append(f"{module} imports {target}: monitoring publishes, alerting observes")
             if module.startswith("cml_fleet_sim") and target.startswith("cml_monitor"):
                 problems.append(f"{module} imports {target}: the simulator stands apart")
             if (
@@ -139,7 +143,7 @@ def main(argv: list[str]) -> int:
     if problems:
         print(f"{len(problems)} import problem(s)", file=sys.stderr)
         return 1
-    print("imports: no ring, domain and simulator stand apart")
+    print("imports: no ring, domain and simulator stand apart, monitoring does not import alerts")
     return 0
 
 

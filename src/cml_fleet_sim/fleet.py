@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 STATE_CODES = {
@@ -359,7 +358,3 @@ class SimulatedFleet:
 
     def should_fail(self) -> bool:
         return self.faults.error_rate > 0 and self._random.random() < self.faults.error_rate
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -26,7 +26,7 @@ from prometheus_client import generate_latest
 
 from cml_monitor.event_bus import EventBus
 from cml_monitor.local_bus import ChannelClient
-from cml_monitor.monitoring import EventObserver
+from cml_monitor.monitoring import ObserverPublisher
 from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings, SettingsError, load_settings
 
@@ -48,13 +48,16 @@ class CollectorService:
 
     async def __call__(self, method: str, params: dict[str, Any]) -> Any:
         scheduler = self.runtime.scheduler
-        if method == "readiness":
+        if method == "readiness":  # as [name, state, detail] triples
             checks = await self.runtime.readiness()
-            if self.local_bus:
-                checks.pop("event_bus", None)  # it is answering this very call
-            return checks
+            return [
+                [check.name, check.state.value, check.detail]
+                for check in checks
+                # The event bus, when it is the channel: it is answering this very call.
+                if not (self.local_bus and check.name == "event_bus")
+            ]
         if method == "view":
-            return {**self.schedule(), "monitored": scheduler.monitored.items()}
+            return {**self.schedule(), "monitored": self.runtime.monitored.items()}
         if method == "wake_dispatcher":  # the API wrote notifications (a manual action's)
             self.runtime.dispatcher.wake()
             return None
@@ -64,7 +67,7 @@ class CollectorService:
         elif method == "stop_monitoring":
             await scheduler.stop_monitoring_worker_async(worker_id)
         elif method == "collect_soon":
-            scheduler.collect_soon(worker_id)
+            self.runtime.monitor.collect_soon(worker_id)
         else:
             raise ValueError(f"unknown call {method!r}")
         return None
@@ -74,8 +77,8 @@ class CollectorService:
         scheduler = self.runtime.scheduler
         return {
             "started": scheduler.running,
-            "runs": {region: _iso(at) for region, at in scheduler.region_jobs().items()},
-            "paused": sorted(scheduler.monitored.paused()),
+            "runs": {region: _iso(at) for region, at in scheduler.region_runs().items()},
+            "paused": sorted(self.runtime.monitored.paused()),
         }
 
 
@@ -96,7 +99,7 @@ async def run_collector(settings: Settings, path: str) -> None:
     client = ChannelClient(path, on_parent_gone=stop.set)
     local_bus = not settings.event_bus_url
 
-    def channel_bus(_sinks: Sequence[EventObserver]) -> EventBus:
+    def channel_bus(_sinks: ObserverPublisher) -> EventBus:
         return client
 
     # With EVENT_BUS_URL, events go through Redis as for any collector; the channel still

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from cml_monitor.domain import WorkerMetricsCollected
-from cml_monitor.monitoring import EventObserver
+from cml_monitor.monitoring import ObserverPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,16 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
 
-# Builds the bus around the sinks it feeds (the SSE hub and the gauges).
-EventBusFactory = Callable[[Sequence[EventObserver]], EventBus]
+# Builds the bus around the fan-out to the sinks it feeds (the SSE hub and the gauges).
+EventBusFactory = Callable[[ObserverPublisher], EventBus]
 
 
 class RedisEventBus:
-    def __init__(self, url: str, sinks: Sequence[EventObserver], *, channel: str = CHANNEL) -> None:
+    def __init__(self, url: str, sinks: ObserverPublisher, *, channel: str = CHANNEL) -> None:
+        """`sinks` gets every batch received, through the same isolated, timed fan-out as the
+        monitoring loop's observers."""
         self._redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        self._sinks = list(sinks)
+        self._sinks = sinks
         self._channel = channel
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -98,8 +100,4 @@ class RedisEventBus:
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("Ignored a malformed event-bus message: %s", exc)
             return
-        for sink in self._sinks:
-            try:
-                await sink.observe(events)
-            except Exception:
-                logger.exception("Event-bus sink %s failed", type(sink).__name__)
+        await self._sinks.publish(events)

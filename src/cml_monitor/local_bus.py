@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cml_monitor.domain import WorkerMetricsCollected
-from cml_monitor.monitoring import EventObserver
+from cml_monitor.monitoring import ObserverPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +121,11 @@ class ChannelServer:
     straight to the local sinks, so it stands where a `RedisEventBus` would.
     """
 
-    def __init__(self, path: str, sinks: Sequence[EventObserver] = ()) -> None:
+    def __init__(self, path: str, sinks: ObserverPublisher | None = None) -> None:
+        """`sinks` gets every batch received, through the same isolated, timed fan-out as the
+        monitoring loop's observers (set later by the runtime that takes this as its bus)."""
         self.path = path
-        self.sinks: list[EventObserver] = list(sinks)
+        self.sinks = sinks or ObserverPublisher()
         self.on_snapshot: Callable[[str, dict[str, Any]], None] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._peer: _Peer | None = None
@@ -197,13 +199,7 @@ class ChannelServer:
             self.on_snapshot(kind, message)
 
     async def _deliver(self, events: Sequence[WorkerMetricsCollected]) -> None:
-        if not events:
-            return
-        for sink in self.sinks:
-            try:
-                await sink.observe(events)
-            except Exception:
-                logger.exception("Sink %s failed on the collector's events", type(sink).__name__)
+        await self.sinks.publish(events)
 
 
 class ChannelClient:

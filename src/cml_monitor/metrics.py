@@ -51,7 +51,7 @@ AWS_EVENT_RESULTS = {
     "unknown": ("foreign", "malformed"),
 }
 OBSERVERS = (
-    "WorkerNotificationHandler",
+    "AlertEngine",  # the seed's WorkerNotificationHandler
     "AutomaticActions",
     "PrometheusMetrics",
     "EventHub",

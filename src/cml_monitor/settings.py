@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cml_monitor.domain.discovery import template_problem
@@ -42,6 +42,11 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+# A list setting written as one comma-separated variable (`A,B, C`); blanks are dropped. The one
+# parser of every list setting: declare the field `CommaList` and add only its own checks.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
 def parse_managed_tag(text: str) -> tuple[str, str]:
@@ -89,7 +94,7 @@ class Settings(BaseSettings):
     worker_idle_timeout: int = Field(3600, ge=0, le=30 * 86_400)
     worker_idle_cpu_threshold: float = Field(10.0, ge=0, le=100)
     worker_idle_check_interval: int = Field(600, ge=1, le=86_400)
-    cml_automation_users: Annotated[list[str], NoDecode] = ["^00000000-0000-"]
+    cml_automation_users: CommaList = ["^00000000-0000-"]
     worker_auto_pause_enabled: bool = False
     worker_auto_pause_dry_run: bool = False
     worker_auto_pause_grace: int = Field(600, ge=0, le=7 * 86_400)
@@ -110,7 +115,7 @@ class Settings(BaseSettings):
     worker_alert_repeat_interval: int = Field(14_400, ge=60, le=7 * 86_400)
 
     # Notifications
-    worker_notification_webhooks: Annotated[list[str], NoDecode] = []
+    worker_notification_webhooks: CommaList = []
     worker_notification_webhook_secret: SecretStr | None = None
     worker_notification_max_age: float = Field(86_400, ge=1, le=30 * 86_400)
     worker_notification_timeout: float = Field(10.0, gt=0, le=300)
@@ -122,7 +127,7 @@ class Settings(BaseSettings):
     opsgenie_api_key: SecretStr | None = None
     opsgenie_api_url: str = "https://api.opsgenie.com"
     # The operator's stack: Alertmanager, links to the dashboard and the runbooks, grouped chat
-    worker_notification_alertmanager_urls: Annotated[list[str], NoDecode] = []
+    worker_notification_alertmanager_urls: CommaList = []
     worker_notification_alertmanager_refresh: float = Field(60.0, ge=5, le=3600)
     worker_notification_group_wait: float = Field(10.0, ge=0, le=600)
     cml_monitor_public_url: str = ""
@@ -148,13 +153,13 @@ class Settings(BaseSettings):
     cml_monitor_http_header_timeout: float = Field(10.0, gt=0, le=300)
     cml_monitor_http_body_timeout: float = Field(30.0, gt=0, le=3600)
     cml_monitor_http_max_connections: int = Field(1000, ge=1, le=100_000)
-    api_tokens: Annotated[list[str], NoDecode] = []
+    api_tokens: CommaList = []
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_client_id: str = ""
     oidc_roles_claim: str = Field("roles", min_length=1, max_length=200)
-    oidc_admin_roles: Annotated[list[str], NoDecode] = ["cml-monitor-admin"]
-    oidc_viewer_roles: Annotated[list[str], NoDecode] = ["cml-monitor-viewer"]
+    oidc_admin_roles: CommaList = ["cml-monitor-admin"]
+    oidc_viewer_roles: CommaList = ["cml-monitor-viewer"]
     oidc_jwks_refresh_floor: float = Field(30.0, ge=0, le=3600)
 
     # AWS (the standard SDK variables; credentials are read by botocore itself)
@@ -166,8 +171,8 @@ class Settings(BaseSettings):
     cml_monitor_managed_tag: str = "cml-monitor:managed=true"
 
     # Discovery: register the instances that carry these tags, on a schedule
-    worker_discovery_tags: Annotated[list[str], NoDecode] = []
-    worker_discovery_regions: Annotated[list[str], NoDecode] = []
+    worker_discovery_tags: CommaList = []
+    worker_discovery_regions: CommaList = []
     worker_discovery_interval: int = Field(600, ge=10, le=7 * 86_400)
     worker_discovery_cml_url: str = ""
     worker_discovery_forget_after: int = Field(604_800, ge=0, le=365 * 86_400)
@@ -179,7 +184,7 @@ class Settings(BaseSettings):
     # PEM file of CAs trusted for controllers, beside the system's (a stock CML's self-signed
     # certificate is its own CA).
     cml_ca_bundle: str = ""
-    cml_url_blocked_networks: Annotated[list[str], NoDecode] = [
+    cml_url_blocked_networks: CommaList = [
         "127.0.0.0/8",
         "::1/128",
         "169.254.0.0/16",
@@ -204,20 +209,10 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("worker_notification_webhooks", mode="before")
-    @classmethod
-    def _parse_webhooks(cls, value: object) -> object:
-        return _split_csv(value)
-
     @field_validator("worker_notification_webhooks")
     @classmethod
     def _check_webhooks(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
-
-    @field_validator("worker_notification_alertmanager_urls", mode="before")
-    @classmethod
-    def _parse_alertmanagers(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("worker_notification_alertmanager_urls")
     @classmethod
@@ -237,16 +232,6 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty (the default is the repository's docs/runbooks)")
         return value
 
-    @field_validator("oidc_admin_roles", "oidc_viewer_roles", mode="before")
-    @classmethod
-    def _parse_roles(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("cml_automation_users", mode="before")
-    @classmethod
-    def _parse_automation_users(cls, value: object) -> object:
-        return _split_csv(value)
-
     @field_validator("cml_automation_users")
     @classmethod
     def _check_automation_users(cls, value: list[str]) -> list[str]:
@@ -261,11 +246,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_issuer(cls, value: str) -> str:
         return _check_http_url(value).rstrip("/") if value else ""
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("api_tokens")
     @classmethod
@@ -302,11 +282,6 @@ class Settings(BaseSettings):
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(f"{value} holds no PEM certificate: {exc}") from exc
         return value
-
-    @field_validator("cml_url_blocked_networks", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("cml_url_blocked_networks")
     @classmethod
@@ -347,11 +322,6 @@ class Settings(BaseSettings):
     def _check_managed_tag(cls, value: str) -> str:
         key, tag_value = parse_managed_tag(value)
         return f"{key}={tag_value}"
-
-    @field_validator("worker_discovery_tags", "worker_discovery_regions", mode="before")
-    @classmethod
-    def _parse_discovery_lists(cls, value: object) -> object:
-        return _split_csv(value)
 
     @field_validator("worker_discovery_tags")
     @classmethod

@@ -30,7 +30,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -40,7 +40,8 @@ from cml_monitor.cml.guard import UrlGuard
 from cml_monitor.collector_metrics import CollectorMetricsRelay
 from cml_monitor.event_bus import EventBus
 from cml_monitor.local_bus import ChannelServer
-from cml_monitor.monitoring import EventObserver, WorkerMonitoringScheduler
+from cml_monitor.monitoring import FleetMonitor, ObserverPublisher, WorkerMonitoringScheduler
+from cml_monitor.readiness import Check, CheckState
 from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings
 from cml_monitor.usecases import AlertOperations, WorkerOperations
@@ -219,16 +220,13 @@ class RemoteScheduler:
         self._runs = {region: _parse_time(at) for region, at in schedule.get("runs", {}).items()}
         self._paused = frozenset(schedule.get("paused", ()))
 
-    def region_jobs(self) -> dict[str, datetime | None]:
-        return dict(self._runs)
-
     def next_run_at(self, worker_id: str, aws_region: str | None = None) -> datetime | None:
         if not self.running or worker_id in self._paused or aws_region is None:
             return None
         return self._runs.get(aws_region)
 
     def monitoring_jobs(self) -> list[dict[str, Any]]:
-        from cml_monitor.monitoring.scheduler import job_id_for_region
+        from cml_monitor.monitoring.region_jobs import job_id_for_region
 
         return [
             {"worker_id": worker_id, "job_id": job_id_for_region(region), "next_run_at": self._runs[region]}
@@ -244,8 +242,8 @@ class RemoteScheduler:
 
     async def _call(self, method: str, worker_id: str) -> None:
         try:
-            # A worker registered or refreshed while the child starts (or restarts) is handed
-            # over once it is there, not dropped.
+            # A child still starting (the API answers before it connects) gets the call once it
+            # is there, rather than a worker registered or refreshed meanwhile being left out.
             await self._channel.wait_connected(CALL_TIMEOUT)
             await self._channel.call(method, CALL_TIMEOUT, worker_id=worker_id)
         except Exception as exc:
@@ -305,23 +303,27 @@ class SupervisedRuntime(MonitorRuntime):
             raise
         return self
 
-    async def readiness(self) -> dict[str, str]:
-        """This process's checks and the child's, asked side by side (within 5 s in all)."""
+    async def readiness(self) -> list[Check]:
+        """This replica's checks, then `collector` (the child answers), then the child's own
+        checks this one does not make (job store, scheduler, schedule, events queue); the child
+        is asked side by side with this replica's own probes, so all is said within 5 s."""
         assert self.channel is not None and self.supervisor is not None
         asked = asyncio.ensure_future(self.channel.call("readiness", READINESS_TIMEOUT))
-        checks = await super().readiness()
-        if self.channel_is_bus:
-            checks.pop("event_bus", None)  # the channel: reported as `collector` below
-        checks.pop("job_store", None)  # "disabled" in an API replica; the child's is below
+        dropped = {"job_store", *(["event_bus"] if self.channel_is_bus else [])}
+        # The job store is "disabled" in an API replica (the child's is below); the channel as
+        # event bus is reported as `collector`.
+        checks = [check for check in await super().readiness() if check.name not in dropped]
         try:
             theirs = await asked
         except Exception as exc:
             problem = self.supervisor.problem if self.supervisor.problem != "starting" else None
-            checks["collector"] = problem or self.channel.problem or f"unavailable: {type(exc).__name__}"
-            return checks
-        checks["collector"] = "ok"
-        for name, value in theirs.items():
-            checks.setdefault(name, value)
+            detail = problem or self.channel.problem or f"unavailable: {type(exc).__name__}"
+            return [*checks, Check.failing("collector", detail)]
+        checks.append(Check.ok("collector"))
+        names = {check.name for check in checks}
+        for name, state, detail in theirs:
+            if name not in names:
+                checks.append(Check(name, CheckState(state), detail))
         return checks
 
 
@@ -331,8 +333,8 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
     channel = ChannelServer(os.path.join(socket_dir, "collector.sock"))
     channel_is_bus = not settings.event_bus_url
 
-    def channel_bus(sinks: Sequence[EventObserver]) -> EventBus:
-        channel.sinks = list(sinks)
+    def channel_bus(sinks: ObserverPublisher) -> EventBus:
+        channel.sinks = sinks
         return channel
 
     api_settings = settings.model_copy(update={"cml_monitor_role": "api"})
@@ -342,6 +344,7 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
     workers = WorkerOperations(
         base.repository,
         scheduler,
+        cast(FleetMonitor, remote),  # collecting a worker now is the child's too
         base.aws,
         base.history,
         base.metrics,
@@ -367,7 +370,7 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
     parts.update(
         scheduler=scheduler,
         workers=workers,
-        alerting=AlertOperations(base.alerts, workers, clock=base.clock),
+        alert_operations=AlertOperations(base.alert_store, workers, clock=base.clock),
     )
     return SupervisedRuntime(
         **parts,

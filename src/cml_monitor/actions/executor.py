@@ -218,6 +218,17 @@ class ActionExecutor:
         await self._finish(settled, worker)
         return settled
 
+    async def settle_interrupted(self) -> None:
+        """At start and every lease after: `reconcile()`, logged; a failure is logged and left
+        to the next time."""
+        try:
+            settled = await self.reconcile()
+        except Exception as exc:
+            logger.error("Could not reconcile interrupted actions: %s", exc)
+            return
+        if settled:
+            logger.warning("Settled %d action(s) interrupted by a replica's stop", settled)
+
     async def reconcile(self) -> int:
         """Settle the actions a crash left pending, from what EC2 shows now.
 

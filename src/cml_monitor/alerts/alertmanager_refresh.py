@@ -21,7 +21,7 @@ import logging
 from typing import Any, Protocol
 
 from cml_monitor.clock import Clock, utcnow
-from cml_monitor.domain import Alert, AlertState, Silence
+from cml_monitor.domain import Alert, AlertState, Silence, WorkerRef
 
 from .notifiers.alertmanager import AlertmanagerNotifier
 from .outbox import alert_payload
@@ -31,11 +31,18 @@ logger = logging.getLogger(__name__)
 
 
 class FiringAlerts(Protocol):
-    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]: ...
+    async def notified_firing(self) -> list[tuple[Alert, WorkerRef | None]]:
+        """Firing alerts somebody was told of and nobody acknowledged, each with its worker
+        (None for a fleet-level alert)."""
+        ...
 
-    async def get_alert(self, alert_id: str) -> Alert | None: ...
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        """The alert as stored now; None when it is gone."""
+        ...
 
-    async def list_silences(self, *, active_at: Any = None) -> list[Silence]: ...
+    async def list_silences(self, *, active_at: Any = None) -> list[Silence]:
+        """Silences, newest first; only those in force at `active_at` when given."""
+        ...
 
 
 class AlertmanagerRefresher:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cml_monitor.clock import isoformat
+from cml_monitor.domain import OutboxMessage, WorkerMetricsCollected, WorkerRef
+from cml_monitor.domain.times import to_iso
 
 from .state import Alert
 
@@ -38,84 +40,81 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "threshold": alert.threshold,
         "detail": alert.detail,
         "region": alert.region,
-        "started_at": isoformat(alert.started_at),
-        "fired_at": isoformat(alert.fired_at),
-        "resolved_at": isoformat(alert.resolved_at),
+        "started_at": to_iso(alert.started_at),
+        "fired_at": to_iso(alert.fired_at),
+        "resolved_at": to_iso(alert.resolved_at),
     }
 
 
-def worker_json(worker: dict[str, Any] | None) -> dict[str, Any] | None:
+def worker_ref_json(worker: WorkerRef | None) -> dict[str, Any] | None:
     """The worker as notifications name it; None for a fleet-level alert (a region's)."""
     if worker is None:
         return None
     return {
-        "id": worker.get("worker_id") or worker.get("id"),
-        "name": worker.get("worker_name") or worker.get("name"),
-        "aws_instance_id": worker.get("aws_instance_id"),
-        "aws_region": worker.get("aws_region"),
+        "id": worker.id,
+        "name": worker.name,
+        "aws_instance_id": worker.aws_instance_id,
+        "aws_region": worker.aws_region,
     }
 
 
-def alert_payload(
-    event_type: str, alert: Alert, worker: dict[str, Any] | None, now: datetime
-) -> dict[str, Any]:
+def alert_payload(event_type: str, alert: Alert, worker: WorkerRef | None, now: datetime) -> dict[str, Any]:
     return {
         "type": event_type,
         "alert": alert_json(alert),
-        "worker": worker_json(worker),
-        "timestamp": isoformat(now),
+        "worker": worker_ref_json(worker),
+        "timestamp": to_iso(now),
     }
 
 
-def action_payload(action: dict[str, Any], worker: dict[str, Any], now: datetime) -> dict[str, Any]:
+def action_payload(action: dict[str, Any], worker: WorkerRef, now: datetime) -> dict[str, Any]:
     """`worker.action`: an automatic stop or reboot was taken (or dry-run)."""
     return {
         "type": "worker.action",
         "action": action,
-        "worker": worker_json(worker),
-        "timestamp": isoformat(now),
+        "worker": worker_ref_json(worker),
+        "timestamp": to_iso(now),
     }
 
 
-def status_payload(event: dict[str, Any], now: datetime) -> dict[str, Any]:
+def status_payload(event: WorkerMetricsCollected, now: datetime) -> dict[str, Any]:
     return {
         "type": "worker.status_changed",
-        "status": event.get("status"),
-        "previous_status": event.get("previous_status"),
-        "worker": worker_json(event),
-        "timestamp": isoformat(now),
+        "status": event.status.value,
+        "previous_status": event.previous_status.value,
+        "worker": worker_ref_json(event.worker),
+        "timestamp": to_iso(now),
     }
 
 
-def notification_rows(
+def outbox_messages(
     payload: dict[str, Any],
-    channels: list[Channel],
+    channels: Sequence[Channel],
     *,
     alert_id: str | None,
     worker_id: str | None,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """One pending outbox row per channel that takes this kind of message."""
+) -> list[OutboxMessage]:
+    """One message per channel that takes this kind of message."""
     is_alert = payload["type"].startswith("alert.")
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     return [
-        {
-            "id": str(uuid.uuid4()),
-            "alert_id": alert_id,
-            "worker_id": worker_id,
-            "event_type": payload["type"],
-            "channel": channel.name,
-            "target": channel.target,
-            "payload": body,
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": now + timedelta(seconds=channel.group_wait),
-            "lease_until": None,
-            "last_error": None,
-            "created_at": now,
-            "sent_at": None,
-            "ordinal": 0,
-        }
+        OutboxMessage(
+            id=str(uuid.uuid4()),
+            alert_id=alert_id,
+            worker_id=worker_id,
+            event_type=payload["type"],
+            channel=channel.name,
+            target=channel.target,
+            payload=body,
+            created_at=now,
+            next_attempt_at=now + timedelta(seconds=channel.group_wait) if channel.group_wait else None,
+        )
         for channel in channels
         if is_alert or not channel.alerts_only
     ]
+
+
+def in_order(messages: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+    """The messages numbered in the order they were queued (one transaction's `ordinal`)."""
+    return [replace(message, ordinal=n) for n, message in enumerate(messages)]

@@ -1,19 +1,26 @@
-"""From a metrics event to one sample per alert kind: what each rule says about this collection."""
+"""From a metrics event to one sample per alert kind: what each rule says about this collection.
+
+Rules read the typed `WorkerMetricsCollected` as the collector made it (no JSON, no re-parsing),
+and judge time by the event's own timestamp, which the injected clock stamped.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from cml_monitor.domain import CmlStatus, ScheduledEvent
+from cml_monitor.domain import CmlStatus, ScheduledEvent, WorkerMetricsCollected, WorkerStatus
 from cml_monitor.domain.cml import AUTHORIZATION_OK, REGISTRATION_OK
+from cml_monitor.domain.idle import IdleState
+from cml_monitor.domain.times import to_iso
 
 from .inhibit import usage_alerts_inhibited
 from .state import AlertKind, Sample, Verdict, threshold_verdict
 
-_EPOCH = datetime.fromtimestamp(0, UTC)
-STOPPED_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
+STOPPED = frozenset(
+    {WorkerStatus.STOPPING, WorkerStatus.STOPPED, WorkerStatus.SHUTTING_DOWN, WorkerStatus.TERMINATED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,23 +32,17 @@ class RuleSettings:
     license_warning_days: int = 14
 
 
-def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool = False) -> list[Sample]:
-    status = event.get("status")
-    previous = event.get("previous_status")
-    running = status == "running"
-    thresholds = event.get("thresholds") or {}
-    metrics = event.get("metrics") or {}
-    ec2 = event.get("ec2") or {}
+def samples_for(event: WorkerMetricsCollected, rules: RuleSettings) -> list[Sample]:
+    status = event.status
+    running = status is WorkerStatus.RUNNING
     samples: list[Sample] = []
 
-    inhibited = usage_alerts_inhibited(status, unreachable=unreachable)
-    for kind, key, default in (
-        (AlertKind.CPU, "cpu_utilization", rules.cpu_threshold),
-        (AlertKind.MEMORY, "memory_utilization", rules.memory_threshold),
+    inhibited = usage_alerts_inhibited(status.value, unreachable=False)
+    for kind, value, override, default in (
+        (AlertKind.CPU, event.cpu_utilization, event.cpu_threshold, rules.cpu_threshold),
+        (AlertKind.MEMORY, event.memory_utilization, event.memory_threshold, rules.memory_threshold),
     ):
-        threshold = thresholds.get(kind.value)
-        threshold = default if threshold is None else float(threshold)
-        value = metrics.get(key)
+        threshold = default if override is None else float(override)
         if inhibited:
             # A stopped worker has no load to alert on: close what was open, open nothing.
             verdict = Verdict.CLEAR if not running else Verdict.HOLD
@@ -49,7 +50,7 @@ def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool
             verdict = threshold_verdict(value, threshold, rules.hysteresis)
         samples.append(Sample(kind, verdict, value, threshold))
 
-    checks = {"system": ec2.get("system_status"), "instance": ec2.get("instance_status")}
+    checks = {"system": event.system_status, "instance": event.instance_status}
     impaired = [name for name, value in checks.items() if value == "impaired"]
     samples.append(
         Sample(
@@ -63,7 +64,7 @@ def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool
 
     if running:
         stop_verdict = Verdict.CLEAR
-    elif previous == "running" and status in STOPPED_STATES and not event.get("stop_requested"):
+    elif event.previous_status is WorkerStatus.RUNNING and status in STOPPED and not event.stop_requested:
         stop_verdict = Verdict.VIOLATING
     else:
         stop_verdict = Verdict.HOLD
@@ -71,28 +72,26 @@ def samples_for(event: dict[str, Any], rules: RuleSettings, *, unreachable: bool
         Sample(
             AlertKind.UNEXPECTED_STOP,
             stop_verdict,
-            detail=f"EC2 reports it {status} after running; nobody asked the monitor to stop it"
+            detail=f"EC2 reports it {status.value} after running; nobody asked the monitor to stop it"
             if stop_verdict is Verdict.VIOLATING
             else None,
         )
     )
 
-    reachable = (event.get("cml") or {}).get("reachable")
+    reachable = None if event.cml is None else event.cml.reachable
     if not running or reachable is None:
         cml_verdict = Verdict.CLEAR
     else:
         cml_verdict = Verdict.CLEAR if reachable else Verdict.VIOLATING
-    errors = (event.get("cml") or {}).get("errors") or []
+    errors = () if event.cml is None else event.cml.errors
     unreachable_detail = (
         ("; ".join(str(e) for e in errors) or "the controller did not answer") if reachable is False else None
     )
     samples.append(Sample(AlertKind.CML_UNREACHABLE, cml_verdict, detail=unreachable_detail))
 
-    cml_json = event.get("cml")
-    cml = CmlStatus.from_json(cml_json) if running and cml_json else None
-    samples += controller_samples(cml, rules, now=_event_time(event) if cml else _EPOCH)
-    samples.append(scheduled_event_sample(event.get("ec2_scheduled_events") or []))
-    samples.append(idle_sample(event.get("idle") or {}))
+    samples += controller_samples(event.cml if running else None, rules, now=event.timestamp)
+    samples.append(scheduled_event_sample(event.scheduled_events))
+    samples.append(idle_sample(event.idle))
 
     # A metrics event is a successful collection: the worker is reachable again.
     samples.append(Sample(AlertKind.UNREACHABLE, Verdict.CLEAR))
@@ -160,25 +159,17 @@ def license_sample(cml: CmlStatus, rules: RuleSettings, now: datetime) -> Sample
     return Sample(AlertKind.LICENSE, Verdict.CLEAR if known else Verdict.HOLD, days_left)
 
 
-def scheduled_event_sample(events: list[dict[str, Any]]) -> Sample:
+def scheduled_event_sample(events: Sequence[ScheduledEvent]) -> Sample:
     """Fires while AWS has an event scheduled for the instance; says what and when."""
     if not events:
         return _NO_EVENT
-    pending = [ScheduledEvent.from_json(e) for e in events]
-    return Sample(
-        AlertKind.SCHEDULED_EVENT, Verdict.VIOLATING, detail="; ".join(e.summary() for e in pending)
-    )
+    return Sample(AlertKind.SCHEDULED_EVENT, Verdict.VIOLATING, detail="; ".join(e.summary() for e in events))
 
 
-def idle_sample(idle: dict[str, Any]) -> Sample:
+def idle_sample(idle: IdleState) -> Sample:
     """Fires while the worker is idle; says since when, and when it will be paused."""
-    if not idle.get("idle"):
+    if not idle.idle:
         return _NOT_IDLE
-    since, pause_at = idle.get("idle_since"), idle.get("pause_at")
-    detail = f"idle since {since}" + (f"; auto-pause at {pause_at}" if pause_at else "")
+    pause_at = to_iso(idle.pause_at)
+    detail = f"idle since {to_iso(idle.idle_since)}" + (f"; auto-pause at {pause_at}" if pause_at else "")
     return Sample(AlertKind.IDLE, Verdict.VIOLATING, detail=detail)
-
-
-def _event_time(event: dict[str, Any]) -> datetime:
-    stamp = event.get("timestamp")
-    return datetime.fromisoformat(stamp) if stamp else datetime.now(UTC)

@@ -15,14 +15,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBearer, OpenIdConnect
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from opentelemetry import trace
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cml_monitor import __version__
-from cml_monitor.aws import AwsEc2Client
-from cml_monitor.clock import Clock, utcnow
-from cml_monitor.cml import CmlControllerClient
 from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
@@ -39,20 +35,12 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    runtime: MonitorRuntime | None = None,
-    aws_client: AwsEc2Client | None = None,
-    cml_client: CmlControllerClient | None = None,
-    clock: Clock = utcnow,
-    tracer: trace.Tracer | None = None,
-) -> FastAPI:
-    """Build the app around a runtime (built here from the settings unless one is given)."""
+def create_app(settings: Settings | None = None, *, runtime: MonitorRuntime | None = None) -> FastAPI:
+    """Build the app around a runtime: the one given (`serve` and the demo pass the supervised
+    one, whose collection runs in a child process), else one built from the settings (read from
+    the environment if none)."""
     settings = settings or (runtime.settings if runtime else load_settings())
-    runtime = runtime or build_runtime(
-        settings, aws_client=aws_client, cml_client=cml_client, clock=clock, tracer=tracer
-    )
+    runtime = runtime or build_runtime(settings)
 
     oidc = (
         OidcVerifier(
@@ -209,8 +197,10 @@ def _map_errors(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(InvalidInput)
-    async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
-        detail = [{"loc": exc.field.split("."), "msg": str(exc), "type": "value_error"}]
+    async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        # The use case names the field; where it came from (query string or body) is HTTP's.
+        where = "query" if exc.field in request.query_params else "body"
+        detail = [{"loc": [where, exc.field], "msg": str(exc), "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(UpstreamFailed)

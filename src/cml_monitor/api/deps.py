@@ -19,7 +19,7 @@ def get_workers(request: Request) -> WorkerOperations:
 
 
 def get_alerting(request: Request) -> AlertOperations:
-    return get_runtime(request).alerting
+    return get_runtime(request).alert_operations
 
 
 def get_actions(request: Request) -> ActionOperations:

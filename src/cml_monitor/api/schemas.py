@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from cml_monitor.clock import isoformat
 from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.domain.times import to_iso
 
 from .validation import (
     check_instance_id,
@@ -170,9 +170,9 @@ def worker_json(worker: Worker, next_run_at: datetime | None) -> dict[str, Any]:
     data: dict[str, Any] = worker.to_record()
     for name, value in data.items():
         if isinstance(value, datetime):
-            data[name] = isoformat(value)
+            data[name] = to_iso(value)
     data["status"] = worker.status.value
-    data["monitoring"] = {"active": next_run_at is not None, "next_run_at": isoformat(next_run_at)}
+    data["monitoring"] = {"active": next_run_at is not None, "next_run_at": to_iso(next_run_at)}
     return data
 
 

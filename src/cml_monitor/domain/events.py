@@ -7,15 +7,17 @@ plain-callable observers have always received, so that contract lives next to th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .cml import CmlStatus
 from .idle import IdleState
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus
 from .times import to_iso
+from .worker import WorkerRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,10 @@ class WorkerMetricsCollected:
     impaired_samples: int = 0
     stop_requested: bool = False
     metrics_source: str | None = None  # "controller" (system_stats), "cloudwatch", or None
+
+    @property
+    def worker(self) -> WorkerRef:
+        return WorkerRef(self.worker_id, self.worker_name, self.aws_instance_id, self.aws_region)
 
     @property
     def status_changed(self) -> bool:
@@ -110,3 +116,12 @@ class WorkerMetricsCollected:
             stop_requested=bool(data.get("stop_requested")),
             metrics_source=data.get("metrics_source"),
         )
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    """Anything given each region's batch of events (alert engine, gauges, SSE hub, event bus)."""
+
+    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Take one batch (never empty); may raise or be slow: the publisher isolates and times it."""
+        ...

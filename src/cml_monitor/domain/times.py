@@ -11,6 +11,7 @@ FUTURE_SKEW = timedelta(minutes=5)
 
 
 def to_iso(value: datetime | None) -> str | None:
+    """ISO 8601 with a `Z` suffix: the format of every timestamp in our JSON contracts."""
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

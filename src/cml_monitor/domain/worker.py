@@ -27,6 +27,16 @@ def looks_like_id(value: str) -> bool:
     return bool(_UUID.match(value))
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRef:
+    """Which worker, as notifications and alerts name it (no state, just its identity)."""
+
+    id: str
+    name: str
+    aws_instance_id: str
+    aws_region: str
+
+
 @dataclass(slots=True)
 class Worker:
     id: str
@@ -99,6 +109,10 @@ class Worker:
         data["auto_pause"] = True if data["auto_pause"] is None else bool(data["auto_pause"])
         data["impaired_samples"] = data["impaired_samples"] or 0
         return cls(**data)
+
+    @property
+    def ref(self) -> WorkerRef:
+        return WorkerRef(self.id, self.name, self.aws_instance_id, self.aws_region)
 
     @property
     def is_terminated(self) -> bool:

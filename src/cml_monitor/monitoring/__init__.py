@@ -1,12 +1,13 @@
-"""The monitoring loop: the scheduler, its region jobs, the collector and the notification handler."""
+"""The monitoring loop: the scheduler, its region jobs, the monitor that owns runs, the collector
+and the observers a region's events are published to."""
 
 from .collector import CollectionReport, FleetCollector
 from .job import WorkerMetricsCollectionJob, run_region_collection
 from .jobstores import build_job_store
 from .monitor import FleetMonitor, MonitoredWorkers
-from .notifications import WorkerNotificationHandler
 from .observers import EventObserver, ObserverPublisher
-from .scheduler import JOB_ID_PREFIX, WorkerMonitoringScheduler, job_id_for_region
+from .region_jobs import JOB_ID_PREFIX, RegionJobs, job_id_for_region
+from .scheduler import WorkerMonitoringScheduler
 
 __all__ = [
     "JOB_ID_PREFIX",
@@ -16,9 +17,9 @@ __all__ = [
     "FleetMonitor",
     "MonitoredWorkers",
     "ObserverPublisher",
+    "RegionJobs",
     "WorkerMetricsCollectionJob",
     "WorkerMonitoringScheduler",
-    "WorkerNotificationHandler",
     "build_job_store",
     "job_id_for_region",
     "run_region_collection",

@@ -23,6 +23,7 @@ from cml_monitor.domain.collections import (
     RegionOutcome,
     next_fire_time,
 )
+from cml_monitor.readiness import Check
 
 from .ports import CollectionStatusStore
 
@@ -81,6 +82,18 @@ class FleetFreshness:
         self.read_error = None
         self._export()
 
+    async def reread(self) -> None:
+        """`refresh()` for the background loop: never raises, logs a failure once per outage."""
+        had_error = self.read_error is not None
+        try:
+            await self.refresh()
+        except Exception as exc:
+            if not had_error:
+                logger.error("Could not read the collection records: %s", exc)
+        else:
+            if had_error:
+                logger.info("Reading the collection records works again")
+
     def _newer(self, row: RegionCollection) -> RegionCollection:
         """The database's row, unless this replica has just recorded something newer."""
         mine = self._rows.get(row.region)
@@ -118,14 +131,19 @@ class FleetFreshness:
                 problems.append(problem)
         return problems
 
-    def check(self) -> str:
-        """The readiness check: `ok`, `disabled`, or `degraded (stale: …)`."""
+    def check(self) -> Check:
+        """The `collection` readiness check: ok, disabled, or degraded (stale regions, or unknown)."""
         if not self.enabled:
-            return "disabled"
+            return Check.disabled("collection")
         if self.read_at is None and self.read_error is not None:
-            return f"degraded (unknown: cannot read the collection records: {self.read_error})"
+            detail = f"degraded (unknown: cannot read the collection records: {self.read_error})"
+            return Check.degraded("collection", detail)
         stale = self.stale()
-        return "ok" if not stale else f"degraded (stale: {'; '.join(stale)})"
+        return (
+            Check.ok("collection")
+            if not stale
+            else Check.degraded("collection", f"degraded (stale: {'; '.join(stale)})")
+        )
 
     def next_run_at(self, region: str) -> datetime | None:
         """When the region's job fires next, while someone collects it (None when nobody does)."""

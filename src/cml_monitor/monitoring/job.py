@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 class RegionRunner(Protocol):
-    async def run_region(self, aws_region: str) -> object: ...
+    async def run_job(self, aws_region: str) -> object:
+        """One region's run and the schedule's upkeep after it (`WorkerMonitoringScheduler`)."""
+        ...
 
 
 class RunnerRegistry:
@@ -58,10 +60,11 @@ class WorkerMetricsCollectionJob:
         self._runner = runner
         return self
 
-    async def run_every(self) -> None:
+    async def run(self) -> None:
+        """One run of the region (the trigger, not this method, makes it periodic)."""
         if self._runner is None:
             raise RuntimeError("WorkerMetricsCollectionJob.configure() was not called")
-        await self._runner.run_region(self.aws_region)
+        await self._runner.run_job(self.aws_region)
 
 
 def run_region_collection(aws_region: str) -> None:
@@ -77,7 +80,7 @@ def run_region_collection(aws_region: str) -> None:
     runner, loop = installed
     job = WorkerMetricsCollectionJob(aws_region).configure(runner=runner)
     try:
-        future = asyncio.run_coroutine_threadsafe(job.run_every(), loop)
+        future = asyncio.run_coroutine_threadsafe(job.run(), loop)
     except RuntimeError:  # the loop is closed
         return
     while True:

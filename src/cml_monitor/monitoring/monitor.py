@@ -15,13 +15,16 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain import WorkerMetricsCollected
 from cml_monitor.domain.collections import RegionOutcome
 
 from .collector import CollectionReport, FleetCollector
 from .observers import ObserverPublisher
 from .ports import RegionLeases, WorkerStore
+from .unreachable import OwnOutages
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +35,6 @@ class MonitoredWorkers:
     def __init__(self) -> None:
         self._active: dict[str, str] = {}
         self._paused: set[str] = set()
-
-    def __contains__(self, worker_id: object) -> bool:
-        return worker_id in self._active
 
     @property
     def ids(self) -> frozenset[str]:
@@ -79,30 +79,12 @@ class MonitoredWorkers:
         self._active.pop(worker_id, None)
 
 
-class OwnOutages:
-    """When the monitor's own stores last failed it, so its outage is never blamed on a worker.
-
-    A worker is `unreachable` when nobody could collect it for a while; while our database or
-    job store is down nobody could, whatever the worker does. The unreachable check waits until
-    the monitor has worked again for a whole window before it judges any worker.
-    """
-
-    def __init__(self) -> None:
-        self.last_failure_at: datetime | None = None
-
-    def note(self, now: datetime) -> None:
-        self.last_failure_at = now
-
-    def quiet_since(self, now: datetime, window: timedelta) -> bool:
-        return self.last_failure_at is None or now - self.last_failure_at >= window
-
-
 @dataclass(frozen=True, slots=True)
 class RegionRun:
     """The outcome of one region run, for the scheduler and the log."""
 
     region: str
-    skipped: bool = False  # another replica holds the lease
+    skipped: bool = False  # no collection here: another replica holds the lease, or it could not start
     workers: int = 0
     report: CollectionReport | None = None
 
@@ -113,6 +95,8 @@ OutcomeListener = Callable[[RegionOutcome], Awaitable[None]]
 
 
 class FleetMonitor:
+    """Owns runs: a region's run, a collection outside the schedule, and waiting for them."""
+
     def __init__(
         self,
         workers: WorkerStore,
@@ -126,22 +110,71 @@ class FleetMonitor:
         clock: Clock = utcnow,
         outcome_listeners: Sequence[OutcomeListener] = (),
         listener_timeout: float = 10.0,
+        outages: OwnOutages | None = None,
     ) -> None:
         self._workers = workers
         self._collector = collector
         self._publisher = publisher
-        self.publish = publisher.publish  # for events that do not come from a collection
         self._monitored = monitored
         self._leases = leases
         self._holder = holder
+        self._poll_interval = poll_interval
         self._lease_ttl = timedelta(seconds=max(1.0, poll_interval * 0.8))
         self._clock = clock
-        self.outages = OwnOutages()
+        self._outages = outages or OwnOutages()
         self.completed_at: dict[str, datetime] = {}  # region → end of its last run that worked
         self._listeners = list(outcome_listeners)
         self._listener_timeout = listener_timeout
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    # -- runs in flight ------------------------------------------------------------------------
 
     async def run_region(self, region: str) -> RegionRun:
+        """One region's run: lease, list, collect, publish, tell the outcome listeners."""
+        return await self._track(self._run_region(region))
+
+    def collect_soon(self, worker_id: str) -> asyncio.Task[CollectionReport]:
+        """Start collecting one worker now, outside its schedule; await the task for its report."""
+        return self._track(self.collect([worker_id]))
+
+    async def drain(self) -> None:
+        """Wait for the collections in flight (a collection after a start/stop, a region run)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Let the collections in flight finish; cancel what still runs after `timeout` seconds."""
+        running = list(self._in_flight)
+        if not running:
+            return
+        _done, pending = await asyncio.wait(running, timeout=timeout)
+        if pending:
+            logger.warning("Collection still running after %.0f s - cancelling it", timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _track(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    async def publish(self, events: Sequence[WorkerMetricsCollected]) -> None:
+        """Hand events that do not come from a collection (EC2 state changes) to the observers."""
+        await self._publisher.publish(events)
+
+    def overdue_regions(self, now: datetime) -> list[str]:
+        """Regions whose runs stopped working (no run completed for two intervals): our fault."""
+        limit = timedelta(seconds=2 * self._poll_interval)
+        completed = self.completed_at
+        return sorted(
+            r for r in self._monitored.regions() if (done := completed.get(r)) is None or now - done > limit
+        )
+
+    # -- one run ---------------------------------------------------------------------------------
+
+    async def _run_region(self, region: str) -> RegionRun:
         try:
             if not await self._claim(region):
                 logger.info("Region %s is being collected by another replica - skipping this run", region)
@@ -149,7 +182,7 @@ class FleetMonitor:
                 return RegionRun(region, skipped=True)
             monitorable = await self._workers.list_monitorable_async(region)
         except Exception as exc:
-            self.outages.note(self._clock())
+            self._outages.note(self._clock())
             logger.error("❌ Could not start the collection of %s (database: %s)", region, exc)
             await self._tell(RegionOutcome(region, self._clock(), f"database or lease store: {exc}"))
             return RegionRun(region, skipped=True)
@@ -190,7 +223,7 @@ class FleetMonitor:
         """Collect these workers now, publish their events, retire the ones that are gone."""
         report = await self._collector.collect(worker_ids)
         if report.store_failed:
-            self.outages.note(self._clock())
+            self._outages.note(self._clock())
         self._log_failures(report.failed)
         await self._publisher.publish(report.events)
         for worker_id in report.missing:

@@ -1,4 +1,7 @@
-"""Handing a region's events to every observer: side by side, each one isolated.
+"""Handing a region's events to every observer: side by side, each one isolated and timed.
+
+The one fan-out: the monitoring loop publishes through it, and the event bus delivers what it
+receives through it too.
 
 An observer is anything with `async observe(events)`; the seed's form, a plain callable
 `observer(metrics_data: dict)` (sync or async), is wrapped and called once per event with the
@@ -11,20 +14,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from cml_monitor.domain import WorkerMetricsCollected
+from cml_monitor.domain import EventObserver, WorkerMetricsCollected
 
 logger = logging.getLogger(__name__)
 
 SeedObserver = Callable[[dict[str, Any]], Any]
-
-
-@runtime_checkable
-class EventObserver(Protocol):
-    async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None: ...
 
 
 class PerEventObserver:
@@ -50,7 +47,7 @@ def as_observer(observer: EventObserver | SeedObserver) -> EventObserver:
 
 
 class ObserverPublisher:
-    """Publishes event batches to its observers; `failures` counts each observer's misses."""
+    """Publishes event batches to its observers; `on_failure` is told each observer's misses."""
 
     def __init__(
         self,
@@ -62,10 +59,6 @@ class ObserverPublisher:
         self._observers = [as_observer(o) for o in observers]
         self._timeout = timeout
         self._on_failure = on_failure
-        self.failures: Counter[str] = Counter()
-
-    def add(self, observer: EventObserver | SeedObserver) -> None:
-        self._observers.append(as_observer(observer))
 
     async def publish(self, events: Sequence[WorkerMetricsCollected]) -> None:
         if events:
@@ -85,6 +78,5 @@ class ObserverPublisher:
             self._failed(name)
 
     def _failed(self, name: str) -> None:
-        self.failures[name] += 1
         if self._on_failure is not None:
             self._on_failure(name)

@@ -18,11 +18,20 @@ from cml_monitor.domain.collections import RegionCollection, RegionOutcome
 
 
 class WorkerStore(Protocol):
-    async def get_by_id_async(self, worker_id: str) -> Worker | None: ...
+    """The workers' table. Every method raises what the database raises; the region run notes
+    that as our own outage and no worker is judged for it."""
 
-    async def get_many_async(self, worker_ids: Sequence[str]) -> dict[str, Worker]: ...
+    async def get_by_id_async(self, worker_id: str) -> Worker | None:
+        """The worker, or None when no worker has this id (removed, or never registered)."""
+        ...
 
-    async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]: ...
+    async def get_many_async(self, worker_ids: Sequence[str]) -> dict[str, Worker]:
+        """The workers among these ids that exist, by id; missing ids are simply absent."""
+        ...
+
+    async def list_monitorable_async(self, aws_region: str | None = None) -> list[tuple[str, str]]:
+        """(id, region) of every worker not terminated, in one region or all."""
+        ...
 
     async def save_collection_async(
         self,
@@ -30,11 +39,21 @@ class WorkerStore(Protocol):
         samples: Sequence[MetricSample],
         seen: Mapping[str, str] | None = None,
         collected_before: Mapping[str, datetime | None] | None = None,
-    ) -> set[str]: ...
+    ) -> set[str]:
+        """Write a collection's workers and history rows in one transaction; returns the ids written.
+
+        A worker deleted meanwhile, one a newer collection already saved, or (with `seen` and
+        `collected_before`, each worker's status and last collection when the pass loaded it)
+        one whose status an EC2 event changed meanwhile is not written, nor are its samples.
+        """
+        ...
 
 
 class RegionLeases(Protocol):
-    async def acquire(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool: ...
+    async def acquire(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease `name` for `holder` until `now + ttl`; False while another
+        holder's lease has not run out. Atomic across replicas; raises what the database raises."""
+        ...
 
 
 class AwsClient(Protocol):
@@ -42,17 +61,28 @@ class AwsClient(Protocol):
 
     async def describe_instance_statuses(
         self, aws_region: str, instance_ids: Sequence[str]
-    ) -> dict[str, InstanceStatus]: ...
+    ) -> dict[str, InstanceStatus]:
+        """State and status checks of each instance, in as few calls as EC2 allows.
 
-    async def get_utilization(
-        self, aws_region: str, instance_ids: Sequence[str]
-    ) -> dict[str, Utilization]: ...
+        Every id is in the answer: one EC2 does not know has `found=False`. Raises `AwsError`
+        when AWS fails after its retries (the whole region's pass then fails).
+        """
+        ...
+
+    async def get_utilization(self, aws_region: str, instance_ids: Sequence[str]) -> dict[str, Utilization]:
+        """Average CPU and memory per instance over the last minutes; a value CloudWatch does not
+        have is None (never 0). Raises `AwsError` when AWS fails after its retries."""
+        ...
 
 
 class CmlClient(Protocol):
     async def read_controller(
         self, cml_url: str, *, licensing: bool = False, activity: bool = False
-    ) -> ControllerReading: ...
+    ) -> ControllerReading:
+        """What one controller says (health, stats, labs; licensing and user activity when
+        asked), within one deadline. Never raises for the controller's sake: an unreachable or
+        failing controller comes back as a reading with `reachable=False` and its errors."""
+        ...
 
 
 class CollectionStatusStore(Protocol):

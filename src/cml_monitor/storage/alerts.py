@@ -18,7 +18,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cml_monitor.domain import Alert, AlertKind, AlertState, Silence
+from cml_monitor.domain import Alert, AlertKind, AlertState, OutboxMessage, Silence, WorkerRef
 
 from .rows import RejectListener, refused, write_each
 from .tables import alerts, notifications, silences, workers
@@ -52,7 +52,7 @@ class _Changes:
     inserted: list[Alert] = field(default_factory=list)
     updated: list[Alert] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
 
 
 class AlertRepository:
@@ -89,7 +89,7 @@ class AlertRepository:
         inserted: Sequence[Alert],
         updated: Sequence[Alert],
         deleted: Sequence[str],
-        outbox: Sequence[dict[str, Any]],
+        outbox: Sequence[OutboxMessage],
     ) -> None:
         """Alert changes and their notifications, all or nothing.
 
@@ -108,9 +108,8 @@ class AlertRepository:
             groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).inserted.append(alert)
         for alert in updated:
             groups.setdefault(alert.worker_id, _Changes(alert.worker_id)).updated.append(alert)
-        for row in outbox:
-            worker_id = row.get("worker_id")
-            groups.setdefault(worker_id, _Changes(worker_id)).outbox.append(row)
+        for message in outbox:
+            groups.setdefault(message.worker_id, _Changes(message.worker_id)).outbox.append(message)
         deletions = [_Changes(None, deleted=list(deleted))] if deleted else []
         await write_each(
             [*deletions, *groups.values()],
@@ -131,7 +130,9 @@ class AlertRepository:
                 record.pop("id")
                 await conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**record))
             if changes.outbox:
-                await conn.execute(insert(notifications), changes.outbox)
+                await conn.execute(
+                    insert(notifications), [_pending_row(message) for message in changes.outbox]
+                )
 
     async def list_alerts(
         self,
@@ -185,8 +186,9 @@ class AlertRepository:
         async with self._engine.connect() as conn:
             return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
 
-    async def notified_firing(self) -> list[tuple[Alert, dict[str, Any]]]:
-        """Firing alerts somebody was told of and nobody acknowledged, each with its worker."""
+    async def notified_firing(self) -> list[tuple[Alert, WorkerRef | None]]:
+        """Firing alerts somebody was told of and nobody acknowledged, each with its worker
+        (None for a fleet-level alert, or a worker since removed)."""
         query = (
             select(alerts, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
             .select_from(alerts.outerjoin(workers, workers.c.id == alerts.c.worker_id))
@@ -201,33 +203,23 @@ class AlertRepository:
         return [
             (
                 _to_alert(row),
-                {
-                    "id": row.worker_id,
-                    "name": row.name,
-                    "aws_instance_id": row.aws_instance_id,
-                    "aws_region": row.aws_region,
-                },
+                None
+                if row.worker_id is None or row.name is None
+                else WorkerRef(row.worker_id, row.name, row.aws_instance_id, row.aws_region),
             )
             for row in rows
         ]
 
-    async def stale_worker_events(self, cutoff: datetime) -> list[dict[str, Any]]:
+    async def stale_workers(self, cutoff: datetime) -> list[tuple[WorkerRef, datetime | None]]:
         """Workers (not terminated) with no successful collection since `cutoff`."""
         last_seen = func.coalesce(workers.c.last_collected_at, workers.c.created_at)
-        query = select(workers).where(workers.c.status != "terminated", last_seen < cutoff)
+        columns = (workers.c.id, workers.c.name, workers.c.aws_instance_id, workers.c.aws_region)
+        query = select(*columns, workers.c.last_collected_at).where(
+            workers.c.status != "terminated", last_seen < cutoff
+        )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            {
-                "worker_id": row.id,
-                "worker_name": row.name,
-                "aws_instance_id": row.aws_instance_id,
-                "aws_region": row.aws_region,
-                "status": row.status,
-                "last_collected_at": row.last_collected_at,
-            }
-            for row in rows
-        ]
+        return [(WorkerRef(*row[:4]), row.last_collected_at) for row in rows]
 
     # -- silences --------------------------------------------------------------------------
 
@@ -366,3 +358,17 @@ async def _lease(
         return []
     rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(claimed)))).all()
     return [dict(row._mapping) for row in rows]
+
+
+def _pending_row(message: OutboxMessage) -> dict[str, Any]:
+    """A new message as its row: pending, never tried, due at its `next_attempt_at` (at once
+    when it has none)."""
+    return {
+        **{f.name: getattr(message, f.name) for f in fields(OutboxMessage)},
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": message.next_attempt_at or message.created_at,
+        "lease_until": None,
+        "last_error": None,
+        "sent_at": None,
+    }

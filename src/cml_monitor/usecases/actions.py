@@ -32,9 +32,9 @@ class ActionOperations:
         self, *, worker_id: str | None, kind: str | None, result: str | None = None, limit: int
     ) -> list[Action]:
         if kind is not None and kind not in {k.value for k in ActionKind}:
-            raise InvalidInput("query.kind", "must be stop, start or reboot")
+            raise InvalidInput("kind", "must be stop, start or reboot")
         if result is not None and result not in {r.value for r in ActionResult}:
-            raise InvalidInput("query.result", "must be pending, ok, failed, dry_run or skipped")
+            raise InvalidInput("result", "must be pending, ok, failed, dry_run or skipped")
         return await self._actions.list(worker_id=worker_id, kind=kind, result=result, limit=limit)
 
     async def summary(self) -> FleetSummary:

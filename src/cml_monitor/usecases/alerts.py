@@ -61,9 +61,9 @@ class AlertOperations:
         now = self._clock()
         starts_at = starts_at or now
         if ends_at <= max(starts_at, now):
-            raise InvalidInput("body.ends_at", "must be in the future and after starts_at")
+            raise InvalidInput("ends_at", "must be in the future and after starts_at")
         if worker_id is not None and not await self._workers.exists(worker_id):
-            raise InvalidInput("body.worker_id", "no such worker")
+            raise InvalidInput("worker_id", "no such worker")
         silence = Silence(
             id=str(uuid.uuid4()),
             worker_id=worker_id,

@@ -76,7 +76,7 @@ class WorkerDiscovery:
         self._aws = aws
         self.settings = settings
         self._leases = leases
-        self._holder = holder
+        self.holder = holder  # this replica, as the lease holder
         self._clock = clock
 
     async def run_once(self) -> DiscoveryReport:
@@ -84,7 +84,7 @@ class WorkerDiscovery:
         report = DiscoveryReport()
         now = self._clock()
         ttl = timedelta(seconds=max(1.0, self.settings.interval * 0.8))
-        if self._leases is not None and not await self._leases.acquire(LEASE, self._holder, now, ttl):
+        if self._leases is not None and not await self._leases.acquire(LEASE, self.holder, now, ttl):
             report.skipped = True
             return report
         report.regions = await self._regions()

@@ -16,7 +16,7 @@ class Conflict(UseCaseError):
 
 
 class InvalidInput(UseCaseError):
-    """A value that cannot be accepted; `field` names it (`body.ends_at`, `query.since`)."""
+    """A value that cannot be accepted; `field` names it in domain words (`cml_url`, `since`)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)

@@ -16,9 +16,8 @@ from cml_monitor.domain import Worker, looks_like_id
 from cml_monitor.domain.actions import LOCAL, Action, ActionKind, ActionReason, ActionResult
 from cml_monitor.domain.cml import StartedLab
 from cml_monitor.metrics import PrometheusMetrics
-from cml_monitor.monitoring import WorkerMonitoringScheduler
+from cml_monitor.monitoring import FleetMonitor, WorkerMonitoringScheduler, job_id_for_region
 from cml_monitor.monitoring.freshness import FleetFreshness
-from cml_monitor.monitoring.scheduler import job_id_for_region
 from cml_monitor.storage import CMLWorkerRepository, DuplicateWorkerError
 from cml_monitor.storage.history import HistoryStore, Point
 
@@ -41,6 +40,7 @@ class WorkerOperations:
         self,
         repository: CMLWorkerRepository,
         scheduler: WorkerMonitoringScheduler,
+        monitor: FleetMonitor,
         aws: AwsEc2Client,
         history: HistoryStore,
         metrics: PrometheusMetrics,
@@ -54,6 +54,7 @@ class WorkerOperations:
     ) -> None:
         self._repository = repository
         self._scheduler = scheduler
+        self._monitor = monitor
         self._aws = aws
         self._history = history
         self._metrics = metrics
@@ -140,7 +141,7 @@ class WorkerOperations:
         if self._monitoring == "schedule":
             await self._scheduler.start_monitoring_worker_async(worker.id)
         elif self._monitoring == "collect_once":  # an API-only replica: collectors schedule it
-            self._scheduler.collect_soon(worker.id)
+            self._monitor.collect_soon(worker.id)
         logger.info("Registered worker %s (%s in %s)", worker.id, aws_instance_id, aws_region)
         return worker
 
@@ -149,7 +150,7 @@ class WorkerOperations:
         try:
             await self._guard.check_url(url)
         except BlockedAddress as exc:
-            raise InvalidInput("body.cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
+            raise InvalidInput("cml_url", f"is not allowed: {exc} (CML_URL_BLOCKED_NETWORKS)") from None
 
     async def import_by_tags(
         self, aws_region: str, tags: dict[str, str], *, preview: bool = False
@@ -190,7 +191,7 @@ class WorkerOperations:
         """Change the name, the controller URL or the threshold overrides (`None` clears the last three)."""
         for name in ("name", "auto_pause"):
             if name in changes and changes[name] is None:
-                raise InvalidInput(f"body.{name}", f"{name} cannot be null")
+                raise InvalidInput(name, f"{name} cannot be null")
         worker = await self.get(worker_id)
         if changes.get("cml_url") is not None:
             await self._check_cml_url(changes["cml_url"])
@@ -219,7 +220,7 @@ class WorkerOperations:
     async def refresh(self, worker_id: str) -> Worker:
         """Collect the worker now, in the background; the result arrives as usual."""
         worker = await self.get(worker_id)
-        self._scheduler.collect_soon(worker.id)
+        self._monitor.collect_soon(worker.id)
         return worker
 
     async def act(
@@ -244,7 +245,7 @@ class WorkerOperations:
             action = await self._executor.run(worker, action_kind, ActionReason.MANUAL, actor, comment=reason)
         except (ActionNotAllowed, ActionInFlight) as exc:
             raise Conflict(str(exc)) from None
-        self._scheduler.collect_soon(worker.id)
+        self._monitor.collect_soon(worker.id)
         if action.result is ActionResult.FAILED:
             raise UpstreamFailed(f"AWS refused to {kind} {worker.aws_instance_id}: {action.detail}")
         return action
@@ -291,5 +292,5 @@ class WorkerOperations:
         until = until or self._clock()
         since = since or until - timedelta(hours=24)
         if since > until:
-            raise InvalidInput("query.since", "must not be after until")
+            raise InvalidInput("since", "must not be after until")
         return await self._history.series(worker.id, since, until, step, limit)

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from cml_monitor.clock import Clock, isoformat, utcnow
+from cml_monitor.clock import Clock, utcnow
+from cml_monitor.domain.times import to_iso
 
 from ..links import Links
 from .base import Delivery, OutgoingNotification, post_json
@@ -50,12 +51,12 @@ def alertmanager_alert(
             "description": description,
             "runbook_url": links.runbook_url(alert["kind"]),
         },
-        "startsAt": alert.get("fired_at") or alert.get("started_at") or isoformat(now),
+        "startsAt": alert.get("fired_at") or alert.get("started_at") or to_iso(now),
     }
     if payload["type"] == "alert.resolved":
-        body["endsAt"] = alert.get("resolved_at") or isoformat(now)
+        body["endsAt"] = alert.get("resolved_at") or to_iso(now)
     else:
-        body["endsAt"] = isoformat(now + valid_for)
+        body["endsAt"] = to_iso(now + valid_for)
     generator = links.for_payload(payload).get("dashboard")
     if generator:
         body["generatorURL"] = generator

@@ -21,4 +21,4 @@ CONNECTED = frame("resync", {"dropped": 0, "reason": "connected"})
 
 @router.get("/events", response_class=EventSourceResponse)
 async def events(runtime: RuntimeDep) -> EventSourceResponse:
-    return EventSourceResponse(runtime.events.subscribe(greeting=CONNECTED), ping=HEARTBEAT_SECONDS)
+    return EventSourceResponse(runtime.live_events.subscribe(greeting=CONNECTED), ping=HEARTBEAT_SECONDS)

@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cml_monitor.readiness import all_healthy
+
 from ..deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
@@ -21,10 +23,13 @@ async def health() -> dict[str, str]:
 @router.get("/ready", responses={503: {"description": "a dependency does not answer"}})
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     checks = await runtime.readiness()
-    # "degraded …" is said, not fatal: the service still does its job (polling goes on).
-    healthy = all(value in ("ok", "disabled") or value.startswith("degraded") for value in checks.values())
+    healthy = all_healthy(checks)  # a degraded check is said, not fatal: the service still does its job
     return JSONResponse(
-        {"status": "ready" if healthy else "not ready", "checks": checks}, status_code=200 if healthy else 503
+        {
+            "status": "ready" if healthy else "not ready",
+            "checks": {check.name: check.text for check in checks},
+        },
+        status_code=200 if healthy else 503,
     )
 
 

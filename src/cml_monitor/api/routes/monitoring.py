@@ -29,7 +29,7 @@ async def collection_status(runtime: RuntimeDep) -> CollectionStatusOut:
     return CollectionStatusOut(
         enabled=freshness.enabled,
         interval_seconds=freshness.interval_seconds,
-        check=freshness.check(),
+        check=freshness.check().text,
         stale=freshness.stale(),
         regions=[RegionCollectionOut(**region) for region in freshness.regions()],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("check_imports", ROOT / "tools" / "check_imports.py")
 assert _spec is not None and _spec.loader is not None
 check_imports = importlib.util.module_from_spec(_spec)
@@ -49,3 +49,18 @@ def test_a_module_ring_a_package_ring_and_wrong_way_imports_are_found(tmp_path: 
     assert "cml_monitor.domain imports cml_monitor.storage" in problems
     assert "cml_fleet_sim.fleet imports cml_monitor.domain: the simulator stands apart" in problems
     assert "cml_monitor.api imports cml_fleet_sim.fleet: only the demo loads the simulator" in problems
+
+
+def test_monitoring_importing_alerts_is_found(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "cml_monitor/__init__.py": "",
+            "cml_monitor/alerts/__init__.py": "",
+            "cml_monitor/alerts/engine.py": "AlertEngine = object\n",
+            "cml_monitor/monitoring/__init__.py": "",
+            "cml_monitor/monitoring/handler.py": "from cml_monitor.alerts.engine import AlertEngine\n",
+        },
+    )
+    (problem,) = check_imports.check(root)
+    assert problem.startswith("cml_monitor.monitoring.handler imports cml_monitor.alerts.engine: monitoring")

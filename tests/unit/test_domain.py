@@ -4,11 +4,12 @@ import pytest
 
 from cml_monitor.domain import (
     Worker,
-    WorkerMetricsCollected,
     WorkerStatus,
     looks_like_id,
     map_ec2_state_to_status,
 )
+
+from ..helpers import make_event
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -68,26 +69,6 @@ def test_telemetry_keeps_zero_and_none_apart() -> None:
     assert worker.memory_utilization is None
     assert worker.active_labs_count == 0
     assert worker.last_activity_at == NOW
-
-
-def make_event(worker_id: str = "w", **changes: object) -> WorkerMetricsCollected:
-    values: dict[str, object] = {
-        "worker_id": worker_id,
-        "worker_name": "cml-1",
-        "aws_instance_id": "i-0123456789abcdef0",
-        "aws_region": "us-east-1",
-        "status": WorkerStatus.RUNNING,
-        "previous_status": WorkerStatus.PENDING,
-        "timestamp": NOW,
-        "cpu_utilization": 42.0,
-        "memory_utilization": 61.5,
-        "instance_state": "running",
-        "system_status": "ok",
-        "instance_status": "ok",
-        "active_labs_count": 3,
-    }
-    values.update(changes)
-    return WorkerMetricsCollected(**values)  # type: ignore[arg-type]
 
 
 def test_the_metrics_event_json_is_the_documented_shape() -> None:
