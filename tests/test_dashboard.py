@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -19,6 +20,7 @@ from cml_monitor.domain import Worker
 from cml_monitor.storage import CMLWorkerRepository, create_engine, migrate
 
 from .conftest import make_settings
+from .helpers import eventually
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -687,7 +689,14 @@ async def test_a_banner_on_every_page_while_a_region_is_not_collected(
             banner = await page.text_content("#stale") or ""
             assert banner.startswith("Not watching: us-east-1 last collected"), banner
         sim.set_faults(error_rate=0.0)
-        await until(page, "document.querySelector('#stale').hidden === true", timeout=40_000)
+        async with httpx.AsyncClient(base_url=server.url) as client:  # collected again…
+
+            async def watched() -> bool:
+                return (await client.get("/api/monitoring/collection")).json()["stale"] == []
+
+            await eventually(watched, timeout=40)
+        await page.reload()  # …and a page opened now (not only the next 15 s poll) says so
+        await until(page, "document.querySelector('#stale').hidden === true", timeout=10_000)
         assert errors == []
     finally:
         server.stop()
