@@ -28,6 +28,7 @@ from cml_monitor.storage.alerts import AlertRepository
 from cml_monitor.storage.tables import alerts, notifications, worker_metrics, workers
 
 from .conftest import REGION, Monitor
+from .helpers import register_with_controllers
 
 NUL_OR_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\\u000[0-8bcef]|\\u001[0-9a-f]", re.IGNORECASE)
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -274,18 +275,7 @@ def sim() -> Iterator[FleetSimulator]:
 
 async def _register(app: Monitor, sim: FleetSimulator, count: int) -> list[tuple[str, str]]:
     """(instance id, worker id) of new workers, each with its simulated controller."""
-    registered = []
-    for instance in sim.add_workers(count):
-        body = {
-            "name": instance.instance_id[-6:],
-            "aws_region": REGION,
-            "aws_instance_id": instance.instance_id,
-            "cml_url": sim.controller_url(instance.instance_id),
-        }
-        response = await app.client.post("/api/workers", json=body)
-        assert response.status_code == 201, response.text
-        registered.append((instance.instance_id, response.json()["id"]))
-    return registered
+    return list((await register_with_controllers(app, sim, count)).items())
 
 
 async def _one_cycle(app: Monitor) -> dict[tuple[str, str], dict[str, Any]]:
