@@ -219,7 +219,8 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
     try:
         counters.target = n
         await scheduler.start_async()  # the warm-up cycle: every job runs now
-        await asyncio.wait_for(counters.done.wait(), 600)
+        async with asyncio.timeout(600):
+            await counters.done.wait()
         # The measured cycle: the next instant of the common grid.
         now = datetime.now(UTC)
         elapsed = (now - TRIGGER_ANCHOR).total_seconds()
@@ -240,7 +241,8 @@ async def run_monitor(args: argparse.Namespace, fleet: dict[str, Any], database_
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
             profiler.enable()
-        await asyncio.wait_for(counters.done.wait(), 600)
+        async with asyncio.timeout(600):
+            await counters.done.wait()
         cycle_seconds = counters.last_event_at - due_at
         cpu_seconds = _cpu_seconds() - cpu_before
         if profiler is not None:

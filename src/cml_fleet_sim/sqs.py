@@ -159,7 +159,8 @@ class SimulatedQueue:
             self._arrived.clear()
             next_visible = self._next_visible_in()
             try:
-                await asyncio.wait_for(self._arrived.wait(), min(remaining, next_visible))
+                async with asyncio.timeout(min(remaining, next_visible)):
+                    await self._arrived.wait()
             except TimeoutError:
                 pass
         self.received += len(taken)

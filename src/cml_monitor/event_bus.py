@@ -65,7 +65,8 @@ class RedisEventBus:
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="event-bus")
         try:
-            await asyncio.wait_for(self._subscribed.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self._subscribed.wait()
         except TimeoutError:
             logger.error("The event bus is not connected yet (%s); retrying in the background", self.problem)
 

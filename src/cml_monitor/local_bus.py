@@ -80,7 +80,8 @@ class _Peer:
         self._pending[call_id] = future
         try:
             await self.send({"t": "call", "id": call_id, "method": method, "params": params})
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         finally:
             self._pending.pop(call_id, None)
 
@@ -139,7 +140,8 @@ class ChannelServer:
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -244,7 +246,8 @@ class ChannelClient:
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._connect_loop(), name="local-channel")
         try:
-            await asyncio.wait_for(self._connected.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self._connected.wait()
         except TimeoutError:
             logger.error("Not connected to the API process yet (%s); retrying", self.problem)
 

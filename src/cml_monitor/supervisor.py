@@ -149,7 +149,8 @@ class CollectorSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), self._stop_timeout)
+                async with asyncio.timeout(self._stop_timeout):
+                    await process.wait()
             except TimeoutError:
                 logger.error("The collector did not stop in %.0f s; killing it", self._stop_timeout)
                 with contextlib.suppress(ProcessLookupError):

@@ -21,6 +21,7 @@ are queued) so that alerts firing together meet in one message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -94,10 +95,11 @@ class NotificationDispatcher:
                 logger.error("Notification dispatch failed: %s", exc)
                 delay = self._idle_poll
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` swallows a cancel that
+            # lands as the wake-up completes, and this loop would outlive its stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def dispatch_due(self) -> int:
         now = self._clock()

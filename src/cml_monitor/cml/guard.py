@@ -143,9 +143,8 @@ class UrlGuard:
         if not self.blocked or literal_address(host) is not None:
             return
         try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
-            )
+            async with asyncio.timeout(timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except (OSError, TimeoutError):
             return
         for *_, sockaddr in infos:

@@ -239,7 +239,8 @@ class FleetMonitor:
 
         async def one(listener: OutcomeListener) -> None:
             try:
-                await asyncio.wait_for(listener(outcome), self._listener_timeout)
+                async with asyncio.timeout(self._listener_timeout):
+                    await listener(outcome)
             except Exception as exc:
                 name = getattr(listener, "__qualname__", repr(listener))
                 logger.error("Telling %s how %s's collection went failed: %r", name, outcome.region, exc)

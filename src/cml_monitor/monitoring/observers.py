@@ -67,7 +67,8 @@ class ObserverPublisher:
     async def _run(self, observer: EventObserver, events: Sequence[WorkerMetricsCollected]) -> None:
         name = type(observer).__name__ if not isinstance(observer, PerEventObserver) else repr(observer)
         try:
-            await asyncio.wait_for(observer.observe(events), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await observer.observe(events)
         except TimeoutError:
             logger.error(
                 "Observer %s took over %.0f s on %d events; left behind", name, self._timeout, len(events)

@@ -110,7 +110,8 @@ class RegionJobs:
 
     async def _call(self, call: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
         future = asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            return await future
 
     def _stored_regions(self) -> set[str]:
         return {
