@@ -1,7 +1,7 @@
 """API latency while the monitor collects and many live clients listen.
 
     python -m bench.load [--workers 500] [--sse-clients 200] [--rate 50] [--seconds 45] [--interval 10]
-                         [--controllers N] [--nice 19] [--split | --single-process]
+                         [--controllers N] [--nice 19] [--split | --single-process] [--cpu-split]
 
 The simulator runs in its own process (500 workers with CML controllers answering in 50 ms);
 the real service (`cml-monitor serve`, SQLite, jobs in the database) runs in another, polling
@@ -12,6 +12,10 @@ requests a second, open loop (a slow answer does not slow the next request), for
 `--seconds`, and reports the latency of those requests, in particular in the seconds right
 after each cycle starts, when the events fan out.
 
+`--cpu-split` also samples the service with py-spy while it measures and reports where each
+process's CPU went (CML reads, AWS, the database, the alert engine, the SSE fan-out, ...; see
+`bench.cpu_split`).
+
 The last line printed is one JSON object with the figures.
 """
 
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from bench.cpu_split import report, split
 from bench.cycle import prepare_database, start_simulator
 from cml_fleet_sim.cml_controllers import PASSWORD, USERNAME
 from cml_fleet_sim.serving import free_port
@@ -80,7 +86,7 @@ def wait_ready(base: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-async def listen(base: str, clients: int, seconds: float) -> list[int]:
+async def listen(base: str, clients: int, seconds: float, interval: float) -> list[int]:
     """`clients` event streams for `seconds`; how many `metrics` events each one read.
 
     A client told to `resync` after it fell behind (it lost events) counts as -1: it did not
@@ -105,25 +111,47 @@ async def listen(base: str, clients: int, seconds: float) -> list[int]:
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
         tasks = [asyncio.ensure_future(one(session, i)) for i in range(clients)]
         await asyncio.sleep(seconds)
+        # Stop between two cycles (cycles start on multiples of the interval, wall clock), not in
+        # the middle of a fan-out, where clients stopped a moment apart would hold different counts.
+        await asyncio.sleep((interval * 0.7 - time.time() % interval) % interval)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return counts
 
 
-def start_listeners(base: str, clients: int, seconds: float, out: Path, nice: int) -> subprocess.Popen[bytes]:
+def start_listeners(
+    base: str, clients: int, seconds: float, interval: float, out: Path, nice: int
+) -> subprocess.Popen[bytes]:
     code = (
         "import asyncio, json, sys; from bench.load import listen; "
-        f"counts = asyncio.run(listen({base!r}, {clients}, {seconds})); "
+        f"counts = asyncio.run(listen({base!r}, {clients}, {seconds}, {interval})); "
         f"open({str(out)!r}, 'w').write(json.dumps(counts))"
     )
     command = [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-c", code]
     return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
 
 
+def start_sampler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on `pid` and its children, at 100 Hz, CPU only (idle threads are not sampled)."""
+    command = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        *("--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100"),
+        *("--format", "raw", "--output", str(out)),
+        "--subprocesses",
+        "--threads",
+        "--full-filenames",
+        "--nonblocking",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def measure(base: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     counts_file = workdir / "sse-counts.json"
-    listeners = start_listeners(base, args.sse_clients, args.seconds + 4, counts_file, args.nice)
+    listeners = start_listeners(
+        base, args.sse_clients, args.seconds + 4, args.interval, counts_file, args.nice
+    )
     await asyncio.sleep(2)  # let every stream connect before measuring
     latencies: list[tuple[float, float]] = []  # (sent at, milliseconds)
     errors = 0
@@ -200,6 +228,17 @@ def main() -> None:
         help="one serve without its collector child (CML_MONITOR_COLLECTOR_PROCESS=false), as before",
     )
     parser.add_argument(
+        "--cpu-split",
+        action="store_true",
+        help="sample the service with py-spy while measuring and report where its CPU went",
+    )
+    parser.add_argument(
+        "--cpu-samples",
+        type=Path,
+        default=None,
+        help="with --cpu-split, keep py-spy's raw samples in this folder (for a flame graph)",
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -232,9 +271,25 @@ def main() -> None:
             single = {"CML_MONITOR_COLLECTOR_PROCESS": "false"} if args.single_process else {}
             services.append(start_service(fleet, workdir, port, args.interval, single))
         base = f"http://127.0.0.1:{port}"
+        samplers: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
         try:
             wait_ready(base)
+            if args.cpu_split:
+                roles = ["api", "collector"] if args.split else ["service"]
+                for role, service in zip(roles, services, strict=True):
+                    out = workdir / f"cpu-{role}.txt"
+                    samplers.append((role, out, start_sampler(service.pid, args.seconds, out)))
             figures = asyncio.run(measure(base, args, workdir))
+            shares: dict[str, dict[str, float]] = {}
+            for role, out, sampler in samplers:
+                sampler.wait(60)
+                if args.cpu_samples is not None:
+                    args.cpu_samples.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(out, args.cpu_samples / out.name)
+                for label, parts in split(out.read_text()).items():
+                    shares[label if role == "service" else role] = parts
+            if shares:
+                figures["cpu_split"] = shares
         finally:
             for service in services:
                 service.terminate()
@@ -257,6 +312,9 @@ def main() -> None:
         f"{figures['sse_events_per_client_min']}–{figures['sse_events_per_client_max']};",
         f"{figures['sse_clients_missing_events']} clients missed events",
     )
+    if "cpu_split" in figures:
+        print("  where the CPU went (share of py-spy samples):")
+        print(report(figures["cpu_split"]))
     mode = "split" if args.split else "single-process" if args.single_process else "serve"
     print(
         json.dumps(
