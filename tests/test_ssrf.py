@@ -118,6 +118,16 @@ def test_the_guard_reads_every_spelling_of_an_address() -> None:
     guard.check_url_syntax("https://[2002:a0a:a0a::1]/")  # 6to4 from 10.10.10.10: allowed
 
 
+def test_the_guard_remembers_only_what_it_allowed() -> None:
+    """Allowed URLs are kept (the same few every cycle); a refusal is refused again every time."""
+    guard = UrlGuard(parse_networks(DEFAULT_BLOCKED))
+    for _ in range(2):
+        assert guard.check_url_syntax("https://[2001:db8::10]/api/v0/labs") == "2001:db8::10"
+        for url in ("https://169.254.169.254/latest", "https://2130706433/", "https://u:p@192.0.2.1/"):
+            with pytest.raises(ValueError):
+                guard.check_url_syntax(url)
+
+
 def test_unspecified_addresses_are_refused_even_with_an_empty_list() -> None:
     """`0.0.0.0` and `::` reach the local host: no configuration makes them a controller."""
     guard = UrlGuard(())

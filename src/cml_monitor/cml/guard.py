@@ -101,8 +101,15 @@ ALWAYS_BLOCKED: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/8"), ipaddr
 
 
 class UrlGuard:
+    # URLs already found allowed, with their host. The syntax check is a pure function of the URL
+    # and this guard's fixed networks, and every cycle asks it for the same few URLs per
+    # controller: parsing them twice and trying every spelling of an address was a quarter of a
+    # cycle's CML CPU (bench.load --cpu-split). Refusals are not kept; they are rare and re-checked.
+    _ALLOWED_MAX = 65_536
+
     def __init__(self, blocked: Sequence[Network]) -> None:
         self.blocked = tuple(blocked)
+        self._allowed: dict[str, str] = {}
 
     def check_address(self, address: Address) -> None:
         networks = self.blocked + ALWAYS_BLOCKED
@@ -117,6 +124,15 @@ class UrlGuard:
         The host is read both as the standard library and as aiohttp's URL library (yarl) read
         it: yarl folds `127。0。0。1` to `127.0.0.1` and then connects without asking a resolver.
         """
+        host = self._allowed.get(url)
+        if host is None:
+            host = self._check_url_syntax(url)
+            if len(self._allowed) >= self._ALLOWED_MAX:
+                self._allowed.clear()
+            self._allowed[url] = host
+        return host
+
+    def _check_url_syntax(self, url: str) -> str:
         parts = urlsplit(url)
         if parts.username is not None or parts.password is not None:
             raise BlockedAddress("must not carry a user name or password")
