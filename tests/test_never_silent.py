@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from cml_fleet_sim.serving import ThreadedServer
 from cml_fleet_sim.simulator import FleetSimulator
-from cml_monitor.domain.collections import RegionOutcome, next_fire_time
+from cml_monitor.domain.collections import RegionOutcome
 from cml_monitor.monitoring.heartbeat import Heartbeat
 
 from .conftest import REGION, Monitor, make_settings
@@ -321,11 +321,3 @@ async def test_heartbeat_pings_once_an_interval_fails_at_once_and_logs_a_broken_
                 await run("us-east-1", after=61)
         assert len(pings.pings) == 6
         assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
-
-
-def test_next_fire_time_is_on_the_aligned_grid() -> None:
-    at = datetime(2026, 11, 29, 12, 3, 7, tzinfo=UTC)
-    assert next_fire_time(at, 300) == datetime(2026, 11, 29, 12, 5, tzinfo=UTC)
-    assert next_fire_time(datetime(2026, 11, 29, 12, 5, tzinfo=UTC), 300) == datetime(
-        2026, 11, 29, 12, 10, tzinfo=UTC
-    )

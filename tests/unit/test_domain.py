@@ -8,6 +8,7 @@ from cml_monitor.domain import (
     looks_like_id,
     map_ec2_state_to_status,
 )
+from cml_monitor.domain.collections import next_fire_time
 
 from ..helpers import make_event
 
@@ -100,3 +101,11 @@ def test_the_written_out_serialisations_name_every_field() -> None:
     assert list(state.to_json()) == [f.name for f in fields(IdleState)]
     assert state.to_json()["idle_since"] == "2026-01-02T03:04:05Z"
     assert IdleState.from_json(state.to_json()) == state
+
+
+def test_next_fire_time_is_on_the_aligned_grid() -> None:
+    at = datetime(2026, 11, 29, 12, 3, 7, tzinfo=UTC)
+    assert next_fire_time(at, 300) == datetime(2026, 11, 29, 12, 5, tzinfo=UTC)
+    assert next_fire_time(datetime(2026, 11, 29, 12, 5, tzinfo=UTC), 300) == datetime(
+        2026, 11, 29, 12, 10, tzinfo=UTC
+    )
