@@ -389,8 +389,8 @@ async def test_bytes_that_are_not_utf8_are_refused_not_a_500(api_factory) -> Non
 def test_the_fast_worker_json_is_exactly_the_documented_worker() -> None:
     from datetime import UTC, datetime
 
-    from cml_monitor.api.schemas import WorkerOut, worker_json
-    from cml_monitor.domain import Worker
+    from cml_monitor.api.schemas import WorkerOut
+    from cml_monitor.domain import Worker, worker_json
 
     at = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
     worker = Worker.register(
