@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 
 from cml_monitor.live_events import EventHub
 
 from .conftest import REGION, Moto
-from .helpers import VALID, cpu, eventually, memory, sse_events
+from .helpers import VALID, cpu, cycle, eventually, memory, register_with_controllers, sse_events
 
 
 def field_of(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -263,6 +264,48 @@ async def test_the_dashboard_is_served_with_security_headers(api_factory) -> Non
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert script.headers["content-security-policy"] == policy
     assert (await api.client.get("/auth/config")).json() == {"mode": "none", "oidc": None}
+
+
+async def test_a_live_metrics_event_carries_the_worker_exactly_as_get_answers_it(
+    sim: Any, sqlite_url: str, monitor: Any
+) -> None:
+    """The dashboard's one shape: a `metrics` event's `worker` is `GET /api/workers/{id}`, every
+    key and value (controller, scheduled event, idle state, an own threshold, the next run),
+    and the event's own fields are still there beside it."""
+    app = await monitor(sqlite_url, worker_metrics_poll_interval=86_400)  # no scheduled run meanwhile
+    ((instance_id, worker_id),) = (await register_with_controllers(app, sim, 1)).items()
+    sim.set_labs(instance_id, running=2, stopped=1)
+    sim.schedule_event(instance_id, "system-reboot", in_days=3)
+    patched = await app.client.patch(f"/api/workers/{worker_id}", json={"cpu_threshold": 80.0})
+    assert patched.status_code == 200
+    await eventually(lambda: _collected(app, worker_id))  # the collection registering asked for
+
+    stream = app.runtime.live_events.subscribe()
+    taken = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0)  # subscribed
+    await cycle(app)
+    ((kind, data),) = sse_events(await asyncio.wait_for(taken, 5))
+    await stream.aclose()
+    event = json.loads(data)
+    answered = await app.worker(worker_id)
+
+    assert kind == "metrics" and event["worker_id"] == worker_id
+    assert event["worker"] == answered
+    assert answered["monitoring"]["active"] and answered["monitoring"]["next_run_at"]
+    assert answered["cml"]["reachable"] and answered["ec2_scheduled_events"]
+    assert answered["cpu_threshold"] == 80.0 and answered["active_labs_count"] == 2
+    # The fields the event always had, for what reads them (scripts, seed observers).
+    assert event["timestamp"] == answered["last_collected_at"]
+    assert event["metrics"] == {
+        "cpu_utilization": answered["cpu_utilization"],
+        "memory_utilization": answered["memory_utilization"],
+    }
+    assert event["ec2"]["instance_state"] == answered["ec2_instance_state"] == "running"
+    assert (event["cml"], event["idle"]) == (answered["cml"], answered["idle"])
+
+
+async def _collected(app: Any, worker_id: str) -> bool:
+    return (await app.worker(worker_id))["last_collected_at"] is not None
 
 
 async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ignore[no-untyped-def]

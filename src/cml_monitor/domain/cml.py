@@ -133,8 +133,8 @@ class CmlStatus:
 
     def to_json(self) -> dict[str, Any]:
         # Written out: called for every worker with a controller several times per collection
-        # (its database row, its event's JSON on the bus and on the live stream) and for each
-        # worker the API lists; the loop over the fields it replaced, with a type test for each,
+        # (its database row, its event's JSON on the bus and on the live stream, and the
+        # stream's `worker`); the loop over the fields it replaced, with a type test for each,
         # cost a third more.
         computes = self.computes
         return {

@@ -103,8 +103,8 @@ class Worker:
         `monitoring` (when it is collected next is the schedule's to say; `worker_json` adds it).
 
         Written out rather than `to_record()` with a type test per value (which cost a sixth
-        more): it runs for every worker of a listed page. A test checks that it names every
-        field, in the order of the fields.
+        more): it runs for every worker of a listed page and of each live event. A test checks
+        that it names every field, in the order of the fields.
         """
         cml = self.cml
         return {
@@ -274,8 +274,10 @@ class Worker:
 def worker_json(worker: Worker, next_run_at: datetime | None) -> dict[str, Any]:
     """A worker as the API answers it, JSON-ready: `Worker.to_json()` and its `monitoring`.
 
-    The one builder of that shape: `GET /api/workers` (each item) and the single-worker routes.
-    `WorkerOut`, which documents it in OpenAPI, is checked equal to it by a test.
+    The one builder of that shape: `GET /api/workers` (each item) and `/api/workers/{id}`, and
+    the `worker` of each live `metrics` event (`live_events.EventHub`), so the dashboard reads
+    one shape whether it asked or was told. `WorkerOut`, which documents it in OpenAPI, is
+    checked equal to it by a test.
     """
     data = worker.to_json()
     data["monitoring"] = {"active": next_run_at is not None, "next_run_at": to_iso(next_run_at)}
