@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cml_monitor.api.app import STATIC_DIR
 from cml_monitor.live_events import EventHub
 
 from .conftest import REGION, Moto
@@ -257,12 +258,22 @@ async def test_the_dashboard_is_served_with_security_headers(api_factory) -> Non
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"
     assert "<script>" not in page.text  # no inline script: the policy can forbid it
-    scripts = re.findall(r'<script src="([^"]+)"></script>', page.text)
-    assert scripts[0] == "/static/core.js" and scripts[-1] == "/static/main.js"
-    for src in scripts:  # every script the page names is served, under the same policy
-        script = await api.client.get(src)
-        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    # One entry module; every module it imports, and each of theirs, is served as JavaScript
+    # (browsers run a module only then) under the same policy, and preloaded by the page.
+    assert re.findall(r"<script[^>]*>", page.text) == ['<script type="module" src="/static/main.js">']
+    served, queue = set(), ["main.js"]
+    while queue:
+        name = queue.pop()
+        if name in served:
+            continue
+        served.add(name)
+        script = await api.client.get(f"/static/{name}")
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
         assert script.headers["content-security-policy"] == policy
+        queue += re.findall(r'\bfrom "\./([\w.]+)"', script.text)
+    assert served == {path.name for path in STATIC_DIR.glob("*.js")}  # no file outside the graph
+    preloaded = re.findall(r'<link rel="modulepreload" href="/static/([\w.]+)">', page.text)
+    assert sorted(preloaded) == sorted(served - {"main.js"})
     assert (await api.client.get("/auth/config")).json() == {"mode": "none", "oidc": None}
 
 

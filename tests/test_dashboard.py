@@ -98,6 +98,12 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         errors = watch_console(page)
         await page.goto(f"{server.url}/")
         await until(page, "document.querySelectorAll('#fleet tbody tr').length === 6", timeout=20_000)
+        # Native ES modules: what the page defines stays in its modules, nothing is a global.
+        assert await page.evaluate(
+            "['state', 'api', 'el', 'renderFleet', 'workerRow', 'applyEvent', 'start']"
+            ".every((name) => !(name in window))"
+        )
+        assert await page.evaluate("typeof state === 'undefined' && typeof KIND_NAMES === 'undefined'")
         await until(
             page,
             "[...document.querySelectorAll('#fleet tbody td.status')]"
