@@ -148,7 +148,7 @@ class EventHub:
     def event_json(self, event: WorkerMetricsCollected) -> dict[str, Any]:
         """A `metrics` event as clients get it: its JSON and `worker`, the worker as `GET
         /api/workers/{id}` answers it (left out for an event that cannot say the whole worker,
-        one from a collector older than this)."""
+        one from a collector older than this: the dashboard then reloads the fleet)."""
         data = event.to_json()
         worker = event.to_worker()
         if worker is not None:

@@ -8,30 +8,19 @@ import { watchFreshness } from "./freshness.js";
 import { finishSignIn } from "./signin.js";
 import { renderWorker } from "./worker.js";
 
+// A collection of one worker. The event's `worker` is the worker as `GET /api/workers/{id}`
+// answers it, so it replaces the one held, as it is: one shape whether read or told.
 function applyEvent(event) {
-  const worker = state.workers.get(event.worker_id);
-  if (!worker) return;
-  Object.assign(worker, {
-    status: event.status,
-    cpu_utilization: event.metrics.cpu_utilization,
-    memory_utilization: event.metrics.memory_utilization,
-    ec2_instance_state: event.ec2.instance_state,
-    ec2_system_status_check: event.ec2.system_status,
-    ec2_instance_status_check: event.ec2.instance_status,
-    active_labs_count: event.active_labs_count,
-    last_collected_at: event.timestamp,
-    cml: event.cml,
-    ec2_scheduled_events: event.ec2_scheduled_events || [],
-    idle: event.idle || worker.idle,
-    auto_pause: event.auto_pause,
-    metrics_source: event.metrics_source ?? null,
-  });
+  if (!state.workers.has(event.worker_id)) return; // a new worker shows with the next reload
+  const worker = event.worker;
+  if (!worker) return reloadSoon(); // from a collector older than `worker` (an upgrade under way)
+  state.workers.set(worker.id, worker);
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
   if (location.hash === `#/workers/${worker.id}`) {
     if (state.awaitingCollection === worker.id) {
       state.awaitingCollection = null;
-      say(worker.id, "settings-status", `collected at ${new Date(event.timestamp).toLocaleTimeString()}`);
+      say(worker.id, "settings-status", `collected at ${new Date(worker.last_collected_at).toLocaleTimeString()}`);
     }
     rerenderSoon();
   }
@@ -50,6 +39,13 @@ function refreshAlertsSoon() {
       // the next refresh will tell
     }
   }, 1500);
+}
+
+// Events that carry no `worker`: the fleet is read again once their burst is over.
+let reloadTimer = null;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(refresh, 1500);
 }
 
 // The page in view, drawn again with fresh data, unless someone is typing in it.
