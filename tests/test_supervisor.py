@@ -132,7 +132,10 @@ def test_an_sse_client_of_serve_receives_what_the_child_collects(
                         event = line.split(":", 1)[1].strip()
                     elif line.startswith("data:") and event == "metrics":
                         events.append(json.loads(line.split(":", 1)[1]))
-                        if len(events) >= 2:
+                        # Until the parent hears of the new region's next run (the child's
+                        # schedule comes every second), its GET, and so the event's `worker`,
+                        # say the worker is not monitored yet: wait for one that says it is.
+                        if len(events) >= 2 and events[-1]["worker"]["monitoring"]["active"]:
                             got.set()
                             return
 
