@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 
+from cml_monitor.api.app import STATIC_DIR
 from cml_monitor.live_events import EventHub
 
 from .conftest import REGION, Moto
-from .helpers import VALID, cpu, eventually, memory, sse_events
+from .helpers import VALID, cpu, cycle, eventually, memory, register_with_controllers, sse_events
 
 
 def field_of(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -256,13 +258,65 @@ async def test_the_dashboard_is_served_with_security_headers(api_factory) -> Non
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"
     assert "<script>" not in page.text  # no inline script: the policy can forbid it
-    scripts = re.findall(r'<script src="([^"]+)"></script>', page.text)
-    assert scripts[0] == "/static/core.js" and scripts[-1] == "/static/main.js"
-    for src in scripts:  # every script the page names is served, under the same policy
-        script = await api.client.get(src)
-        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    # One entry module; every module it imports, and each of theirs, is served as JavaScript
+    # (browsers run a module only then) under the same policy, and preloaded by the page.
+    assert re.findall(r"<script[^>]*>", page.text) == ['<script type="module" src="/static/main.js">']
+    served, queue = set(), ["main.js"]
+    while queue:
+        name = queue.pop()
+        if name in served:
+            continue
+        served.add(name)
+        script = await api.client.get(f"/static/{name}")
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
         assert script.headers["content-security-policy"] == policy
+        queue += re.findall(r'\bfrom "\./([\w.]+)"', script.text)
+    assert served == {path.name for path in STATIC_DIR.glob("*.js")}  # no file outside the graph
+    preloaded = re.findall(r'<link rel="modulepreload" href="/static/([\w.]+)">', page.text)
+    assert sorted(preloaded) == sorted(served - {"main.js"})
     assert (await api.client.get("/auth/config")).json() == {"mode": "none", "oidc": None}
+
+
+async def test_a_live_metrics_event_carries_the_worker_exactly_as_get_answers_it(
+    sim: Any, sqlite_url: str, monitor: Any
+) -> None:
+    """The dashboard's one shape: a `metrics` event's `worker` is `GET /api/workers/{id}`, every
+    key and value (controller, scheduled event, idle state, an own threshold, the next run),
+    and the event's own fields are still there beside it."""
+    app = await monitor(sqlite_url, worker_metrics_poll_interval=86_400)  # no scheduled run meanwhile
+    ((instance_id, worker_id),) = (await register_with_controllers(app, sim, 1)).items()
+    sim.set_labs(instance_id, running=2, stopped=1)
+    sim.schedule_event(instance_id, "system-reboot", in_days=3)
+    patched = await app.client.patch(f"/api/workers/{worker_id}", json={"cpu_threshold": 80.0})
+    assert patched.status_code == 200
+    await eventually(lambda: _collected(app, worker_id))  # the collection registering asked for
+
+    stream = app.runtime.live_events.subscribe()
+    taken = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0)  # subscribed
+    await cycle(app)
+    ((kind, data),) = sse_events(await asyncio.wait_for(taken, 5))
+    await stream.aclose()
+    event = json.loads(data)
+    answered = await app.worker(worker_id)
+
+    assert kind == "metrics" and event["worker_id"] == worker_id
+    assert event["worker"] == answered
+    assert answered["monitoring"]["active"] and answered["monitoring"]["next_run_at"]
+    assert answered["cml"]["reachable"] and answered["ec2_scheduled_events"]
+    assert answered["cpu_threshold"] == 80.0 and answered["active_labs_count"] == 2
+    # The fields the event always had, for what reads them (scripts, seed observers).
+    assert event["timestamp"] == answered["last_collected_at"]
+    assert event["metrics"] == {
+        "cpu_utilization": answered["cpu_utilization"],
+        "memory_utilization": answered["memory_utilization"],
+    }
+    assert event["ec2"]["instance_state"] == answered["ec2_instance_state"] == "running"
+    assert (event["cml"], event["idle"]) == (answered["cml"], answered["idle"])
+
+
+async def _collected(app: Any, worker_id: str) -> bool:
+    return (await app.worker(worker_id))["last_collected_at"] is not None
 
 
 async def test_ready_reports_a_dead_job_store(api_factory) -> None:  # type: ignore[no-untyped-def]
@@ -389,8 +443,8 @@ async def test_bytes_that_are_not_utf8_are_refused_not_a_500(api_factory) -> Non
 def test_the_fast_worker_json_is_exactly_the_documented_worker() -> None:
     from datetime import UTC, datetime
 
-    from cml_monitor.api.schemas import WorkerOut, worker_json
-    from cml_monitor.domain import Worker
+    from cml_monitor.api.schemas import WorkerOut
+    from cml_monitor.domain import Worker, worker_json
 
     at = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
     worker = Worker.register(

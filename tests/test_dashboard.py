@@ -96,8 +96,17 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
     try:
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
         errors = watch_console(page)
+        loop = asyncio.get_running_loop()
+        fleet_reads: list[float] = []  # when the page read the whole fleet again
+        page.on("request", lambda r: fleet_reads.append(loop.time()) if "/api/workers?" in r.url else None)
         await page.goto(f"{server.url}/")
         await until(page, "document.querySelectorAll('#fleet tbody tr').length === 6", timeout=20_000)
+        # Native ES modules: what the page defines stays in its modules, nothing is a global.
+        assert await page.evaluate(
+            "['state', 'api', 'el', 'renderFleet', 'workerRow', 'applyEvent', 'start']"
+            ".every((name) => !(name in window))"
+        )
+        assert await page.evaluate("typeof state === 'undefined' && typeof KIND_NAMES === 'undefined'")
         await until(
             page,
             "[...document.querySelectorAll('#fleet tbody td.status')]"
@@ -108,6 +117,7 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
         assert "both checks ok" in (await page.text_content(f"tr[data-worker='{workers[0].id}']") or "")
 
         victim = workers[2]
+        stopped_at = loop.time()
         sim.fleet.stop(victim.aws_instance_id, requested=False)
         # Within two polls, without a reload: the row changes through the live event stream.
         await until(
@@ -116,6 +126,10 @@ async def test_fleet_live_updates_and_worker_chart(browser: Browser, tmp_path: P
             timeout=(2 * POLL + 3) * 1000,
         )
         assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        # ... from the event's own `worker`, not by reading the fleet again (unless the page's
+        # 30 s reload fell in between).
+        if loop.time() - fleet_reads[0] < 29:
+            assert [t for t in fleet_reads if t >= stopped_at] == []
 
         hot = workers[3]
         sim.fleet.set_metrics(hot.aws_instance_id, cpu=97.0)

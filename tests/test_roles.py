@@ -50,6 +50,12 @@ async def test_a_collectors_events_reach_an_api_replicas_stream(
             seen += [json.loads(data) for _, data in sse_events(chunk)]
         assert {d["worker_id"] for d in seen} == {worker["id"]}
         assert all(d["metrics"]["cpu_utilization"] == 55.0 for d in seen)
+        # The collector's event crossed Redis and still says the whole worker, as GET says it
+        # (but for the next run, which this replica re-reads from the shared records meanwhile).
+        shown = (await api.get(f"/api/workers/{worker['id']}")).json()
+        told = seen[-1]["worker"]
+        assert told.pop("monitoring").keys() == shown.pop("monitoring").keys()
+        assert told == shown and shown["cpu_utilization"] == 55.0
         gauges = (await api.get("/metrics")).text
         assert (
             f'cml_monitor_worker_cpu_utilization_percent{{worker_id="{worker["id"]}",worker_name="w"}} 55.0'

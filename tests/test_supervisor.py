@@ -132,7 +132,10 @@ def test_an_sse_client_of_serve_receives_what_the_child_collects(
                         event = line.split(":", 1)[1].strip()
                     elif line.startswith("data:") and event == "metrics":
                         events.append(json.loads(line.split(":", 1)[1]))
-                        if len(events) >= 2:
+                        # Until the parent hears of the new region's next run (the child's
+                        # schedule comes every second), its GET, and so the event's `worker`,
+                        # say the worker is not monitored yet: wait for one that says it is.
+                        if len(events) >= 2 and events[-1]["worker"]["monitoring"]["active"]:
                             got.set()
                             return
 
@@ -153,8 +156,18 @@ def test_an_sse_client_of_serve_receives_what_the_child_collects(
         assert 'cml_monitor_aws_requests_total{operation="DescribeInstanceStatus",service="ec2"}' in text
         jobs = httpx.get(f"{base}/api/monitoring/jobs").json()["items"]
         assert [job["worker_id"] for job in jobs] == [worker["id"]] and jobs[0]["next_run_at"]
-        monitoring = httpx.get(f"{base}/api/workers/{worker['id']}").json()["monitoring"]
-        assert monitoring["active"] and monitoring["next_run_at"]
+        shown = httpx.get(f"{base}/api/workers/{worker['id']}").json()
+        assert shown["monitoring"]["active"] and shown["monitoring"]["next_run_at"]
+        # The event's `worker` is the worker as GET answers it: the same keys, the same values
+        # but for what a later collection moves, and the next run as this parent reads it.
+        told = events[-1]["worker"]
+        assert told.keys() == shown.keys() and told["monitoring"].keys() == shown["monitoring"].keys()
+        moving = {"updated_at", "last_collected_at", "last_activity_at", "idle", "monitoring"}
+        assert {k: v for k, v in told.items() if k not in moving} == {
+            k: v for k, v in shown.items() if k not in moving
+        }
+        assert told["monitoring"]["active"] and told["monitoring"]["next_run_at"]
+        assert told["last_collected_at"] == events[-1]["timestamp"] and told["cpu_utilization"] == 64.0
     finally:
         output = stop(process, signal.SIGTERM)
     assert process.returncode == 0, output

@@ -60,7 +60,7 @@ class RedisEventBus:
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         """Observer of the monitoring loop: publish the batch for every replica (this one too)."""
         if events:
-            await self._redis.publish(self._channel, json.dumps([e.to_json() for e in events]))
+            await self._redis.publish(self._channel, json.dumps([e.to_bus_json() for e in events]))
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="event-bus")

@@ -232,7 +232,7 @@ class ChannelClient:
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
         """Observer of the monitoring loop: the region's events go to the API side."""
         if events:
-            await self.send({"t": "events", "events": [event.to_json() for event in events]})
+            await self.send({"t": "events", "events": [event.to_bus_json() for event in events]})
 
     async def send(self, message: dict[str, Any]) -> None:
         peer = self._peer

@@ -302,6 +302,7 @@ def build_runtime(settings: Settings, *, event_bus: EventBusFactory | None = Non
         freshness=freshness,
         controllers=cml,
     )
+    events.next_run = workers.next_run_at  # a live event's worker says what GET says of it
     found = discovery_settings(settings)
     discovery = (
         None

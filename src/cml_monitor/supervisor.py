@@ -356,6 +356,7 @@ def build_supervised_runtime(settings: Settings, **kwargs: Any) -> SupervisedRun
         freshness=base.freshness,
         controllers=base.cml,
     )
+    base.live_events.next_run = workers.next_run_at  # the child's schedule, as GET reads it
     # The API's own dispatcher never runs (the child's does): a wake goes to the child.
     base.dispatcher.wake = remote.wake_dispatcher  # type: ignore[method-assign]
     relay = CollectorMetricsRelay(base.metrics)

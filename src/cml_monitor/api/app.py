@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,9 @@ from .security import SecurityHeadersMiddleware, dashboard_policy, origin_of
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+# The dashboard is ES modules, which browsers run only when served as JavaScript; the platform's
+# table of types, which `StaticFiles` reads, may say otherwise (a Windows registry's `text/plain`).
+mimetypes.add_type("text/javascript", ".js")
 
 
 def create_app(settings: Settings | None = None, *, runtime: MonitorRuntime | None = None) -> FastAPI:

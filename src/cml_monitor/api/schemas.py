@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cml_monitor.domain import Worker, WorkerStatus
-from cml_monitor.domain.times import to_iso
 
 from .validation import (
     check_instance_id,
@@ -160,20 +159,6 @@ class WorkerOut(BaseModel):
             **worker.to_record(),
             monitoring=Monitoring(active=next_run_at is not None, next_run_at=next_run_at),
         )
-
-
-def worker_json(worker: Worker, next_run_at: datetime | None) -> dict[str, Any]:
-    """`WorkerOut` as JSON-ready data, built directly: the hot path of `GET /api/workers`.
-
-    A test checks it equals `WorkerOut.from_worker(...).model_dump(mode="json")`.
-    """
-    data: dict[str, Any] = worker.to_record()
-    for name, value in data.items():
-        if isinstance(value, datetime):
-            data[name] = to_iso(value)
-    data["status"] = worker.status.value
-    data["monitoring"] = {"active": next_run_at is not None, "next_run_at": to_iso(next_run_at)}
-    return data
 
 
 class WorkerList(BaseModel):

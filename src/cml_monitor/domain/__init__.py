@@ -8,7 +8,7 @@ from .history import MetricSample
 from .notifications import OutboxMessage
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus, map_ec2_state_to_status
-from .worker import Worker, WorkerRef, looks_like_id
+from .worker import Worker, WorkerRef, looks_like_id, worker_json
 
 __all__ = [
     "Alert",
@@ -28,4 +28,5 @@ __all__ = [
     "WorkerStatus",
     "looks_like_id",
     "map_ec2_state_to_status",
+    "worker_json",
 ]

@@ -3,6 +3,11 @@
 Observers (the notification handler, the alert engine, the live-event hub, the Prometheus
 gauges) receive these a region at a time. `to_json()` is the shape scripts and the seed's
 plain-callable observers have always received, so that contract lives next to the type.
+
+An event also carries the few fields of its worker that its own do not say (when it was
+registered, its controller URL, ...), so that it is the whole worker as this collection left it
+(`to_worker`): the live stream shows that worker in the API's shape. `to_bus_json()` is what
+crosses the buses (`to_json()` and those fields), so a replica behind a bus can do the same.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from .cml import CmlStatus
 from .idle import IdleState
 from .scheduled_events import ScheduledEvent
 from .status import WorkerStatus
-from .times import to_iso
-from .worker import WorkerRef
+from .times import from_iso, to_iso
+from .worker import Worker, WorkerRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,17 @@ class WorkerMetricsCollected:
     impaired_samples: int = 0
     stop_requested: bool = False
     metrics_source: str | None = None  # "controller" (system_stats), "cloudwatch", or None
+    # The worker's fields that those above do not carry; with them the event is the whole worker
+    # (`to_worker`). A few scalars, rather than the worker itself, so that nothing is built or
+    # sent twice when nobody watches the live stream (see `live_events`). `created_at` is None
+    # in an event built without them (by hand, or by a collector older than them).
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    cml_url: str | None = None
+    last_activity_at: datetime | None = None
+    status_changed_at: datetime | None = None
+    stop_requested_at: datetime | None = None
+    discovered_at: datetime | None = None
 
     @property
     def worker(self) -> WorkerRef:
@@ -85,11 +101,63 @@ class WorkerMetricsCollected:
             "stop_requested": self.stop_requested,
         }
 
+    def to_worker(self) -> Worker | None:
+        """The worker as this collection left it (what `GET /api/workers/{id}` then answers),
+        or None when the event lacks the fields only the worker has (see `created_at`)."""
+        if self.created_at is None or self.updated_at is None:
+            return None
+        return Worker(
+            id=self.worker_id,
+            name=self.worker_name,
+            aws_region=self.aws_region,
+            aws_instance_id=self.aws_instance_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            cml_url=self.cml_url,
+            status=self.status,
+            ec2_instance_state=self.instance_state,
+            ec2_system_status_check=self.system_status,
+            ec2_instance_status_check=self.instance_status,
+            cpu_utilization=self.cpu_utilization,
+            memory_utilization=self.memory_utilization,
+            active_labs_count=self.active_labs_count,
+            last_activity_at=self.last_activity_at,
+            last_collected_at=self.timestamp,
+            status_changed_at=self.status_changed_at,
+            cpu_threshold=self.cpu_threshold,
+            memory_threshold=self.memory_threshold,
+            stop_requested_at=self.stop_requested_at,
+            cml=self.cml,
+            ec2_scheduled_events=self.scheduled_events,
+            auto_pause=self.auto_pause,
+            idle=self.idle,
+            impaired_samples=self.impaired_samples,
+            metrics_source=self.metrics_source,
+            discovered_at=self.discovered_at,
+        )
+
+    def to_bus_json(self) -> dict[str, Any]:
+        """What crosses the event buses (Redis, `serve`'s local channel): `to_json()` and, under
+        `worker_fields`, the worker's fields it lacks, so the replica across can `to_worker()`."""
+        data = self.to_json()
+        if self.created_at is not None:
+            data["worker_fields"] = {
+                "created_at": to_iso(self.created_at),
+                "updated_at": to_iso(self.updated_at),
+                "cml_url": self.cml_url,
+                "last_activity_at": to_iso(self.last_activity_at),
+                "status_changed_at": to_iso(self.status_changed_at),
+                "stop_requested_at": to_iso(self.stop_requested_at),
+                "discovered_at": to_iso(self.discovered_at),
+            }
+        return data
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerMetricsCollected:
-        """The inverse of `to_json` (events crossing replicas travel as JSON)."""
+        """The inverse of `to_json` and of `to_bus_json` (events crossing replicas travel as JSON)."""
         metrics, ec2 = data.get("metrics") or {}, data.get("ec2") or {}
         thresholds, cml = data.get("thresholds") or {}, data.get("cml")
+        more = data.get("worker_fields") or {}
         return cls(
             worker_id=data["worker_id"],
             worker_name=data["worker_name"],
@@ -115,6 +183,13 @@ class WorkerMetricsCollected:
             impaired_samples=int(data.get("impaired_samples") or 0),
             stop_requested=bool(data.get("stop_requested")),
             metrics_source=data.get("metrics_source"),
+            created_at=from_iso(more.get("created_at")),
+            updated_at=from_iso(more.get("updated_at")),
+            cml_url=more.get("cml_url"),
+            last_activity_at=from_iso(more.get("last_activity_at")),
+            status_changed_at=from_iso(more.get("status_changed_at")),
+            stop_requested_at=from_iso(more.get("stop_requested_at")),
+            discovered_at=from_iso(more.get("discovered_at")),
         )
 
 

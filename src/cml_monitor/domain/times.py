@@ -14,6 +14,8 @@ def to_iso(value: datetime | None) -> str | None:
     """ISO 8601 with a `Z` suffix: the format of every timestamp in our JSON contracts."""
     if value is None:
         return None
+    if value.tzinfo is UTC:  # ours nearly always are: a fifth cheaper than converting
+        return value.isoformat()[:-6] + "Z"
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -112,6 +112,13 @@ def metrics_event(worker: Worker, previous: WorkerStatus) -> WorkerMetricsCollec
         impaired_samples=worker.impaired_samples,
         stop_requested=stop_was_requested(worker),
         metrics_source=worker.metrics_source,
+        created_at=worker.created_at,
+        updated_at=worker.updated_at,
+        cml_url=worker.cml_url,
+        last_activity_at=worker.last_activity_at,
+        status_changed_at=worker.status_changed_at,
+        stop_requested_at=worker.stop_requested_at,
+        discovered_at=worker.discovered_at,
     )
 
 

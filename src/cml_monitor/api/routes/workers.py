@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from cml_monitor.domain import Worker, WorkerStatus
+from cml_monitor.domain import Worker, WorkerStatus, worker_json
 from cml_monitor.domain.actions import LOCAL
 from cml_monitor.usecases import WorkerOperations
 
@@ -30,7 +30,6 @@ from ..schemas import (
     WorkerList,
     WorkerOut,
     WorkerUpdate,
-    worker_json,
 )
 from ..validation import INSTANCE_ID
 
@@ -39,18 +38,25 @@ RegionFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
 NOT_FOUND = {404: {"description": "unknown worker"}}
 
 
-def _out(workers: WorkerOperations, worker: Worker) -> WorkerOut:
-    return WorkerOut.from_worker(worker, workers.next_run_at(worker))
+def _out(workers: WorkerOperations, worker: Worker, **kwargs: Any) -> WorkerOut:
+    """One worker as `worker_json` builds it (the list's items and the live events' `worker`
+    are built by it too), sent as it is: `WorkerOut` documents it, a test checks they agree."""
+    body = json.dumps(worker_json(worker, workers.next_run_at(worker)), allow_nan=False)
+    return Response(body, media_type="application/json", **kwargs)  # type: ignore[return-value]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkerOut)
-async def register_worker(body: WorkerCreate, workers: WorkersDep, response: Response) -> WorkerOut:
+async def register_worker(body: WorkerCreate, workers: WorkersDep) -> WorkerOut:
     """Register a worker; its monitoring starts at once. 409 if the instance is registered."""
     worker = await workers.register(
         name=body.name, aws_region=body.aws_region, aws_instance_id=body.aws_instance_id, cml_url=body.cml_url
     )
-    response.headers["Location"] = f"/api/workers/{worker.id}"
-    return _out(workers, worker)
+    return _out(
+        workers,
+        worker,
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/workers/{worker.id}"},
+    )
 
 
 @router.get("", response_model=WorkerList)
@@ -98,7 +104,7 @@ async def import_workers(body: ImportRequest, workers: WorkersDep) -> ImportResu
     With `"preview": true` nothing is registered: `would_import` lists what would be."""
     outcome = await workers.import_by_tags(body.aws_region, body.tags, preview=body.preview)
     return ImportResult(
-        imported=[_out(workers, w) for w in outcome.imported],
+        imported=[WorkerOut.model_validate(worker_json(w, workers.next_run_at(w))) for w in outcome.imported],
         skipped=[SkippedInstance(aws_instance_id=i, reason=r) for i, r in outcome.skipped],
         would_import=[
             PreviewInstance(aws_instance_id=i, name=n, state=s) for i, n, s in outcome.would_import

@@ -1,7 +1,5 @@
 // CML Worker Monitor dashboard — The actions page: every stop, start and reboot of the fleet, and the fleet's policy.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+import { ago, api, badge, card, drawPage, el, loadPage, state, workerName } from "./core.js";
 
 const REASONS = { idle: "idle (auto-pause)", status_check_impaired: "status check impaired (remediation)", manual: "by hand" };
 const RESULT_CLASS = { ok: "ok", failed: "error", pending: "warning", dry_run: "n/a", skipped: "n/a" };
@@ -12,7 +10,7 @@ function policyLine(policy) {
   return `Fleet-wide: auto-pause ${pause}; remediation of impaired workers ${policy.remediation_enabled ? "on" : "off"}.`;
 }
 
-async function renderActions() {
+export async function renderActions() {
   const filter = state.actionFilter;
   const query = new URLSearchParams({ limit: "500" });
   if (filter.kind) query.set("kind", filter.kind);

@@ -1,10 +1,14 @@
 // CML Worker Monitor dashboard — The alerts page: filter, work an alert (acknowledge or silence
 // with a chosen scope, in a per-row dialog), and the silences in force.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+import {
+  acknowledgement, alertDetail, alertValue, openAlertDialog, silenceMarker, silencedUntil,
+} from "./alertwork.js";
+import {
+  KIND_NAMES, ago, alertSubject, api, badge, drawPage, el, loadPage, say, send, state, statusLine, workerName,
+} from "./core.js";
+import { loadFiring } from "./fleet.js";
 
-async function renderAlerts() {
+export async function renderAlerts() {
   const filter = state.alertFilter;
   const query = new URLSearchParams({ limit: "500" });
   if (filter.state) query.set("state", filter.state);

@@ -1,14 +1,14 @@
 // CML Worker Monitor dashboard — Working an alert: what it says (value, threshold, detail, who
 // acknowledged, which silence covers it) and the dialog that acknowledges it or silences it
 // with an explicit scope. The worker page uses the same dialog to silence a worker ahead of
-// maintenance. Plain scripts sharing one global scope (core.js first, main.js last).
-"use strict";
+// maintenance.
+import { KIND_NAMES, ago, alertSubject, el, send, workerName } from "./core.js";
 
 const SILENCE_DURATIONS = [[1, "1 hour"], [4, "4 hours"], [8, "8 hours"], [24, "1 day"], [72, "3 days"], [168, "1 week"]];
 const PERCENT_KINDS = new Set(["cpu", "memory", "disk"]);
 
 // "96.0 % > 90 %" for a usage alert, "3 days left (warning at 14)" for a licence, "—" otherwise.
-function alertValue(a) {
+export function alertValue(a) {
   if (a.value === null || a.value === undefined) return "—";
   if (PERCENT_KINDS.has(a.kind)) {
     return a.threshold === null || a.threshold === undefined ? `${a.value.toFixed(1)} %` : `${a.value.toFixed(1)} % > ${a.threshold} %`;
@@ -18,7 +18,7 @@ function alertValue(a) {
 }
 
 // What the alert is about, in words, for every kind (older alerts may carry no detail).
-function alertDetail(a) {
+export function alertDetail(a) {
   if (a.detail) return a.detail;
   return {
     cpu: "CPU above the threshold", memory: "memory above the threshold", disk: "the controller's disk above the threshold",
@@ -29,7 +29,7 @@ function alertDetail(a) {
   }[a.kind] || "";
 }
 
-function acknowledgement(a) {
+export function acknowledgement(a) {
   if (!a.acknowledged_at) return null;
   const who = a.acknowledged_by ? ` by ${a.acknowledged_by}` : "";
   const comment = a.acknowledged_comment ? `: ${a.acknowledged_comment}` : "";
@@ -37,7 +37,7 @@ function acknowledgement(a) {
 }
 
 // The latest end of the silences in force that cover this alert, or null.
-function silencedUntil(a, silences) {
+export function silencedUntil(a, silences) {
   let until = null;
   for (const s of silences) {
     if (!s.active) continue;
@@ -48,13 +48,13 @@ function silencedUntil(a, silences) {
   return until;
 }
 
-function silenceMarker(until) {
+export function silenceMarker(until) {
   return until ? el("span", { class: "badge silenced", text: `silenced until ${new Date(until).toLocaleString([], { dateStyle: "short", timeStyle: "short" })}` }) : null;
 }
 
 // The dialog: `alert` given → acknowledge or silence it; else (worker page) silence `worker`.
 // `done(message)` runs after the API said yes.
-function openAlertDialog({ alert, worker, done }) {
+export function openAlertDialog({ alert, worker, done }) {
   const workerId = alert ? alert.worker_id : worker.id;
   const name = alert ? alertSubject(alert) : workerName(workerId);
   const kindName = alert ? KIND_NAMES[alert.kind] || alert.kind : null;

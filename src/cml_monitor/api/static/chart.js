@@ -1,15 +1,13 @@
 // CML Worker Monitor dashboard — The CPU and memory chart of a worker page, drawn as SVG.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+// Imports nothing: given the points, the range and the thresholds, it returns the drawing.
 
-const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
+export const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 
 const TICK_STEPS = [5, 10, 15, 30, 60, 180, 360, 720, 1440].map((m) => m * 60e3);
 
 // The chosen range on the x-axis (not just the data's), threshold lines, gaps and stopped
 // periods drawn as such, each point's value on hover.
-function chart(items, since, until, thresholds) {
+export function chart(items, since, until, thresholds) {
   const width = 800, height = 230, pad = 30;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);

@@ -1,13 +1,11 @@
 // CML Worker Monitor dashboard — The confirmation a person gives before stopping, starting or rebooting a worker.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+import { api, el } from "./core.js";
 
 // Ask, in a modal dialog naming the worker, whether to `kind` it: its started labs (read from
 // its controller now) are listed, a reason is asked for, and when labs run the person must
 // tick "anyway" (the API refuses a stop or reboot over started labs without `force`).
 // Resolves to the request body ({reason, force}) or null when the person cancels.
-function confirmAction(worker, kind) {
+export function confirmAction(worker, kind) {
   const verb = kind[0].toUpperCase() + kind.slice(1);
   const interrupts = kind !== "start";
   const labs = el("div", { id: "confirm-labs", class: "muted", text: interrupts ? "Reading its labs from the controller…" : "" });

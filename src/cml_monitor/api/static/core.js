@@ -1,9 +1,9 @@
-// CML Worker Monitor dashboard — Shared by every page: state, the DOM helper, API calls, sign-in by token, formatting.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+// CML Worker Monitor dashboard — Shared by every page: state, the DOM helper, API calls, the
+// sign-in dialog, formatting. Native ES modules (main.js is the entry and imports the rest):
+// each file says what it uses and what it offers, no build step, nothing fetched from the
+// internet. This one imports nothing: every other module builds on it.
 
-const state = {
+export const state = {
   token: sessionStorage.getItem("cml-monitor-token") || "",
   workers: new Map(),
   firing: new Map(), // worker id -> [kinds]
@@ -21,7 +21,7 @@ const state = {
 };
 
 // Alert kinds as an operator says them.
-const KIND_NAMES = {
+export const KIND_NAMES = {
   cpu: "CPU high", memory: "Memory high", status_check: "EC2 status check impaired",
   unexpected_stop: "Stopped unexpectedly", unreachable: "Not collected (unreachable)",
   cml_unreachable: "CML controller unreachable", cml_unhealthy: "CML controller unhealthy",
@@ -29,14 +29,14 @@ const KIND_NAMES = {
   collection_failing: "Collection failing (whole region)",
 };
 
-function onFleetPage() {
+export function onFleetPage() {
   return location.hash === "" || location.hash === "#/";
 }
 
-const $ = (selector, root = document) => root.querySelector(selector);
-const main = $("#main");
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const main = $("#main");
 
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
@@ -53,9 +53,9 @@ function el(tag, attrs = {}, ...children) {
 
 // -- API -------------------------------------------------------------------------------------
 
-class Unauthorized extends Error {}
+export class Unauthorized extends Error {}
 
-async function api(path) {
+export async function api(path) {
   const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
   const response = await fetch(path, { headers });
   if (response.status === 401) throw new Unauthorized();
@@ -63,7 +63,7 @@ async function api(path) {
   return response.json();
 }
 
-async function send(path, method, body) {
+export async function send(path, method, body) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -82,7 +82,7 @@ function explain(detail) {
 
 // Draw the page in view again. Live updates redraw pages; a table scrolled sideways (on a phone)
 // stays where it was instead of jumping back to its first column.
-function drawPage(...children) {
+export function drawPage(...children) {
   const offsets = new Map([...main.querySelectorAll(".tablewrap > table[id]")].map((t) => [t.id, t.parentElement.scrollLeft]));
   main.replaceChildren(...children);
   for (const table of main.querySelectorAll(".tablewrap > table[id]")) {
@@ -92,7 +92,7 @@ function drawPage(...children) {
 
 // The answers a page is drawn from, or null when it is not to be drawn: a refused token asks
 // for one, another failure is drawn by `failure(error)`, and a page left meanwhile is not drawn.
-async function loadPage(hash, failure, requests) {
+export async function loadPage(hash, failure, requests) {
   try {
     const answers = await Promise.all(requests);
     return location.hash === hash ? answers : null;
@@ -105,25 +105,25 @@ async function loadPage(hash, failure, requests) {
 
 // A status line that outlives the page being drawn again (live updates redraw pages). `scope`
 // keeps one worker's lines from showing on another's page.
-function statusLine(scope, id) {
+export function statusLine(scope, id) {
   return el("p", { id, role: "status", class: "muted", text: state.notices.get(`${scope}:${id}`) || "" });
 }
 
-function say(scope, id, text) {
+export function say(scope, id, text) {
   state.notices.set(`${scope}:${id}`, text);
   const line = document.getElementById(id);
   if (line) line.textContent = text;
 }
 
 // The threshold that applies to a worker: its own, else the fleet's.
-function thresholdOf(worker, key) {
+export function thresholdOf(worker, key) {
   const own = worker[`${key}_threshold`];
   if (own !== null && own !== undefined) return own;
   const policy = (state.summary || {}).policy;
   return policy ? policy[`${key}_threshold`] : 90;
 }
 
-function askForToken(message) {
+export function askForToken(message) {
   const dialog = $("#login");
   const oidc = state.auth && state.auth.mode === "oidc";
   $("#sso-block").hidden = !oidc;
@@ -133,38 +133,28 @@ function askForToken(message) {
   (oidc ? $("#sso") : $("#token")).focus();
 }
 
-$("#login-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const token = $("#token").value.trim();
-  if (!token) return;
-  state.token = token;
-  sessionStorage.setItem("cml-monitor-token", state.token);
-  $("#login").close();
-  start();
-});
-
 // -- formatting ------------------------------------------------------------------------------
 
-function workerName(id) {
+export function workerName(id) {
   return (state.workers.get(id) || {}).name || id.slice(0, 8);
 }
 
 // Who an alert is about: its worker, or the region for a fleet-level alert (no worker).
-function alertSubject(alert) {
+export function alertSubject(alert) {
   return alert.worker_id ? workerName(alert.worker_id) : `region ${alert.region}`;
 }
 
 // A summary card (a number and what it counts) and a fact card (a label over a value).
-function card(n, label, extra = "") {
+export function card(n, label, extra = "") {
   return el("div", { class: `card ${extra}` }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
 }
 
-function fact(label, value) {
+export function fact(label, value) {
   return el("div", { class: "card" }, el("div", { class: "l", text: label }), el("div", {}, value));
 }
 
 // "12 min ago" for the past, "in 12 min" for the future (a snooze's end, the next collection).
-function ago(iso) {
+export function ago(iso) {
   if (!iso) return "never";
   const delta = (Date.now() - Date.parse(iso)) / 1000;
   const seconds = Math.abs(delta);
@@ -174,12 +164,12 @@ function ago(iso) {
   return seconds < 1 ? "just now" : `${span} ago`;
 }
 
-function badge(value, label) {
+export function badge(value, label) {
   const text = value || "n/a";
   return el("span", { class: `badge ${text}`, text: label || text });
 }
 
-function bar(value, threshold) {
+export function bar(value, threshold) {
   if (value === null || value === undefined) return el("span", { class: "muted", text: "—" });
   const level = value > (threshold || 90) ? "bad" : value > 75 ? "warn" : "";
   return el(

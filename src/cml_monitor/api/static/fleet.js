@@ -1,7 +1,9 @@
 // CML Worker Monitor dashboard — The fleet page: summary cards and the sortable, filterable table of workers.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+import {
+  KIND_NAMES, ago, api, badge, bar, card, drawPage, el, main, onFleetPage, state, thresholdOf,
+} from "./core.js";
+import { managePanel } from "./manage.js";
+import { showWho } from "./signin.js";
 
 // What says whether a worker is well comes first: on a phone it fits without scrolling, and
 // the rest (checks, when, where) is a sideways scroll away.
@@ -12,7 +14,7 @@ const COLUMNS = [
 ];
 
 // What the controller's state comes to, in one word (and the badge class that colours it).
-function cmlVerdict(worker) {
+export function cmlVerdict(worker) {
   const cml = worker.cml;
   if (!worker.cml_url) return ["n/a", "no controller"];
   if (!cml || cml.reachable === null) return ["n/a", worker.status === "running" ? "not read yet" : "—"];
@@ -24,7 +26,7 @@ function cmlVerdict(worker) {
   return ["ok", "ok"];
 }
 
-async function loadFiring() {
+export async function loadFiring() {
   const alerts = await api("/api/alerts?state=firing&limit=1000");
   state.firing = new Map();
   for (const alert of alerts.items) {
@@ -34,21 +36,7 @@ async function loadFiring() {
   }
 }
 
-let alertsTimer = null;
-function refreshAlertsSoon() {
-  // Alert state is written just after a collection: look once the burst of events is over.
-  clearTimeout(alertsTimer);
-  alertsTimer = setTimeout(async () => {
-    try {
-      await loadFiring();
-      rerenderSoon();
-    } catch (error) {
-      // the next refresh will tell
-    }
-  }, 1500);
-}
-
-async function loadFleet() {
+export async function loadFleet() {
   const workers = [];
   for (let offset = 0; ; offset += 1000) {
     const page = await api(`/api/workers?limit=1000&offset=${offset}`);
@@ -87,7 +75,7 @@ function visibleWorkers() {
     });
 }
 
-function workerRow(worker) {
+export function workerRow(worker) {
   const firing = state.firing.get(worker.id) || [];
   const alertBadge = (a) => (a.acknowledged
     ? badge("acknowledged", `${KIND_NAMES[a.kind] || a.kind} · acknowledged`)
@@ -138,7 +126,7 @@ function summaryCards() {
   );
 }
 
-function renderFleet() {
+export function renderFleet() {
   if (!onFleetPage()) return;
   // What had focus inside the page (the filter, say) gets it back after the redraw; `main`
   // itself is not "inside", and focusing it again would scroll the header out of view.
@@ -163,7 +151,7 @@ function renderFleet() {
   drawPage(
     el("h1", { text: "Fleet" }),
     summaryCards(),
-    managePanel(),
+    managePanel(renderFleet, loadFleet),
     el(
       "div",
       { class: "tools" },

@@ -1,7 +1,7 @@
 // CML Worker Monitor dashboard — the banner that says, on every page, when figures are old.
 // A region not collected for two intervals means the monitor is not watching it: the page
 // would otherwise just age quietly. Polled, not pushed: when collection stops, no event comes.
-"use strict";
+import { $, Unauthorized, api } from "./core.js";
 
 async function checkFreshness() {
   const banner = $("#stale");
@@ -19,7 +19,7 @@ async function checkFreshness() {
   }
 }
 
-function watchFreshness() {
+export function watchFreshness() {
   checkFreshness();
   setInterval(checkFreshness, 15000);
 }

@@ -1,36 +1,51 @@
-// CML Worker Monitor dashboard — Live updates over SSE, routing between pages, and start-up. Loaded last.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+// CML Worker Monitor dashboard — The entry module (the page's one script): live updates over
+// SSE, routing between pages, and start-up. It imports the pages, which import what they use.
+import { renderActions } from "./actions.js";
+import { renderAlerts } from "./alerts.js";
+import { $, Unauthorized, askForToken, drawPage, el, main, onFleetPage, say, state } from "./core.js";
+import { loadFiring, loadFleet, renderFleet, workerRow } from "./fleet.js";
+import { watchFreshness } from "./freshness.js";
+import { finishSignIn } from "./signin.js";
+import { renderWorker } from "./worker.js";
 
+// A collection of one worker. The event's `worker` is the worker as `GET /api/workers/{id}`
+// answers it, so it replaces the one held, as it is: one shape whether read or told.
 function applyEvent(event) {
-  const worker = state.workers.get(event.worker_id);
-  if (!worker) return;
-  Object.assign(worker, {
-    status: event.status,
-    cpu_utilization: event.metrics.cpu_utilization,
-    memory_utilization: event.metrics.memory_utilization,
-    ec2_instance_state: event.ec2.instance_state,
-    ec2_system_status_check: event.ec2.system_status,
-    ec2_instance_status_check: event.ec2.instance_status,
-    active_labs_count: event.active_labs_count,
-    last_collected_at: event.timestamp,
-    cml: event.cml,
-    ec2_scheduled_events: event.ec2_scheduled_events || [],
-    idle: event.idle || worker.idle,
-    auto_pause: event.auto_pause,
-    metrics_source: event.metrics_source ?? null,
-  });
+  if (!state.workers.has(event.worker_id)) return; // a new worker shows with the next reload
+  const worker = event.worker;
+  if (!worker) return reloadSoon(); // from a collector older than `worker` (an upgrade under way)
+  state.workers.set(worker.id, worker);
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
   if (location.hash === `#/workers/${worker.id}`) {
     if (state.awaitingCollection === worker.id) {
       state.awaitingCollection = null;
-      say(worker.id, "settings-status", `collected at ${new Date(event.timestamp).toLocaleTimeString()}`);
+      say(worker.id, "settings-status", `collected at ${new Date(worker.last_collected_at).toLocaleTimeString()}`);
     }
     rerenderSoon();
   }
   refreshAlertsSoon();
+}
+
+let alertsTimer = null;
+function refreshAlertsSoon() {
+  // Alert state is written just after a collection: look once the burst of events is over.
+  clearTimeout(alertsTimer);
+  alertsTimer = setTimeout(async () => {
+    try {
+      await loadFiring();
+      rerenderSoon();
+    } catch (error) {
+      // the next refresh will tell
+    }
+  }, 1500);
+}
+
+// Events that carry no `worker`: the fleet is read again once their burst is over.
+let reloadTimer = null;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(refresh, 1500);
 }
 
 // The page in view, drawn again with fresh data, unless someone is typing in it.
@@ -123,30 +138,16 @@ async function start() {
 // readers without the browser scrolling the header away.
 window.addEventListener("hashchange", () => { route(); main.focus({ preventScroll: true }); window.scrollTo(0, 0); });
 
-// "signed in as <subject> (role)" and "Sign out", when the API asks who you are.
-function showWho() {
-  const who = $("#who");
-  if (!state.auth || state.auth.mode === "none" || !state.token) {
-    who.hidden = true;
-    return;
-  }
-  who.hidden = false;
-  who.replaceChildren(
-    el("span", { id: "signed-in-as", text: `signed in as ${state.subject || "?"} (${state.role})` }), " ",
-    el("button", { type: "button", class: "plain signout", id: "sign-out", text: "Sign out", onclick: signOut }),
-  );
-}
-
-function signOut() {
-  state.token = "";
-  sessionStorage.removeItem("cml-monitor-token");
-  clearInterval(state.refreshTimer);
-  if (state.streamAbort) state.streamAbort.abort();
-  state.workers = new Map();
-  $("#who").hidden = true;
-  drawPage(el("p", { class: "muted", text: "Signed out." }));
-  askForToken("You are signed out.");
-}
+// The sign-in dialog's token: kept for this browser session, and the dashboard starts with it.
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  if (!token) return;
+  state.token = token;
+  sessionStorage.setItem("cml-monitor-token", state.token);
+  $("#login").close();
+  start();
+});
 
 async function boot() {
   try {

@@ -1,8 +1,9 @@
 // CML Worker Monitor dashboard — Managing the fleet (admins): register a worker, import by tag
 // with a preview, rename, set or clear the controller URL, remove. Every form sends what was
 // typed and shows the API's own refusal, so the dashboard and the API say the same thing.
-// Plain scripts sharing one global scope (core.js first, main.js last).
-"use strict";
+// The page a form sits on hands it how to draw that page again (and reload the fleet), so
+// this module needs no page module and none needs it back.
+import { $, el, say, send, state, statusLine } from "./core.js";
 
 const manageState = { open: false, preview: null };
 
@@ -21,8 +22,9 @@ function parseTags(text) {
   return tags;
 }
 
-// The fleet page's "Add workers" panel (admins only).
-function managePanel() {
+// The fleet page's "Add workers" panel (admins only). `redraw()` draws the fleet page again,
+// `reload()` reads the fleet again from the API.
+export function managePanel(redraw, reload) {
   if (state.role !== "admin") return null;
   // Live updates redraw the fleet: keep the panel (and what is typed in it) unless it changed.
   const existing = document.getElementById("manage");
@@ -45,7 +47,7 @@ function managePanel() {
       for (const id of ["new-name", "new-instance", "new-url"]) $(`#${id}`).value = "";
       tell(`registered ${worker.name} (${worker.aws_instance_id}); its monitoring has started`);
       manageState.rebuild = true;
-      renderFleet();
+      redraw();
     } catch (error) {
       tell(`not registered: ${error.message}`);
     }
@@ -64,19 +66,19 @@ function managePanel() {
       tell(`no preview: ${error.message}`);
     }
     manageState.rebuild = true;
-    renderFleet();
+    redraw();
   };
   const runImport = async () => {
     try {
       const answer = await send("/api/workers/import", "POST", manageState.preview.request);
       manageState.preview = null;
-      await loadFleet();
+      await reload();
       tell(`imported ${answer.imported.length} worker(s): ${answer.imported.map((w) => w.name).join(", ") || "none"}`);
     } catch (error) {
       tell(`not imported: ${error.message}`);
     }
     manageState.rebuild = true;
-    renderFleet();
+    redraw();
   };
   const shown = manageState.preview;
   return el(
@@ -107,7 +109,8 @@ function managePanel() {
 }
 
 // The worker page's "Manage" section (admins only): rename, controller URL, remove.
-function manageWorkerSection(worker) {
+// `redraw()` draws the worker's page again.
+export function manageWorkerSection(worker, redraw) {
   if (state.role !== "admin") return null;
   const status = statusLine(worker.id, "edit-status");
   const tell = (text) => say(worker.id, "edit-status", text);
@@ -116,7 +119,7 @@ function manageWorkerSection(worker) {
       const saved = await send(`/api/workers/${worker.id}`, "PATCH", body);
       state.workers.set(saved.id, saved);
       tell(`${what}: saved`);
-      renderWorker(worker.id);
+      redraw();
     } catch (error) {
       tell(`${what} not saved: ${error.message}`);
     }

@@ -1,7 +1,6 @@
-// CML Worker Monitor dashboard — Single sign-on: authorization code with PKCE, in the browser, no client secret.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+// CML Worker Monitor dashboard — Signing in and out: single sign-on (authorization code with
+// PKCE, in the browser, no client secret), and the header's "signed in as … / Sign out".
+import { $, askForToken, drawPage, el, state } from "./core.js";
 
 const REDIRECT_URI = `${location.origin}/`;
 
@@ -30,7 +29,7 @@ async function signInWithIdp() {
 $("#sso").addEventListener("click", () => signInWithIdp());
 
 // Back from the IdP with ?code=…&state=…: trade the code for a token. Returns an error or "".
-async function finishSignIn() {
+export async function finishSignIn() {
   const params = new URLSearchParams(location.search);
   if (!params.has("code") && !params.has("error")) return "";
   const saved = JSON.parse(sessionStorage.getItem("cml-monitor-pkce") || "{}");
@@ -54,4 +53,29 @@ async function finishSignIn() {
   state.token = (await response.json()).access_token || "";
   sessionStorage.setItem("cml-monitor-token", state.token);
   return "";
+}
+
+// "signed in as <subject> (role)" and "Sign out", when the API asks who you are.
+export function showWho() {
+  const who = $("#who");
+  if (!state.auth || state.auth.mode === "none" || !state.token) {
+    who.hidden = true;
+    return;
+  }
+  who.hidden = false;
+  who.replaceChildren(
+    el("span", { id: "signed-in-as", text: `signed in as ${state.subject || "?"} (${state.role})` }), " ",
+    el("button", { type: "button", class: "plain signout", id: "sign-out", text: "Sign out", onclick: signOut }),
+  );
+}
+
+function signOut() {
+  state.token = "";
+  sessionStorage.removeItem("cml-monitor-token");
+  clearInterval(state.refreshTimer);
+  if (state.streamAbort) state.streamAbort.abort();
+  state.workers = new Map();
+  $("#who").hidden = true;
+  drawPage(el("p", { class: "muted", text: "Signed out." }));
+  askForToken("You are signed out.");
 }

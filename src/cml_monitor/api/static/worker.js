@@ -1,7 +1,14 @@
 // CML Worker Monitor dashboard — A worker page: details, CML controller, idle state and actions, thresholds, chart, alerts.
-// Plain scripts sharing one global scope (core.js first, main.js last): no build step, nothing
-// fetched from the internet.
-"use strict";
+import {
+  acknowledgement, alertDetail, alertValue, openAlertDialog, silenceMarker, silencedUntil,
+} from "./alertwork.js";
+import { RANGES, chart } from "./chart.js";
+import { confirmAction } from "./confirm_action.js";
+import {
+  $, KIND_NAMES, ago, api, badge, bar, drawPage, el, fact, loadPage, say, send, state, statusLine, thresholdOf,
+} from "./core.js";
+import { cmlVerdict } from "./fleet.js";
+import { manageWorkerSection } from "./manage.js";
 
 const SOURCE_NAMES = { raw: "samples", hourly: "hourly roll-up", "hourly+raw": "hourly roll-up, then samples for the latest hours" };
 
@@ -13,7 +20,7 @@ function metricsSource(worker) {
 // Which action the instance's state allows (as the API decides): others are shown disabled.
 const ACTION_FROM = { stop: ["running", "pending"], start: ["stopped"], reboot: ["running"] };
 
-async function renderWorker(id) {
+export async function renderWorker(id) {
   const until = new Date();
   const since = new Date(until - RANGES[state.range]);
   const loaded = await loadPage(`#/workers/${id}`, () => [el("h1", { text: "Worker not found" }), el("p", {}, el("a", { href: "#/", text: "Back to the fleet" }))], [
@@ -52,7 +59,7 @@ async function renderWorker(id) {
     scheduledEventsSection(worker),
     idleSection(worker, actions.items),
     monitoringSection(worker),
-    manageWorkerSection(worker),
+    manageWorkerSection(worker, () => renderWorker(worker.id)),
     el("h2", {}, "CPU and memory ", el("span", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons)),
     el(
       "div",
