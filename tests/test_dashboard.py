@@ -442,11 +442,15 @@ async def test_alert_work_from_the_alerts_page_ack_silence_and_end(browser: Brow
         assert sorted((s["worker_id"] or "", s["kind"] or "") for s in stored) == sorted(
             [(hot.id, "cpu"), ("", "cpu"), (other.id, "")]
         )
-        assert await page.locator("#silences tbody tr").count() == 3
-        for _ in range(3):
+        # The page redraws after each change: wait for it, so a click never lands on a row of
+        # the page before (an "End now" for a silence already ended).
+        silence_rows = "document.querySelectorAll('#silences tbody tr').length"
+        await until(page, f"{silence_rows} === 3")
+        for left in (2, 1, 0):
             await page.locator("#silences button.end-silence").first.click()
             await until(page, "document.querySelector('#alert-status').textContent === 'end silence: done'")
             await page.evaluate("document.querySelector('#alert-status').textContent = ''")
+            await until(page, f"{silence_rows} === {left}")
         await until(page, "!document.querySelector('#silences')")
         await until(page, "!document.querySelector('#alerts .badge.silenced')")
         await page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
