@@ -78,16 +78,18 @@ def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> 
     process = spawn_cli(["serve"], env, tmp_path, quiet=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/health").status_code == 200)
-        for name, instance in (("busy", busy), ("quiet", quiet)):
-            body = {
-                "name": name,
-                "aws_region": "us-east-1",
-                "aws_instance_id": instance.instance_id,
-                "cml_url": sim.controller_url(instance.instance_id),
-            }
-            assert httpx.post(f"{base}/api/workers", json=body).status_code == 201
+        # Prometheus first: it applies new scrape targets only every 5 s, which overlaps the
+        # service's start-up this way (its scrapes fail until the port answers).
         with prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"]) as prom:
+            wait_until(lambda: httpx.get(f"{base}/health").status_code == 200)
+            for name, instance in (("busy", busy), ("quiet", quiet)):
+                body = {
+                    "name": name,
+                    "aws_region": "us-east-1",
+                    "aws_instance_id": instance.instance_id,
+                    "cml_url": sim.controller_url(instance.instance_id),
+                }
+                assert httpx.post(f"{base}/api/workers", json=body).status_code == 201
             missing = _wait_for_data(prom, _queries(json.loads(DASHBOARD.read_text())), deadline=90)
             assert missing == [], missing
             label = httpx.get(
