@@ -17,8 +17,8 @@ JOBS_KEY = "cml_monitor.jobs"
 RUN_TIMES_KEY = "cml_monitor.run_times"
 
 
-def redis_job_store(url: str) -> RedisJobStore:
-    """APScheduler's Redis job store; a command fails after 5 s without an answer.
+def redis_job_store(url: str, timeout: float = 5.0) -> RedisJobStore:
+    """APScheduler's Redis job store; a command fails after `timeout` seconds without an answer.
 
     A command whose connection failed is tried once more at once, on a fresh connection (a
     pooled one dies when Redis restarts), and no more; one that timed out is not retried. Every
@@ -39,7 +39,7 @@ def redis_job_store(url: str) -> RedisJobStore:
         db=db,
         jobs_key=JOBS_KEY,
         run_times_key=RUN_TIMES_KEY,
-        socket_timeout=5,
+        socket_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         **connect_args,
     )
@@ -61,7 +61,9 @@ def database_job_store_url(database_url: str) -> str:
     return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
-def build_job_store(job_store_url: str, database_url: str) -> BaseJobStore:
+def build_job_store(job_store_url: str, database_url: str, *, timeout: float = 5.0) -> BaseJobStore:
+    """Redis when `job_store_url` names one (`timeout`: seconds a command may take), else the
+    database."""
     if job_store_url:
-        return redis_job_store(job_store_url)
+        return redis_job_store(job_store_url, timeout)
     return SQLAlchemyJobStore(url=database_job_store_url(database_url), tablename="apscheduler_jobs")
