@@ -110,9 +110,6 @@ class RegionJobs:
 
     async def _call(self, call: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
         future = asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
-        # Not `wait_for`: on Python 3.11 a cancellation that meets a call just failing is lost
-        # (wait_for raises the call's error instead), and a loop that goes on after errors (the
-        # scheduler's wake) then never stops.
         async with asyncio.timeout(timeout):
             return await future
 
