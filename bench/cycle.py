@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,8 @@ async def run_seed(fleet: dict[str, Any], budget: float) -> dict[str, Any]:
     instances = fleet["instances"]
     throttled_before = fetch_stats(fleet["url"])["throttled"]
     calls = 0
+    completed_calls = 0  # the calls of the workers done or failed (the extrapolation's base)
+    mine: ContextVar[list[int] | None] = ContextVar("seed_worker_calls", default=None)
     done = 0
     failed = 0
     started = time.perf_counter()
@@ -336,17 +339,22 @@ async def run_seed(fleet: dict[str, Any], budget: float) -> dict[str, Any]:
         def count(**_: Any) -> None:
             nonlocal calls
             calls += 1
+            worker_calls = mine.get()
+            if worker_calls is not None:
+                worker_calls[0] += 1
 
         ec2.meta.events.register("before-send", count)
         cw.meta.events.register("before-send", count)
 
         async def worker() -> None:
-            nonlocal done, failed
-            while time.perf_counter() < deadline:
+            nonlocal done, failed, completed_calls
+            while True:
                 try:
                     instance = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
+                worker_calls = [0]
+                mine.set(worker_calls)  # this task's own context
                 dims = [{"Name": "InstanceId", "Value": instance["instance_id"]}]
                 end = datetime.now(UTC)
                 try:
@@ -366,13 +374,22 @@ async def run_seed(fleet: dict[str, Any], budget: float) -> dict[str, Any]:
                     done += 1
                 except Exception:
                     failed += 1
+                completed_calls += worker_calls[0]
 
-        await asyncio.gather(*(worker() for _ in range(50)))
+        # The budget holds: the workers still at it when it runs out (retrying a throttled call,
+        # say) are stopped, and only the workers done or failed count.
+        tasks = [asyncio.ensure_future(worker()) for _ in range(50)]
+        _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.perf_counter()))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
     elapsed = time.perf_counter() - started
     finished = done + failed == len(instances)
     extrapolated = elapsed if finished or done == 0 else elapsed * len(instances) / max(1, done + failed)
     return {
-        "seed_aws_calls": calls if finished else round(calls * len(instances) / max(1, done + failed)),
+        "seed_aws_calls": calls
+        if finished
+        else round(completed_calls * len(instances) / max(1, done + failed)),
         "seed_aws_calls_measured": calls,
         "seed_workers_done": done,
         "seed_workers_failed": failed,

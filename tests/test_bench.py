@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from cml_monitor.aws import AwsEc2Client
 from cml_monitor.monitoring import FleetCollector
 from cml_monitor.storage import CMLWorkerRepository
 
-from .conftest import REGION
+from .conftest import POSTGRES_URL, REGION
 from .helpers import register
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,9 @@ KEYS = {
 }
 
 
-def test_the_bench_prints_its_json_line_and_meets_the_formula() -> None:
+def test_the_bench_prints_its_json_line_and_meets_the_formula(redis_url: str) -> None:
+    # The bench's job store is the tests' Redis database (it empties it), never its own default.
+    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_POSTGRES_URL": POSTGRES_URL}
     result = subprocess.run(
         [
             sys.executable,
@@ -47,6 +50,7 @@ def test_the_bench_prints_its_json_line_and_meets_the_formula() -> None:
             "3",
         ],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -125,8 +125,8 @@ def test_the_demo_story_auto_pauses_an_idle_worker_and_snoozes_one_started_by_ha
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "DATABASE_URL"))}
     code = (
         "from cml_monitor.demo import DemoTiming, run_demo\n"
-        f"raise SystemExit(run_demo(workers=4, port={port}, timing=DemoTiming(poll_interval=2,"
-        " idle_timeout=4, idle_check_interval=1, grace=3, start_by_hand_after=1)))\n"
+        f"raise SystemExit(run_demo(workers=4, port={port}, timing=DemoTiming(poll_interval=1,"
+        " idle_timeout=2, idle_check_interval=1, grace=2, start_by_hand_after=1)))\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code],

@@ -137,11 +137,19 @@ async def test_a_queue_that_refuses_access_is_reported_and_polling_goes_on(
     await _cycle(app)  # collections are not affected
     assert await _status(app, worker_id) == "running"
     queue.faults.access_denied = False
+    # A state change for the next receive to come back with at once: on an empty queue it is a
+    # 20 s long poll, and the problem is cleared when a receive answers.
+    sim.fleet.stop(instance.instance_id, requested=False)
 
     async def recovered() -> bool:
         return (await app.client.get("/ready")).json()["checks"].get("events_queue") == "ok"
 
     await eventually(recovered, timeout=30)  # the backoff is 1, 2, 4 … s
+
+    async def stopped() -> bool:
+        return await _status(app, worker_id) == "stopped"
+
+    await eventually(stopped, timeout=10)  # read from the queue again
 
 
 async def test_a_message_received_but_not_applied_before_a_crash_is_applied_after_restart(

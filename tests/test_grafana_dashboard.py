@@ -78,16 +78,18 @@ def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> 
     process = spawn_cli(["serve"], env, tmp_path, quiet=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/health").status_code == 200)
-        for name, instance in (("busy", busy), ("quiet", quiet)):
-            body = {
-                "name": name,
-                "aws_region": "us-east-1",
-                "aws_instance_id": instance.instance_id,
-                "cml_url": sim.controller_url(instance.instance_id),
-            }
-            assert httpx.post(f"{base}/api/workers", json=body).status_code == 201
+        # Prometheus first: it applies new scrape targets only every 5 s, which overlaps the
+        # service's start-up this way (its scrapes fail until the port answers).
         with prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"]) as prom:
+            wait_until(lambda: httpx.get(f"{base}/health").status_code == 200)
+            for name, instance in (("busy", busy), ("quiet", quiet)):
+                body = {
+                    "name": name,
+                    "aws_region": "us-east-1",
+                    "aws_instance_id": instance.instance_id,
+                    "cml_url": sim.controller_url(instance.instance_id),
+                }
+                assert httpx.post(f"{base}/api/workers", json=body).status_code == 201
             missing = _wait_for_data(prom, _queries(json.loads(DASHBOARD.read_text())), deadline=90)
             assert missing == [], missing
             label = httpx.get(
@@ -99,6 +101,24 @@ def test_every_panel_query_returns_data(sim: FleetSimulator, tmp_path: Path) -> 
     assert process.returncode == 0, output
 
 
+SUBQUERY_STEP = re.compile(r"\[[^\]:]+:(\d+)([sm])\]")
+
+
+def _params(expr: str) -> dict[str, str]:
+    """The instant query's parameters: now, except for a `[range:step]` subquery.
+
+    A subquery is evaluated at whole multiples of its step only (whole minutes for `1m`), so on
+    a Prometheus started seconds ago it has nothing until the clock passes the next one: it is
+    asked at that coming step instead (its samples looked back to from there, as from any
+    instant) rather than the test waiting up to a minute for the wall clock.
+    """
+    steps = [int(n) * (60 if unit == "m" else 1) for n, unit in SUBQUERY_STEP.findall(expr)]
+    if not steps:
+        return {"query": expr}
+    step = max(steps)
+    return {"query": expr, "time": str((int(time.time()) // step + 1) * step)}
+
+
 def _wait_for_data(prom: str, queries: list[tuple[str, str]], deadline: float) -> list[tuple[str, str]]:
     """Poll each query until it returns a series; what never did by the deadline."""
     pending = list(queries)
@@ -107,7 +127,7 @@ def _wait_for_data(prom: str, queries: list[tuple[str, str]], deadline: float) -
         while pending and time.monotonic() < end:
             still = []
             for title, expr in pending:
-                answer = client.get(f"{prom}/api/v1/query", params={"query": _fill(expr)}).json()
+                answer = client.get(f"{prom}/api/v1/query", params=_params(_fill(expr))).json()
                 assert answer["status"] == "success", (title, expr, answer)
                 if not answer["data"]["result"]:
                     still.append((title, expr))

@@ -221,7 +221,14 @@ async def test_no_request_waits_on_a_frozen_job_store(
 ) -> None:
     redis = PrivateRedis(tmp_path).start()
     try:
-        app = await monitor(sqlite_url, background_job_store_url=redis.url, worker_metrics_poll_interval=2)
+        # A frozen store fails a command after 2.5 s (5 s by default): still longer than any
+        # answer below may take, so a request that waited on the store could not pass.
+        app = await monitor(
+            sqlite_url,
+            background_job_store_url=redis.url,
+            background_job_store_timeout=2.5,
+            worker_metrics_poll_interval=2,
+        )
         ids = await _register(app.client, sim, 3)
 
         async def collected() -> bool:

@@ -79,7 +79,7 @@ class Capture:
 
 @pytest.fixture
 def stopped_instances(moto: Moto) -> Iterator[list[str]]:
-    ids = moto.run_instances(len(FORBIDDEN) + 1)
+    ids = moto.run_instances(2)  # one the forbidden URL is refused for, one it is patched onto
     moto.ec2().stop_instances(InstanceIds=ids)
     yield ids
 

@@ -102,6 +102,9 @@ MEANINGS: dict[str, str] = {
     "database_timeout": "seconds a database statement may take: a hung database costs a 503, not a hung"
     " request",
     "background_job_store_url": "empty: the jobs live in the database; `redis://host:6379/1`: in Redis",
+    "background_job_store_timeout": (
+        "seconds a Redis job-store command may take: a hung Redis costs this, and `/ready` says so"
+    ),
     "event_bus_url": "empty: events stay in the process; `redis://…`: every replica's live stream sees every"
     " collection",
     "cml_monitor_role": "`all`; `api` (HTTP only); `collector` (monitoring, alerting and actions; HTTP only"

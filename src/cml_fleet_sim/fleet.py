@@ -256,11 +256,17 @@ class SimulatedFleet:
             return self._transition(instance, "pending")
         return instance.state, instance.state
 
-    def stop(self, instance_id: str, *, requested: bool = True) -> tuple[str, str]:
+    def stop(self, instance_id: str, *, requested: bool = True, instant: bool = False) -> tuple[str, str]:
+        """Stop a running or pending instance; `instant` skips the stopping transition (an
+        instance that was already stopped when the story begins)."""
         instance = self._require(instance_id)
         if instance.state in ("running", "pending"):
             instance.stopped_by_request = requested
-            return self._transition(instance, "stopping")
+            previous, state = self._transition(instance, "stopping")
+            if instant and state == "stopping":
+                instance.state = "stopped"
+                self._emit(instance)
+            return previous, instance.state
         return instance.state, instance.state
 
     def terminate(self, instance_id: str) -> tuple[str, str]:

@@ -203,10 +203,25 @@ def _md5(body: str) -> str:
     return hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
 
 
+async def _disconnected(request: Request) -> None:
+    """Return when the client hangs up (the body has been read: only `http.disconnect` is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def sqs_response(queue: SimulatedQueue, request: Request, operation: str) -> Response:
     body = await request.body()
     params = json.loads(body) if body else {}
-    status, answer = await queue.handle(operation, params)
+    # A long poll ends when its client hangs up (a consumer cancelled, a process stopped), as
+    # SQS's does: it takes no message for nobody, and does not hold the server's stop.
+    handling = asyncio.ensure_future(queue.handle(operation, params))
+    gone = asyncio.ensure_future(_disconnected(request))
+    await asyncio.wait({handling, gone}, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if not handling.done():
+        handling.cancel()
+        return Response(status_code=499)  # nobody reads it
+    status, answer = handling.result()
     headers = {}
     if status != 200:
         code = answer["__type"].split("#")[-1]

@@ -106,10 +106,11 @@ def run_demo(
     idle = instances[0].instance_id
     simulator.set_labs(idle, 0, 1)
     simulator.fleet.set_metrics(idle, cpu=2.0, memory=30.0)
-    # The second starts stopped; the story starts it by hand, through the monitor.
+    # The second starts stopped (not stopping for 45 s first); the story starts it by hand,
+    # through the monitor.
     by_hand = instances[1].instance_id if len(instances) > 1 else None
     if by_hand is not None:
-        simulator.fleet.stop(by_hand, requested=True)
+        simulator.fleet.stop(by_hand, requested=True, instant=True)
     fleet = [
         Worker.register(
             name=f"cml-{instance.region.split('-')[0]}{instance.region.split('-')[-1]}-{number:02d}",

@@ -275,7 +275,11 @@ def build_runtime(settings: Settings, *, event_bus: EventBusFactory | None = Non
             *([heartbeat.note] if heartbeat is not None else []),
         ],
     )
-    job_store = build_job_store(settings.background_job_store_url, settings.database_url)
+    job_store = build_job_store(
+        settings.background_job_store_url,
+        settings.database_url,
+        timeout=settings.background_job_store_timeout,
+    )
     jobs = RegionJobs(job_store, poll_interval=poll, clock=clock)
     scheduler = WorkerMonitoringScheduler(monitor, monitored, repository, jobs, poll_interval=poll)
     unreachable = UnreachableCheck(

@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./data/cml-monitor.db"
     database_timeout: float = Field(30.0, gt=0, le=600)
     background_job_store_url: str = ""
+    background_job_store_timeout: float = Field(5.0, gt=0, le=60)
     event_bus_url: str = ""
     cml_monitor_role: Literal["all", "api", "collector"] = "all"
     # Never silent: a dead-man's switch pinged while collection works (empty = off).
