@@ -113,7 +113,7 @@ def main() -> None:
     on_bus = getattr(WorkerMetricsCollected, "to_bus_json", WorkerMetricsCollected.to_json)
     payload = json.dumps([on_bus(e) for e in events])
     hub = EventHub()
-    as_sent = getattr(hub, "event_json", WorkerMetricsCollected.to_json)  # likewise for the hub
+    as_sent = getattr(hub, "worker_of", WorkerMetricsCollected.to_json)  # the dashboard's stream
 
     figures = {
         "workers": args.workers,

@@ -292,16 +292,21 @@ async def test_a_live_metrics_event_carries_the_worker_exactly_as_get_answers_it
     await eventually(lambda: _collected(app, worker_id))  # the collection registering asked for
 
     stream = app.runtime.live_events.subscribe()
+    as_worker = app.runtime.live_events.subscribe(shape="worker")
     taken = asyncio.ensure_future(stream.__anext__())
+    taken_as_worker = asyncio.ensure_future(as_worker.__anext__())
     await asyncio.sleep(0)  # subscribed
     await cycle(app)
     ((kind, data),) = sse_events(await asyncio.wait_for(taken, 5))
+    ((worker_kind, worker_data),) = sse_events(await asyncio.wait_for(taken_as_worker, 5))
     await stream.aclose()
+    await as_worker.aclose()
     event = json.loads(data)
     answered = await app.worker(worker_id)
 
-    assert kind == "metrics" and event["worker_id"] == worker_id
-    assert event["worker"] == answered
+    assert kind == worker_kind == "metrics" and event["worker_id"] == worker_id
+    assert json.loads(worker_data) == answered  # the dashboard's stream: the worker as GET says it
+    assert "worker" not in event  # a script's stream: the event as it always was
     assert answered["monitoring"]["active"] and answered["monitoring"]["next_run_at"]
     assert answered["cml"]["reachable"] and answered["ec2_scheduled_events"]
     assert answered["cpu_threshold"] == 80.0 and answered["active_labs_count"] == 2

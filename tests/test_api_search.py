@@ -93,6 +93,10 @@ async def test_bad_filter_values_name_the_field(api_factory, moto: Moto) -> None
         response = await api.client.get("/api/workers", params=params)
         assert response.status_code == 422, params
         assert [item["loc"][-1] for item in response.json()["detail"]] == [field]
+    # The live stream's shape is one of two: anything else is refused before the stream opens.
+    response = await api.client.get("/api/events", params={"shape": "everything"})
+    assert response.status_code == 422
+    assert [item["loc"] for item in response.json()["detail"]] == [["query", "shape"]]
 
 
 async def test_by_instance(api_factory, moto: Moto) -> None:  # type: ignore[no-untyped-def]

@@ -13,15 +13,21 @@ its stream ends (the server aborts the connection itself once its socket has tak
 as long, see `api.stalled_clients`). Every stream opens with a `resync` event, so a client that
 reconnects reloads what it missed while it was away.
 
-A `metrics` event carries, besides the fields it always had, `worker`: the worker exactly as
-`GET /api/workers/{id}` answers it, built by the same function (`domain.worker_json`), so the
-dashboard keeps one shape of a worker whether it asked or was told. It is built here, at the
-edge, once per event and only while someone is subscribed, from the event itself (which carries
-the few fields of the worker its own do not say, `WorkerMetricsCollected.to_worker`). Not in
-the collector, and not carried whole over the buses: that doubled each event's JSON on the
-local channel and Redis, and cost 7 % of a 10,000-worker cycle's CPU whether anybody watched or
-not; this way it costs 2.5 % unwatched, 5 % watched (`bench.event_path`; docs/architecture.md,
-"The dashboard's one shape").
+A stream has one of two shapes, chosen when it opens (`GET /api/events?shape=`):
+- `event` (the default): each `metrics` event is the collection's event JSON, as scripts and the
+  seed's observers have always read it;
+- `worker` (the dashboard's): each `metrics` event is the worker exactly as `GET
+  /api/workers/{id}` answers it, built by the same function (`domain.worker_json`), so the
+  dashboard keeps one shape of a worker whether it asked or was told.
+Each shape is encoded once per batch, and only while a client of that shape listens. The worker
+is built here, at the edge, from the event itself (which carries the few fields of the worker its
+own do not say, `WorkerMetricsCollected.to_worker`): not in the collector, and not carried whole
+over the buses, which doubled each event's JSON on the local channel and Redis and cost 7 % of a
+10,000-worker cycle's CPU whether anybody watched or not. Nor as a `worker` key added to every
+`event`-shaped event: that doubled the bytes every script's stream was sent, and with 200
+clients the API's p95 in the seconds after a cycle starts went from about 50 ms to 120-300 ms
+(`bench.load`). An event that cannot say the whole worker (from a collector older than this)
+gives the `worker` streams one `resync` for its batch: the dashboard then reloads the fleet.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ logger = logging.getLogger(__name__)
 
 STALL_SECONDS = 30.0
 WRITE_BYTES = 256 * 1024
-# Two cycles of a 10,000-worker fleet for a client that reads: a `metrics` event is ~2 KB (~3.5
-# KB with a controller) since it carries `worker`, about twice what it was when this was 16 MiB.
+# Two cycles of a 10,000-worker fleet for a client that reads (a `worker`-shaped event is ~1 KB,
+# ~2 KB with a controller).
 MAX_BACKLOG_BYTES = 40 * 1024 * 1024
+SHAPES = ("event", "worker")
 
 
 def not_scheduled(worker: Worker) -> datetime | None:
@@ -68,7 +75,8 @@ def events_in(chunk: bytes) -> int:
 class Subscriber:
     """One client's backlog: batches not taken yet, their bytes, since when data has waited."""
 
-    def __init__(self) -> None:
+    def __init__(self, shape: str = "event") -> None:
+        self.shape = shape  # which frames it is sent (`SHAPES`)
         self.backlog: deque[bytes] = deque()
         self.bytes = 0
         self.waiting_since: float | None = None  # when data first waited untaken, None if none
@@ -131,29 +139,38 @@ class EventHub:
         self.disconnected = 0  # clients dropped for not taking data
 
     async def observe(self, events: Sequence[WorkerMetricsCollected]) -> None:
-        """Observer of the monitoring loop: a region's events, encoded once, to every client.
+        """Observer of the monitoring loop: a region's events, encoded once per shape, to every client.
 
-        The batch is encoded once and queued once per client: 500 workers and 200 clients cost
-        200 queue writes, not 100,000, so the loop stays free for API requests.
+        The batch is encoded once per shape that has a client and queued once per client: 500
+        workers and 200 clients cost 200 queue writes, not 100,000, so the loop stays free for
+        API requests.
         """
         if not events or not self._subscribers:
             return
-        frames = []
-        for index, event in enumerate(events, start=1):
-            frames.append(frame("metrics", self.event_json(event)))
-            if index % 200 == 0:
-                await asyncio.sleep(0)  # a region of thousands is encoded in slices
-        self._put(b"".join(frames))
+        listening = {subscriber.shape for subscriber in self._subscribers}
+        for shape in SHAPES:
+            if shape not in listening:
+                continue
+            frames = []
+            unknown = False
+            for index, event in enumerate(events, start=1):
+                if shape == "event":
+                    frames.append(frame("metrics", event.to_json()))
+                elif (data := self.worker_of(event)) is not None:
+                    frames.append(frame("metrics", data))
+                else:
+                    unknown = True
+                if index % 200 == 0:
+                    await asyncio.sleep(0)  # a region of thousands is encoded in slices
+            if unknown:
+                frames.append(frame("resync", {"dropped": 0, "reason": "worker unknown"}))
+            self._put(b"".join(frames), shape)
 
-    def event_json(self, event: WorkerMetricsCollected) -> dict[str, Any]:
-        """A `metrics` event as clients get it: its JSON and `worker`, the worker as `GET
-        /api/workers/{id}` answers it (left out for an event that cannot say the whole worker,
-        one from a collector older than this: the dashboard then reloads the fleet)."""
-        data = event.to_json()
+    def worker_of(self, event: WorkerMetricsCollected) -> dict[str, Any] | None:
+        """The worker as `GET /api/workers/{id}` answers it after this collection, or None for an
+        event that cannot say the whole worker (from a collector older than the fields it needs)."""
         worker = event.to_worker()
-        if worker is not None:
-            data["worker"] = worker_json(worker, self.next_run(worker))
-        return data
+        return None if worker is None else worker_json(worker, self.next_run(worker))
 
     @property
     def subscribers(self) -> int:
@@ -167,9 +184,12 @@ class EventHub:
     def publish(self, event: str, data: dict[str, Any]) -> None:
         self._put(frame(event, data))
 
-    def _put(self, chunk: bytes) -> None:
+    def _put(self, chunk: bytes, shape: str | None = None) -> None:
+        """Queue `chunk` for every client, or only for those of `shape`."""
         now = self._clock()
         for subscriber in list(self._subscribers):
+            if shape is not None and subscriber.shape != shape:
+                continue
             waited = now - subscriber.waiting_since if subscriber.waiting_since is not None else 0.0
             if waited >= self._stall_seconds:
                 self._drop(subscriber, f"took no data for {waited:.0f} s")
@@ -202,13 +222,15 @@ class EventHub:
             why,
         )
 
-    async def subscribe(self, *, greeting: bytes | None = None) -> AsyncIterator[bytes]:
-        """Encoded events as they come; what queued up meanwhile goes out as one write.
+    async def subscribe(self, *, greeting: bytes | None = None, shape: str = "event") -> AsyncIterator[bytes]:
+        """Encoded events of `shape` as they come; what queued up meanwhile goes out as one write.
 
         `greeting` is queued first, once the client is subscribed: nothing published after it
         is missed. The stream ends when the hub drops the client.
         """
-        subscriber = Subscriber()
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
+        subscriber = Subscriber(shape)
         self._subscribers.add(subscriber)
         if greeting is not None:
             subscriber.add(greeting, self._clock())

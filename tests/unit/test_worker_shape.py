@@ -1,9 +1,12 @@
 """One shape of a worker: what `GET /api/workers/{id}` answers is what a live event's `worker`
 says, because an event is the whole worker (`to_worker`) and both go through `worker_json`."""
 
+import asyncio
 import json
 from dataclasses import MISSING, fields
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from cml_monitor.domain import Worker, WorkerMetricsCollected, WorkerStatus, worker_json
 from cml_monitor.domain.cml import CmlStatus, ComputeHealth
@@ -165,18 +168,30 @@ def test_timestamps_read_the_same_whatever_their_zone() -> None:
     assert to_iso(None) is None
 
 
-def test_the_live_event_is_its_json_and_the_worker_as_the_api_answers_it() -> None:
-    from cml_monitor.live_events import EventHub
+async def test_each_stream_shape_gets_its_frames_and_the_worker_is_as_the_api_answers_it() -> None:
+    from cml_monitor.live_events import EventHub, frame
 
     worker = every_field_set()
     event = metrics_event(worker, WorkerStatus.PENDING)
     hub = EventHub()
     hub.next_run = lambda seen: AT if seen == worker else None
-    data = hub.event_json(event)
-    assert list(data) == [*EVENT_KEYS, "worker"]
-    assert {k: v for k, v in data.items() if k != "worker"} == event.to_json()
-    assert data["worker"] == worker_json(worker, AT)
-    assert "worker" not in hub.event_json(make_event())  # no worker to say: none, not half one
+    assert hub.worker_of(event) == worker_json(worker, AT)
+    assert hub.worker_of(make_event()) is None  # no worker to say: none, not half one
+
+    as_event, as_worker = hub.subscribe(), hub.subscribe(shape="worker")
+    got_event, got_worker = (
+        asyncio.ensure_future(as_event.__anext__()),
+        asyncio.ensure_future(as_worker.__anext__()),
+    )
+    await asyncio.sleep(0)  # both subscribed
+    await hub.observe([event, make_event()])
+    assert await got_event == frame("metrics", event.to_json()) + frame("metrics", make_event().to_json())
+    # The event from an older collector cannot say its worker: one resync, the dashboard reloads.
+    assert await got_worker == frame("metrics", worker_json(worker, AT)) + frame(
+        "resync", {"dropped": 0, "reason": "worker unknown"}
+    )
+    with pytest.raises(ValueError):
+        await hub.subscribe(shape="nonsense").__anext__()
 
 
 def test_a_frame_is_what_sse_starlette_would_encode() -> None:

@@ -10,10 +10,10 @@ import { renderWorker } from "./worker.js";
 
 // A collection of one worker. The event's `worker` is the worker as `GET /api/workers/{id}`
 // answers it, so it replaces the one held, as it is: one shape whether read or told.
-function applyEvent(event) {
-  if (!state.workers.has(event.worker_id)) return; // a new worker shows with the next reload
-  const worker = event.worker;
-  if (!worker) return reloadSoon(); // from a collector older than `worker` (an upgrade under way)
+// The stream is opened with `?shape=worker`: each event is the worker as GET /api/workers/{id}
+// answers it, kept as it is.
+function applyEvent(worker) {
+  if (!state.workers.has(worker.id)) return; // a new worker shows with the next reload
   state.workers.set(worker.id, worker);
   const row = document.querySelector(`tr[data-worker="${worker.id}"]`);
   if (row) row.replaceWith(workerRow(worker));
@@ -41,13 +41,6 @@ function refreshAlertsSoon() {
   }, 1500);
 }
 
-// Events that carry no `worker`: the fleet is read again once their burst is over.
-let reloadTimer = null;
-function reloadSoon() {
-  clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(refresh, 1500);
-}
-
 // The page in view, drawn again with fresh data, unless someone is typing in it.
 let rerenderTimer = null;
 function rerenderSoon() {
@@ -65,7 +58,7 @@ async function streamEvents() {
     try {
       const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
       state.streamAbort = new AbortController();
-      const response = await fetch("/api/events", { headers, signal: state.streamAbort.signal });
+      const response = await fetch("/api/events?shape=worker", { headers, signal: state.streamAbort.signal });
       if (response.status === 401) { streaming = false; return askForToken(); }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       live.textContent = "live";
