@@ -139,7 +139,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_file, settings.log_format)
     configure_tracing()
-    app = create_app(settings, runtime=serve_runtime(settings))
+    app = create_app(settings, runtime=serve_runtime(settings), freeze_heap=True)
     limits = HttpLimits(
         header_timeout=settings.cml_monitor_http_header_timeout,
         body_timeout=settings.cml_monitor_http_body_timeout,

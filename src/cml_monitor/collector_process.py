@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from cml_monitor.event_bus import EventBus
+from cml_monitor.heap import freeze_startup_heap
 from cml_monitor.local_bus import ChannelClient
 from cml_monitor.monitoring import ObserverPublisher
 from cml_monitor.runtime import MonitorRuntime, build_runtime
@@ -111,6 +112,7 @@ async def run_collector(settings: Settings, path: str) -> None:
         await client.start()
     try:
         async with runtime:
+            freeze_startup_heap()
             snapshots = loop.create_task(_send_snapshots(client, service))
             logger.info("Collector process ready")
             await stop.wait()

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cml_monitor import __version__
+from cml_monitor.heap import freeze_startup_heap
 from cml_monitor.runtime import MonitorRuntime, build_runtime
 from cml_monitor.settings import Settings, load_settings
 from cml_monitor.storage import StorageError
@@ -39,10 +40,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 mimetypes.add_type("text/javascript", ".js")
 
 
-def create_app(settings: Settings | None = None, *, runtime: MonitorRuntime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, runtime: MonitorRuntime | None = None, freeze_heap: bool = False
+) -> FastAPI:
     """Build the app around a runtime: the one given (`serve` and the demo pass the supervised
     one, whose collection runs in a child process), else one built from the settings (read from
-    the environment if none)."""
+    the environment if none). `freeze_heap`: once started, exempt what start-up built from
+    garbage collection (`heap.freeze_startup_heap`; for a service process, never in tests)."""
     settings = settings or (runtime.settings if runtime else load_settings())
     runtime = runtime or build_runtime(settings)
 
@@ -68,6 +72,8 @@ def create_app(settings: Settings | None = None, *, runtime: MonitorRuntime | No
                 "Cannot start: %s", exc if str(exc) else type(exc).__name__, exc_info=exc if debug else None
             )
             raise
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             logger.info("CML Worker Monitor %s ready", __version__)
             try:
